@@ -1,0 +1,19 @@
+"""labkit: build a small flannel cluster out of network namespaces.
+
+A node is a network namespace, etcd is a real etcd, ``flannel.1`` is a real
+kernel VXLAN device. ``Lab`` is the one object the CLI and the notebooks hold.
+"""
+import os as _os
+
+# python-etcd3's generated protobuf code only loads with the pure-Python
+# protobuf runtime; this must be set before protobuf is first imported.
+_os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):  # lazy: `import labkit` stays cheap for in-node helpers
+    if name in ("Lab", "LabSpec", "LabError"):
+        from . import lab, spec, errors
+        return {"Lab": lab.Lab, "LabSpec": spec.LabSpec, "LabError": errors.LabError}[name]
+    raise AttributeError(name)

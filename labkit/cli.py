@@ -1,0 +1,212 @@
+"""`labkit`: argument parsing and printing only; every behaviour lives in Lab and friends."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from .errors import LabError
+
+DEFAULT_NAME = os.environ.get("LABKIT_NAME", "lab")
+
+EPILOG = """examples:
+  labkit up --nodes 3 --network 10.108.0.0/16 --backend vxlan --containers 1
+  labkit status                     # the cluster as etcd and the kernel see it
+  labkit exec node1 -- ip -d link show flannel.1
+  labkit exec node1 -- cat /run/flannel/subnet.env
+  labkit ping master/c1 node1/c1    # container to container, across nodes
+  labkit check                      # all-pairs connectivity matrix
+  labkit logs node1 flanneld
+  labkit down                       # or: labkit clean (after a crash)
+"""
+
+
+def _progress(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def cmd_up(a) -> int:
+    from .lab import Lab
+    from .spec import LabSpec
+    spec = LabSpec(name=a.name, nodes=a.nodes, network=a.network, subnet_len=a.subnet_len,
+                   backend=a.backend, vni=a.vni, port=a.port, direct_routing=a.direct_routing,
+                   containers=a.containers, underlay=a.underlay, mtu=a.mtu, prefix=a.etcd_prefix,
+                   seed=a.seed)
+    Lab(spec, progress=_progress).up()
+    print(f"\nnext: labkit status --name {a.name}    |    labkit check --name {a.name}")
+    return 0
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def cmd_status(a) -> int:
+    from .lab import Lab
+    st = Lab.attach(a.name).status()
+    if a.json:
+        for n in st["nodes"]:
+            n.pop("kernel", None)
+        print(json.dumps(st, indent=2))
+        return 0
+    print(f"lab {st['name']}: Network {st['network']}, backend {st['backend']}, etcd prefix {st['prefix']}")
+    rows = [["NODE", "NAMESPACE", "PUBLIC IP", "SUBNET", "VTEP MAC", "DOCKER0", "IN RANGE",
+             "FLANNELD", "DOCKER", "CONTAINERS"]]
+    for n in st["nodes"]:
+        rows.append([n["name"], n["namespace"], n["public_ip"], n["subnet"] or "-", n["vtep_mac"] or "-",
+                     n["docker0"] or "-", "yes" if n["docker0_in_network"] else "NO",
+                     n["services"]["flanneld"], n["services"]["docker"],
+                     " ".join(f"{c['name']}={c['ip'] or 'stopped'}" for c in n["containers"]) or "-"])
+    print(_table(rows))
+    return 0
+
+
+def cmd_exec(a) -> int:
+    from .lab import Lab
+    if not a.command:
+        raise LabError("nothing to run: labkit exec NODE -- COMMAND [ARGS...]")
+    r = Lab.attach(a.name).exec(a.target, a.command, timeout=None)
+    sys.stdout.write(r.stdout)
+    sys.stderr.write(r.stderr)
+    return r.returncode
+
+
+def cmd_shell(a) -> int:
+    from .lab import Lab
+    from . import netns
+    lab = Lab.attach(a.name)
+    node, rec = lab.resolve(a.target)
+    env = node.env()
+    env["PS1"] = f"[root@{a.target} \\W]# "
+    ns = rec["netns"] if rec else node.ns
+    argv = netns.nsexec_argv(ns, ["bash", "--norc", "-i"], node.binds)
+    os.execvpe(argv[0], argv, env)
+
+
+def cmd_ping(a) -> int:
+    from .lab import Lab
+    ok, out = Lab.attach(a.name).ping(a.src, a.dst, count=a.count)
+    print(out.rstrip())
+    return 0 if ok else 1
+
+
+def cmd_check(a) -> int:
+    from .lab import Lab
+    lab = Lab.attach(a.name)
+    eps = lab.endpoints()
+    res = lab.connectivity(eps)
+    rows = [["FROM \\ TO"] + eps]
+    for s in eps:
+        rows.append([s] + ["-" if s == d else ("ok" if res[(s, d)] else "FAIL") for d in eps])
+    print(_table(rows))
+    bad = sum(1 for v in res.values() if not v)
+    print(f"\n{len(res) - bad} of {len(res)} pairs reachable")
+    return 0 if bad == 0 else 1
+
+
+def cmd_logs(a) -> int:
+    from .lab import Lab
+    sys.stdout.write(Lab.attach(a.name).node(a.node).service(a.service).log())
+    return 0
+
+
+def cmd_service(a) -> int:
+    from .lab import Lab
+    svc = Lab.attach(a.name).node(a.node).service(a.service)
+    if a.action == "status":
+        print(f"{a.service}@{a.node}: {svc.status()} (pid {svc.pid() or '-'})")
+        return 0 if svc.is_active() else 3
+    getattr(svc, a.action)()
+    return 0
+
+
+def cmd_down(a) -> int:
+    from .lab import clean
+    removed = clean(a.name)
+    print(f"lab {a.name}: removed {len(removed)} items" if removed else f"lab {a.name}: nothing to remove")
+    return 0
+
+
+def cmd_list(a) -> int:
+    from .state import list_labs
+    for name in list_labs():
+        print(name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="labkit", description="A flannel cluster in network namespaces.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("--name", default=DEFAULT_NAME, help=f"which lab (default: {DEFAULT_NAME})")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    up = add("up", cmd_up, "build a lab: underlay, etcd, flanneld and docker on every node, containers")
+    up.add_argument("--nodes", type=int, default=2, help="number of nodes, master included (default 2)")
+    up.add_argument("--network", default="10.108.0.0/16", help="flannel Network (default 10.108.0.0/16)")
+    up.add_argument("--subnet-len", type=int, default=None, help="flannel SubnetLen (default: flannel's)")
+    up.add_argument("--backend", default="vxlan", help="Backend.Type (default vxlan)")
+    up.add_argument("--vni", type=int, default=None, help="VXLAN VNI (default 1)")
+    up.add_argument("--port", type=int, default=None, help="VXLAN UDP port (default: kernel's 8472)")
+    up.add_argument("--direct-routing", action="store_true", help="VXLAN DirectRouting")
+    up.add_argument("--containers", type=int, default=0, help="containers per node (default 0)")
+    up.add_argument("--underlay", default="192.168.50.0/24", help="node addresses (default 192.168.50.0/24)")
+    up.add_argument("--mtu", type=int, default=1500, help="underlay link MTU (default 1500)")
+    up.add_argument("--etcd-prefix", default="/coreos.com/network", help="flanneld -etcd-prefix")
+    up.add_argument("--seed", type=int, default=None, help="same subnets and MACs on every run")
+
+    st = add("status", cmd_status, "show nodes, leases, docker0 and containers (from etcd and the kernel)")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+
+    ex = add("exec", cmd_exec, "run a command on a node or in a container (NODE, NODE/CONTAINER)")
+    ex.add_argument("target")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
+
+    sh = add("shell", cmd_shell, "an interactive shell on a node or in a container")
+    sh.add_argument("target")
+
+    pg = add("ping", cmd_ping, "ping from one node/container to another (or to a lab address)")
+    pg.add_argument("src")
+    pg.add_argument("dst")
+    pg.add_argument("-c", "--count", type=int, default=3)
+
+    add("check", cmd_check, "all-pairs connectivity check between containers (or nodes)")
+
+    lg = add("logs", cmd_logs, "a service's log on a node (flanneld, docker, etcd)")
+    lg.add_argument("node")
+    lg.add_argument("service")
+
+    sv = add("service", cmd_service, "start/stop/restart/status a node service")
+    sv.add_argument("node")
+    sv.add_argument("service")
+    sv.add_argument("action", choices=["start", "stop", "restart", "status"])
+
+    add("down", cmd_down, "remove the lab (everything it created)")
+    add("clean", cmd_down, "remove everything the lab owns, even after a crash (idempotent)")
+    ls = sub.add_parser("list", help="running labs")
+    ls.set_defaults(fn=cmd_list)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) and args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    try:
+        return args.fn(args)
+    except LabError as e:
+        print(f"labkit: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Containers, as far as the network goes: a namespace with one veth into docker0.
+
+What docker's bridge driver does for ``docker run``, reduced to its network steps:
+allocate the next free address of docker0's subnet (docker's IPAM starts at .2),
+create a veth pair, put one end (``vethXXXXXXX``) on docker0 and the other, renamed
+``eth0``, into the container with the docker MTU, the address and a default route via
+docker0. A lab container shares the host's files; only its network is its own.
+
+Records live in ``nodes/<node>/docker/containers/<name>.json``; the namespace is
+``<lab>-<node>-<name>``.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import subprocess
+import time
+
+from .. import netns
+from ..errors import LabError
+from ..spec import check_container_name
+from ..state import LabState
+
+
+def container_netns(state: LabState, node: str, name: str) -> str:
+    return state.netns(f"{node}-{name}")
+
+
+def _records_dir(state: LabState, node: str) -> str:
+    return state.node_dir(node, "docker", "containers")
+
+
+def _record_path(state: LabState, node: str, name: str) -> str:
+    return os.path.join(_records_dir(state, node), name + ".json")
+
+
+def _write(path: str, data: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def list_all(state: LabState, node: str) -> list[dict]:
+    out = []
+    try:
+        names = sorted(os.listdir(_records_dir(state, node)))
+    except FileNotFoundError:
+        return out
+    for fn in names:
+        if fn.endswith(".json"):
+            with open(os.path.join(_records_dir(state, node), fn)) as f:
+                rec = json.load(f)
+            rec["running"] = netns.exists(rec["netns"])
+            out.append(rec)
+    return out
+
+
+def get(state: LabState, node: str, name: str) -> dict | None:
+    for rec in list_all(state, node):
+        if rec["name"] == name:
+            return rec
+    return None
+
+
+def daemon_info(state: LabState, node: str) -> dict | None:
+    """What the node's running dockerd configured (bip, mtu), or None if it is down."""
+    try:
+        with open(state.node_dir(node, "docker", "daemon.json")) as f:
+            info = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(info["pid"], 0)
+    except OSError:
+        return None
+    return info
+
+
+def _allocate(state: LabState, node: str, bip: ipaddress.IPv4Interface) -> ipaddress.IPv4Address:
+    used = {bip.ip} | {ipaddress.IPv4Address(r["ip"]) for r in list_all(state, node)
+                       if r["running"] and r.get("ip")}
+    for host in bip.network.hosts():
+        if host not in used:
+            return host
+    raise LabError(f"no free address left in {bip.network} on {node}")
+
+
+def _veth_name(ns: str) -> str:
+    return "veth" + hashlib.sha1(ns.encode()).hexdigest()[:7]
+
+
+def _plumb(ipr, veth: str, peer_ns: str, mtu: int) -> None:
+    """In the node: the veth pair, host end on docker0 and up."""
+    ipr.link("add", ifname=veth, kind="veth", mtu=mtu,
+             peer={"ifname": "eth0", "net_ns_fd": peer_ns, "mtu": mtu})
+    idx = ipr.link_lookup(ifname=veth)[0]
+    bridge = ipr.link_lookup(ifname="docker0")[0]
+    ipr.link("set", index=idx, master=bridge, state="up")
+
+
+def _inside(ipr, ip: ipaddress.IPv4Address, bip: ipaddress.IPv4Interface) -> None:
+    """In the container: eth0 up with its address and a default route via docker0."""
+    idx = ipr.link_lookup(ifname="eth0")[0]
+    ipr.addr("add", index=idx, address=str(ip), prefixlen=bip.network.prefixlen)
+    ipr.link("set", index=idx, state="up")
+    ipr.route("add", dst="0.0.0.0/0", gateway=str(bip.ip))
+
+
+def _start(state: LabState, node: str, rec: dict) -> dict:
+    info = daemon_info(state, node)
+    if info is None:
+        raise LabError(f"Cannot connect to the Docker daemon on {node}. Is the docker daemon running?")
+    bip = ipaddress.IPv4Interface(info["bip"])
+    ns = rec["netns"]
+    ip = _allocate(state, node, bip)
+    state.record("netns", ns)
+    netns.add(ns)
+    try:
+        netns.netlink.call(state.netns(node), _plumb, rec["veth"], ns, info["mtu"])
+        netns.netlink.call(ns, _inside, ip, bip)
+        rec.update(ip=str(ip), gateway=str(bip.ip), prefixlen=bip.network.prefixlen,
+                   mtu=info["mtu"], started=time.time(), pid=None)
+        if rec.get("command"):
+            log = open(_record_path(state, node, rec["name"])[:-5] + ".log", "ab")
+            proc = subprocess.Popen(netns.nsexec_argv(ns, rec["command"]), stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            log.close()
+            rec["pid"] = proc.pid
+    except Exception:
+        netns.delete(ns)
+        raise
+    _write(_record_path(state, node, rec["name"]), rec)
+    return rec
+
+
+def run(state: LabState, node: str, name: str, command: list[str] | None = None,
+        restart: str = "no") -> dict:
+    """`docker run -d --name NAME [--restart R] IMAGE [CMD...]` (the image is not used)."""
+    check_container_name(name)
+    if get(state, node, name) is not None:
+        raise LabError(f'Conflict. The container name "/{name}" is already in use on {node}.')
+    ns = container_netns(state, node, name)
+    rec = {"name": name, "node": node, "netns": ns, "veth": _veth_name(ns),
+           "command": list(command or []), "restart": restart}
+    return _start(state, node, rec)
+
+
+def stop(state: LabState, node: str, name: str) -> None:
+    """The container's processes and namespace go; its record stays (docker ps -a)."""
+    rec = get(state, node, name)
+    if rec is None:
+        raise LabError(f"Error: No such container: {name}")
+    netns.delete(rec["netns"])  # its veth goes with it, and leaves docker0
+    rec.pop("running", None)
+    rec.update(ip=None, pid=None)
+    _write(_record_path(state, node, name), rec)
+
+
+def remove(state: LabState, node: str, name: str) -> None:
+    """`docker rm -f NAME`."""
+    stop(state, node, name)
+    os.unlink(_record_path(state, node, name))
+
+
+def stop_all(state: LabState, node: str) -> None:
+    for rec in list_all(state, node):
+        if rec["running"]:
+            stop(state, node, rec["name"])
+
+
+def restart_policy_start(state: LabState, node: str) -> list[dict]:
+    """At dockerd start: containers with --restart always come back, on the new docker0."""
+    started = []
+    for rec in list_all(state, node):
+        if rec.get("restart") == "always" and not rec["running"]:
+            rec.pop("running", None)
+            started.append(_start(state, node, rec))
+    return started

@@ -1,0 +1,120 @@
+"""etcd: Debian's real etcd 3.4, run inside the master's namespace, and the lab's clients.
+
+etcd listens where a cluster's etcd would, on the master's underlay address (so every
+node's flanneld and etcdctl reach it over the lab network) and on the master's loopback.
+It also listens on a unix socket in the lab's state folder: a unix socket belongs to
+the file system, not to a network namespace, so the lab process (and a notebook) can
+talk to etcd without entering any namespace and without anything listening on the
+host's interfaces.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import time
+import urllib.parse
+import warnings
+
+from .errors import LabError
+
+CLIENT_PORT = 2379
+PEER_PORT = 2380
+
+
+def etcd_argv(name: str, data_dir: str, listen_ip: str) -> list[str]:
+    """Flags for a single-member etcd with short election timers and the v2 API on."""
+    binary = shutil.which("etcd")
+    if binary is None:
+        raise LabError("etcd is not installed: apt-get install etcd-server etcd-client "
+                       "(or run ./run setup)")
+    return [
+        binary, "--name", name, "--data-dir", data_dir,
+        "--listen-client-urls",
+        f"http://{listen_ip}:{CLIENT_PORT},http://127.0.0.1:{CLIENT_PORT},unix://etcd:{CLIENT_PORT}",
+        "--advertise-client-urls", f"http://{listen_ip}:{CLIENT_PORT}",
+        "--listen-peer-urls", f"http://127.0.0.1:{PEER_PORT}",
+        "--initial-advertise-peer-urls", f"http://127.0.0.1:{PEER_PORT}",
+        "--initial-cluster", f"{name}=http://127.0.0.1:{PEER_PORT}",
+        "--heartbeat-interval", "10", "--election-timeout", "100",
+        "--enable-v2", "--logger", "zap", "--log-outputs", "stderr",
+    ]
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 5.0):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+def http_request(sock_path: str, method: str, url: str, body: dict | None = None,
+                 timeout: float = 5.0) -> tuple[int, dict]:
+    """One HTTP request to etcd through its unix socket; returns (status, json)."""
+    conn = _UnixHTTPConnection(sock_path, timeout)
+    try:
+        data = urllib.parse.urlencode(body) if body is not None else None
+        headers = {"Content-Type": "application/x-www-form-urlencoded"} if body is not None else {}
+        conn.request(method, url, body=data, headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, json.loads(raw or b"{}")
+        except ValueError:
+            return resp.status, {"raw": raw.decode(errors="replace")}
+    finally:
+        conn.close()
+
+
+def wait_healthy(sock_path: str, timeout: float = 10.0, is_running=lambda: True) -> float:
+    """Poll /health until etcd says true; returns the seconds waited."""
+    t0 = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - t0 < timeout:
+        if not is_running():
+            raise LabError("etcd exited during start-up")
+        if os.path.exists(sock_path):
+            try:
+                status, body = http_request(sock_path, "GET", "/health", timeout=1.0)
+                if status == 200 and body.get("health") in ("true", True):
+                    return time.monotonic() - t0
+                last = str(body)
+            except OSError as e:
+                last = str(e)
+        time.sleep(0.02)
+    raise LabError(f"etcd did not become healthy within {timeout:.0f}s ({last})")
+
+
+def v3_client(sock_path: str):
+    """A python-etcd3 client over the unix socket (grpc target unix:<path>)."""
+    os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import etcd3
+    host, _, port = sock_path.rpartition(":")
+    return etcd3.client(host=f"unix:{host}", port=int(port), timeout=10)
+
+
+class V2Client:
+    """The etcd v2 keys API (what flannel <= 0.17 and `etcdctl set` use), over the socket."""
+
+    def __init__(self, sock_path: str):
+        self.sock = sock_path
+
+    def get(self, key: str) -> str | None:
+        status, body = http_request(self.sock, "GET", "/v2/keys" + urllib.parse.quote(key))
+        if status == 404:
+            return None
+        return body.get("node", {}).get("value")
+
+    def set(self, key: str, value: str) -> None:
+        status, body = http_request(self.sock, "PUT", "/v2/keys" + urllib.parse.quote(key),
+                                    {"value": value})
+        if status >= 300:
+            raise LabError(f"etcd v2 set {key}: {body}")

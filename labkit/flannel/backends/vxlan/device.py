@@ -1,0 +1,174 @@
+"""The flannel.<VNI> device (mirrors pkg/backend/vxlan/device.go).
+
+Why each step:
+* the device is created with learning off: flanneld, not the kernel, fills the FDB;
+* its MAC is random and goes into the lease (VtepMAC), so peers can address it;
+* an existing device is *kept* unless a field flannel compares differs; MTU, learning
+  and MAC are not compared, which is why some config changes need `ip link del`;
+* ARP and FDB entries are PERMANENT: nothing ages out while flanneld is away.
+"""
+from __future__ import annotations
+
+import ipaddress
+import random
+from dataclasses import dataclass
+
+from ... import log
+
+SRC = "device.go"
+NUD_PERMANENT = 0x80
+NTF_SELF = 0x02
+AF_BRIDGE = 7
+RTNH_F_ONLINK = 4
+RTPROT_BOOT = 3
+EEXIST = 17
+
+
+@dataclass
+class VXLANDeviceAttrs:
+    vni: int
+    name: str
+    vtep_index: int
+    vtep_addr: ipaddress.IPv4Address
+    vtep_port: int
+    gbp: bool
+    learning: bool
+    mtu: int                 # the *underlay* MTU; the device gets mtu - 50
+    hw_addr: str | None = None
+
+
+def new_hardware_addr(rng=random) -> str:
+    """A random locally administered unicast MAC (flannel's pkg/mac)."""
+    b = [rng.randrange(256) for _ in range(6)]
+    b[0] = (b[0] & 0xFE) | 0x02
+    return ":".join(f"{x:02x}" for x in b)
+
+
+def links_incompat(want: dict, have: dict) -> str:
+    """flannel's vxlanLinksIncompat: "" when an existing device can be kept.
+
+    Only these fields are compared; index, addresses and port count as different
+    only when both sides are set. MTU, learning and the MAC are *not* compared.
+    """
+    if want["type"] != have["type"]:
+        return f"link type: {want['type']} vs {have['type']}"
+    if want["vni"] != have["vni"]:
+        return f"vni: {want['vni']} vs {have['vni']}"
+    if want["vtep_index"] and have["vtep_index"] and want["vtep_index"] != have["vtep_index"]:
+        return f"vtep (external) interface: {want['vtep_index']} vs {have['vtep_index']}"
+    if want["src_addr"] and have["src_addr"] and want["src_addr"] != have["src_addr"]:
+        return f"vtep (external) IP: {want['src_addr']} vs {have['src_addr']}"
+    if want["group"] and have["group"] and want["group"] != have["group"]:
+        return f"group address: {want['group']} vs {have['group']}"
+    if bool(want["l2miss"]) != bool(have["l2miss"]):
+        return f"l2miss: {str(bool(want['l2miss'])).lower()} vs {str(bool(have['l2miss'])).lower()}"
+    if want["port"] and have["port"] and want["port"] != have["port"]:
+        return f"port: {want['port']} vs {have['port']}"
+    if bool(want["gbp"]) != bool(have["gbp"]):
+        return f"gbp: {str(bool(want['gbp'])).lower()} vs {str(bool(have['gbp'])).lower()}"
+    return ""
+
+
+def link_fields(link) -> dict:
+    """The compared fields of a kernel link, as read back over netlink."""
+    info = link.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info else None
+    data = info.get_attr("IFLA_INFO_DATA") if info and kind == "vxlan" else None
+    get = (lambda k: data.get_attr(k)) if data else (lambda k: None)
+    return {"type": kind or "device", "vni": get("IFLA_VXLAN_ID"),
+            "vtep_index": get("IFLA_VXLAN_LINK"), "src_addr": get("IFLA_VXLAN_LOCAL"),
+            "group": get("IFLA_VXLAN_GROUP"), "l2miss": get("IFLA_VXLAN_L2MISS"),
+            "port": get("IFLA_VXLAN_PORT"), "gbp": bool(get("IFLA_VXLAN_GBP"))}
+
+
+class VXLANDevice:
+    def __init__(self, ipr, attrs: VXLANDeviceAttrs):
+        """newVXLANDevice: ensure the link, then accept_ra=0 (no IPv6 autoconf on it)."""
+        self.ipr = ipr
+        self.attrs = attrs
+        self.hw_addr = attrs.hw_addr or new_hardware_addr()
+        self.direct_routing = False
+        self.index = self._ensure_link()
+        try:
+            with open(f"/proc/sys/net/ipv6/conf/{attrs.name}/accept_ra", "w") as f:
+                f.write("0")
+        except OSError:
+            pass
+
+    # -- ensureLink ------------------------------------------------------------------
+    def _want(self) -> dict:
+        a = self.attrs
+        return {"type": "vxlan", "vni": a.vni, "vtep_index": a.vtep_index,
+                "src_addr": str(a.vtep_addr), "group": None, "l2miss": False,
+                "port": a.vtep_port, "gbp": a.gbp}
+
+    def _link_add(self) -> None:
+        a = self.attrs
+        kw = dict(ifname=a.name, kind="vxlan", vxlan_id=a.vni, vxlan_link=a.vtep_index,
+                  vxlan_local=str(a.vtep_addr), vxlan_learning=int(a.learning),
+                  mtu=a.mtu - 50, address=self.hw_addr)
+        if a.vtep_port:  # 0 = leave it to the kernel, whose default is 8472
+            kw["vxlan_port"] = a.vtep_port
+        if a.gbp:
+            kw["vxlan_gbp"] = True
+        self.ipr.link("add", **kw)
+
+    def _ensure_link(self) -> int:
+        from pyroute2.netlink.exceptions import NetlinkError
+        try:
+            self._link_add()
+        except NetlinkError as e:
+            if e.code != EEXIST:
+                raise
+            existing = self.ipr.link("get", ifname=self.attrs.name)[0]
+            incompat = links_incompat(self._want(), link_fields(existing))
+            if not incompat:
+                # keep the device, and with it its MAC (which goes into the lease)
+                self.hw_addr = existing.get_attr("IFLA_ADDRESS")
+                return existing["index"]
+            log.warning(SRC, f'"{self.attrs.name}" already exists with incompatible '
+                             f"configuration: {incompat}; recreating device")
+            self.ipr.link("del", index=existing["index"])
+            self._link_add()
+        return self.ipr.link_lookup(ifname=self.attrs.name)[0]
+
+    # -- Configure -----------------------------------------------------------------------
+    def configure(self, ipa: ipaddress.IPv4Interface, flannel_net: ipaddress.IPv4Network) -> None:
+        """Put the lease's /32 on the device (EnsureV4AddressOnLink), set it up, check the MAC.
+
+        Addresses inside the flannel Network other than ours are removed; addresses
+        outside it are left alone (flannel >= v0.14).
+        """
+        name = self.attrs.name
+        has_addr = False
+        for a in self.ipr.get_addr(family=2, index=self.index):
+            addr = ipaddress.IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+            if addr == ipa:
+                has_addr = True
+                continue
+            if addr.ip in flannel_net:
+                self.ipr.addr("del", index=self.index, address=str(addr.ip), prefixlen=addr.network.prefixlen)
+                log.info("iface.go", f"removed IP address {addr.with_prefixlen} {name} from {name}")
+        if not has_addr:
+            self.ipr.addr("add", index=self.index, address=str(ipa.ip), prefixlen=ipa.network.prefixlen)
+        self.ipr.link("set", index=self.index, state="up")
+        got = self.ipr.link("get", index=self.index)[0].get_attr("IFLA_ADDRESS")
+        if got != self.hw_addr:
+            raise RuntimeError(f"{name}'s mac address wanted: {self.hw_addr}, but got: {got}")
+
+    # -- neighbours ----------------------------------------------------------------------
+    def add_arp(self, ip, mac: str) -> None:
+        """`ip neigh replace <subnet IP> lladdr <VtepMAC> dev flannel.1 nud permanent`."""
+        self.ipr.neigh("replace", dst=str(ip), lladdr=mac, ifindex=self.index, state=NUD_PERMANENT)
+
+    def del_arp(self, ip, mac: str) -> None:
+        self.ipr.neigh("del", dst=str(ip), lladdr=mac, ifindex=self.index, state=NUD_PERMANENT)
+
+    def add_fdb(self, public_ip, mac: str) -> None:
+        """`bridge fdb replace <VtepMAC> dev flannel.1 dst <PublicIP> self permanent`."""
+        self.ipr.neigh("replace", family=AF_BRIDGE, ifindex=self.index, lladdr=mac,
+                       dst=str(public_ip), state=NUD_PERMANENT, flags=NTF_SELF)
+
+    def del_fdb(self, public_ip, mac: str) -> None:
+        self.ipr.neigh("del", family=AF_BRIDGE, ifindex=self.index, lladdr=mac,
+                       dst=str(public_ip), flags=NTF_SELF)

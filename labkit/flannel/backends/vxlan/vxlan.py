@@ -1,0 +1,65 @@
+"""RegisterNetwork for VXLAN (mirrors pkg/backend/vxlan/vxlan.go).
+
+The order matters and is flannel's: the device must exist *before* the lease is
+acquired, because the lease advertises the device's MAC (VtepMAC); the address goes
+on the device only *after*, because it is the lease's subnet address.
+"""
+from __future__ import annotations
+
+import ipaddress
+
+from ... import log
+from ...subnet import LeaseAttrs
+from .device import VXLANDevice, VXLANDeviceAttrs
+from .vxlan_network import VXLANNetwork
+
+SRC = "vxlan.go"
+DEFAULT_VNI = 1
+
+
+def parse_backend_config(backend: dict, ext_mtu: int) -> dict:
+    """The Backend object's fields with flannel's defaults (Go JSON: any key case)."""
+    cfg = {"VNI": DEFAULT_VNI, "Port": 0, "GBP": False, "Learning": False,
+           "DirectRouting": False, "MTU": ext_mtu}
+    lower = {k.lower(): k for k in cfg}
+    for key, value in (backend or {}).items():
+        if key.lower() in lower:
+            cfg[lower[key.lower()]] = value
+    for k in ("VNI", "Port", "MTU"):
+        if not isinstance(cfg[k], int) or isinstance(cfg[k], bool):
+            raise ValueError(f"error decoding VXLAN backend config: json: cannot unmarshal "
+                             f"{type(cfg[k]).__name__} into Go struct field .{k} of type int")
+    return cfg
+
+
+class VXLANBackend:
+    def __init__(self, sm, ext_iface, ipr):
+        self.sm = sm
+        self.ext_iface = ext_iface
+        self.ipr = ipr
+
+    def register_network(self, config) -> VXLANNetwork:
+        cfg = parse_backend_config(config.backend, self.ext_iface.mtu)
+        log.info(SRC, f"VXLAN config: VNI={cfg['VNI']} Port={cfg['Port']} "
+                      f"GBP={str(cfg['GBP']).lower()} Learning={str(cfg['Learning']).lower()} "
+                      f"DirectRouting={str(cfg['DirectRouting']).lower()}")
+        # 1. the device (its MAC is needed for the lease)
+        dev = VXLANDevice(self.ipr, VXLANDeviceAttrs(
+            vni=cfg["VNI"], name=f"flannel.{cfg['VNI']}", vtep_index=self.ext_iface.index,
+            vtep_addr=self.ext_iface.ext_addr, vtep_port=cfg["Port"], gbp=cfg["GBP"],
+            learning=cfg["Learning"], mtu=cfg["MTU"]))
+        dev.direct_routing = cfg["DirectRouting"]
+        # 2. the lease, advertising VNI and VtepMAC
+        attrs = LeaseAttrs(public_ip=str(self.ext_iface.ext_addr), backend_type="vxlan",
+                           backend_data={"VNI": cfg["VNI"], "VtepMAC": dev.hw_addr})
+        try:
+            lease = self.sm.acquire_lease(attrs)
+        except Exception as e:
+            raise RuntimeError(f"failed to acquire lease: {e}") from e
+        # 3. the lease's network address as a /32: no broadcast route, and a source
+        #    address on the flannel network for host-to-pod traffic
+        try:
+            dev.configure(ipaddress.IPv4Interface(f"{lease.subnet.network_address}/32"), config.network)
+        except Exception as e:
+            raise RuntimeError(f"failed to configure interface {dev.attrs.name}: {e}") from e
+        return VXLANNetwork(self.sm, self.ext_iface, dev, lease, mtu=cfg["MTU"], ipr=self.ipr)

@@ -1,0 +1,286 @@
+"""labkit's flanneld: the steps of flannel's main.go, in flannel's order.
+
+Run inside a node (``python -m labkit.flannel.daemon -etcd-endpoints=... -iface=eth0``):
+
+ 1. flags (and FLANNELD_* environment variables), renew-margin check;
+ 2. the previous subnet, read back from the subnet file;
+ 3. the etcd subnet manager;
+ 4. the network config, retried every second until it exists and is valid;
+ 5. the br_netfilter check;
+ 6. the external interface (-iface / -public-ip);
+ 7. the backend named by Backend.Type; RegisterNetwork (device, lease, address);
+ 8. subnet.env, written atomically ("flannel is ready");
+ 9. Run: watch every lease and program the kernel for each remote one;
+10. CompleteLease: renew our lease before it expires; stop if it is deleted.
+Flags that start with -lab- are not flannel's: they shorten timers for the lab.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import queue
+import random
+import signal
+import sys
+import time
+
+from . import log
+from .subnetenv import previous_subnet, write_subnet_file
+
+SRC = "main.go"
+
+# name -> (default, kind); kind is str, int, bool or list (repeatable)
+FLAGS = {
+    "etcd-endpoints": ("http://127.0.0.1:4001,http://127.0.0.1:2379", str),
+    "etcd-prefix": ("/coreos.com/network", str),
+    "etcd-keyfile": ("", str), "etcd-certfile": ("", str), "etcd-cafile": ("", str),
+    "etcd-username": ("", str), "etcd-password": ("", str),
+    "iface": ([], list), "iface-regex": ([], list), "iface-can-reach": ("", str),
+    "public-ip": ("", str), "public-ipv6": ("", str),
+    "subnet-file": ("/run/flannel/subnet.env", str),
+    "subnet-lease-renew-margin": (60, int),
+    "ip-masq": (False, bool),
+    "iptables-forward-rules": (True, bool), "iptables-resync": (5, int),
+    "healthz-ip": ("0.0.0.0", str), "healthz-port": (0, int),
+    "kube-subnet-mgr": (False, bool), "v": (0, int), "version": (False, bool),
+    # lab-only: real flannel has a fixed 24 h TTL and a margin in minutes
+    "lab-subnet-ttl": (24 * 3600, int), "lab-renew-margin-seconds": (0, int), "lab-seed": ("", str),
+}
+
+
+class FlagError(Exception):
+    pass
+
+
+def _convert(name, kind, raw):
+    if kind is bool:
+        if raw.lower() in ("1", "t", "true"):
+            return True
+        if raw.lower() in ("0", "f", "false"):
+            return False
+        raise FlagError(f'invalid boolean value "{raw}" for -{name}: parse error')
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise FlagError(f'invalid value "{raw}" for flag -{name}: parse error') from None
+    return raw
+
+
+def parse_flags(argv, environ=os.environ) -> dict:
+    """Go `flag` syntax: -name=value, --name=value, -name value, bare -boolflag."""
+    opts = {k: (list(d) if kind is list else d) for k, (d, kind) in FLAGS.items()}
+    # environment first (FLANNELD_ETCD_PREFIX=...), then the command line wins
+    for name, (_, kind) in FLAGS.items():
+        env = environ.get("FLANNELD_" + name.upper().replace("-", "_"))
+        if env is not None:
+            opts[name] = env.split(",") if kind is list else _convert(name, kind, env)
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if not arg.startswith("-") or arg in ("-", "--"):
+            raise FlagError(f"unexpected argument {arg}")
+        name, eq, value = arg.lstrip("-").partition("=")
+        if name in ("h", "help"):
+            raise FlagError("help")
+        if name not in FLAGS:
+            raise FlagError(f"flag provided but not defined: -{name}")
+        kind = FLAGS[name][1]
+        if not eq:
+            if kind is bool:
+                value = "true"
+            elif not args:
+                raise FlagError(f"flag needs an argument: -{name}")
+            else:
+                value = args.pop(0)
+        if kind is list:
+            opts[name].append(value)
+        else:
+            opts[name] = _convert(name, kind, value)
+    return opts
+
+
+def usage() -> str:
+    lines = ["Usage: flanneld [OPTION]..."]
+    for name, (default, kind) in FLAGS.items():
+        lines.append(f"  -{name}  (default {default!r})")
+    return "\n".join(lines)
+
+
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration String(): 23h0m0s, 1m30s, 4.5s."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    s_txt = f"{s:.9f}".rstrip("0").rstrip(".")
+    if h:
+        return f"{int(h)}h{int(m)}m{s_txt}s"
+    if m:
+        return f"{int(m)}m{s_txt}s"
+    return f"{s_txt}s"
+
+
+def main(argv=None) -> int:
+    try:
+        opts = parse_flags(sys.argv[1:] if argv is None else argv)
+    except FlagError as e:
+        if str(e) != "help":
+            print(e, file=sys.stderr)
+        print(usage(), file=sys.stderr)
+        return 0 if str(e) == "help" else 2
+    if opts["version"]:
+        print("v0.28.0-labkit")
+        return 0
+    log.info(SRC, "CLI flags config: {" + " ".join(f"{k}:{v}" for k, v in opts.items()) + "}")
+    margin_min = opts["subnet-lease-renew-margin"]
+    if margin_min >= 24 * 60 or margin_min <= 0:
+        log.error(SRC, "Invalid subnet-lease-renew-margin option, out of acceptable range")
+        return 1
+    if opts["kube-subnet-mgr"]:
+        log.error(SRC, "Failed to create SubnetManager: labkit's flanneld only has the etcd subnet manager")
+        return 1
+    seed = opts["lab-seed"]
+
+    # 2. previous subnet, 3. subnet manager
+    prev = previous_subnet(opts["subnet-file"])
+    from .etcd_manager import LocalManager, connect
+    client = None
+    while client is None:
+        try:
+            client = connect(opts["etcd-endpoints"])
+        except ConnectionError as e:
+            log.error(SRC, f"Couldn't fetch network config: {e}")
+            time.sleep(1)
+    margin = opts["lab-renew-margin-seconds"] or margin_min * 60
+    sm = LocalManager(client, opts["etcd-prefix"], prev, ttl=opts["lab-subnet-ttl"],
+                      renew_margin=margin, rng=random.Random(seed) if seed else None)
+    log.info(SRC, f"Created subnet manager: Etcd Local Manager with Previous Subnet: "
+                  f"{prev if prev else 'None'}")
+
+    log.info(SRC, "Installing signal handlers")
+    events: queue.Queue = queue.Queue()
+    stop = []
+
+    def on_signal(signum, frame):
+        stop.append(signum)
+        events.put(None)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    # 4. network config, retried every second (it is not watched afterwards)
+    config = None
+    while config is None and not stop:
+        try:
+            config = sm.get_network_config()
+        except Exception as e:
+            log.error(SRC, f"Couldn't fetch network config: {e}")
+            try:
+                events.get(timeout=1)
+            except queue.Empty:
+                pass
+    if stop:
+        return _exit_cleanly()
+    log.info(SRC, f"Found network config - Backend type: {config.backend_type}")
+
+    # 5. br_netfilter
+    if not os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables"):
+        log.error(SRC, "Failed to check br_netfilter: stat /proc/sys/net/bridge/bridge-nf-call-iptables: "
+                       "no such file or directory")
+        return 1
+
+    # 6. external interface
+    from pyroute2 import IPRoute
+    from .iface import InterfaceError, lookup
+    ipr = IPRoute()
+    try:
+        ext = lookup(ipr, (opts["iface"] or [None])[0], opts["public-ip"] or None)
+    except InterfaceError as e:
+        log.error(SRC, str(e))
+        return 1
+    log.info("match.go", f"Using interface with name {ext.name} and address {ext.iface_addr}")
+    log.info("match.go", f"Using {ext.ext_addr} as external address")
+    if seed:  # a seeded lab gets the same MACs and subnets on every run
+        random.seed(f"{seed}/{ext.ext_addr}")
+        sm.rng = random.Random(f"{seed}/{ext.ext_addr}")
+
+    # 7. backend
+    from .backends import UnknownBackend, get_backend
+    try:
+        backend_cls = get_backend(config.backend_type)
+    except UnknownBackend as e:
+        log.error(SRC, f"Error fetching backend: {e}")
+        return 1
+    try:
+        bn = backend_cls(sm, ext, ipr).register_network(config)
+    except Exception as e:
+        log.error(SRC, f"Error registering network: {e}")
+        return 1
+
+    # 8. subnet.env
+    try:
+        write_subnet_file(opts["subnet-file"], config.network, bn.lease.subnet, bn.mtu(), opts["ip-masq"])
+        log.info(SRC, f"Wrote subnet file to {opts['subnet-file']}")
+        log.info(SRC, "flannel is ready")
+    except OSError as e:
+        log.warning(SRC, f"Failed to write subnet file: {e}")
+
+    # 9. Run + 10. CompleteLease, in one loop fed by the etcd watch
+    log.info(SRC, "Running backend.")
+    return _run(sm, bn, events, stop)
+
+
+def _run(sm, bn, events: queue.Queue, stop: list) -> int:
+    from .subnet import LeaseWatcher
+    lease = bn.lease
+    watcher = LeaseWatcher(own_subnet=lease.subnet)
+    log.info("vxlan_network.go", "watching for new subnet leases")
+    leases, rev = sm.get_subnets()
+    bn.handle_subnet_events(watcher.reset(leases))
+    sm.watch_leases(events.put, rev + 1)
+
+    renew_at = time.time() + sm.next_renewal(lease)
+    log.info("local_manager.go", f"Waiting for {go_duration(renew_at - time.time())} to renew lease")
+    while not stop:
+        try:
+            batch = events.get(timeout=max(0.0, min(renew_at - time.time(), 3600)))
+        except queue.Empty:
+            batch = []
+        if stop:
+            break
+        for e in batch or []:
+            if e.lease.subnet != lease.subnet:
+                continue
+            if e.type == "removed":
+                log.error("local_manager.go", "Lease has been revoked. Shutting down daemon.")
+                log.info(SRC, "Waiting for all goroutines to exit")
+                return _exit_cleanly()
+            lease.expiration = e.lease.expiration if e.lease.expiration not in (None, float("inf")) \
+                else time.time() + sm.ttl
+            renew_at = time.time() + sm.next_renewal(lease)
+        if batch:
+            bn.handle_subnet_events(watcher.update(batch))
+        if time.time() >= renew_at:
+            try:
+                sm.renew_lease(lease)
+                log.info("local_manager.go", "Lease renewed, new expiration: " +
+                         time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(lease.expiration)))
+                renew_at = time.time() + sm.next_renewal(lease)
+            except Exception as e:
+                log.error("local_manager.go", f"Error renewing lease (trying again in 1 min): {e}")
+                renew_at = time.time() + 60
+            log.info("local_manager.go", f"Waiting for {go_duration(max(0, renew_at - time.time()))} "
+                                         "to renew lease")
+    log.info(SRC, "shutdownHandler sent cancel signal...")
+    return _exit_cleanly()
+
+
+def _exit_cleanly() -> int:
+    """flanneld leaves its lease, device and routes in place when it stops."""
+    log.info(SRC, "Exiting cleanly...")
+    sys.stderr.flush()
+    os._exit(0)  # skip grpc's watch-thread teardown noise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

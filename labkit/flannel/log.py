@@ -1,0 +1,31 @@
+"""klog-style log lines, so a learner can grep our flanneld's log like flannel's.
+
+flannel logs through klog: ``I1126 06:02:44.123456    1234 main.go:481] Wrote subnet file``.
+We print the same header with the name of the flannel source file the step mirrors
+(no line number: ours would not match flannel's).
+"""
+import os
+import sys
+import time
+
+_PID = os.getpid()
+
+
+def _emit(level: str, src: str, msg: str) -> None:
+    now = time.time()
+    t = time.localtime(now)
+    stamp = time.strftime("%m%d %H:%M:%S", t) + f".{int(now % 1 * 1e6):06d}"
+    sys.stderr.write(f"{level}{stamp} {_PID:>7} {src}] {msg}\n")
+    sys.stderr.flush()
+
+
+def info(src: str, msg: str) -> None:
+    _emit("I", src, msg)
+
+
+def warning(src: str, msg: str) -> None:
+    _emit("W", src, msg)
+
+
+def error(src: str, msg: str) -> None:
+    _emit("E", src, msg)

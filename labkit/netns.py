@@ -1,0 +1,205 @@
+"""The low-level verbs: namespaces, commands inside them, netlink sockets into them.
+
+Every call that reaches the kernel on behalf of the lab process goes through here, so
+the rule "never touch the root namespace" has one place to hold:
+
+* namespaces are created and deleted only under names the caller validated;
+* netlink work runs on a pyroute2 socket opened *inside* a named namespace
+  (``flags=0``: a typo is an error, never a new namespace), reused per namespace,
+  and always from one worker thread, because pyroute2's sync API refuses to run on a
+  thread that already has an asyncio loop (a Jupyter kernel's main thread);
+* commands run through ``labkit.nsexec`` with an argv list, never a shell string.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from .errors import LabError
+
+NETNS_DIR = "/run/netns"
+
+
+def exists(name: str) -> bool:
+    return os.path.exists(os.path.join(NETNS_DIR, name))
+
+
+def list_names() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def add(name: str) -> None:
+    """`ip netns add`: a named, persistent namespace with its loopback brought up."""
+    if exists(name):
+        raise LabError(f"network namespace {name} already exists")
+    _ip("netns", "add", name)
+    _ip("-n", name, "link", "set", "lo", "up")
+
+
+def delete(name: str) -> None:
+    """Kill what runs inside, then remove the namespace (its devices go with it)."""
+    if not exists(name):
+        return
+    kill_pids(pids(name))
+    netlink.forget(name)
+    subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+    if exists(name):  # a mount left over from a crash: detach it ourselves
+        subprocess.run(["umount", "-l", os.path.join(NETNS_DIR, name)], capture_output=True)
+        try:
+            os.unlink(os.path.join(NETNS_DIR, name))
+        except OSError:
+            pass
+
+
+def inode(name: str) -> int | None:
+    try:
+        return os.stat(os.path.join(NETNS_DIR, name)).st_ino
+    except OSError:
+        return None
+
+
+def pids(name: str) -> list[int]:
+    """Processes whose network namespace is `name` (what `ip netns pids` reports)."""
+    ino = inode(name)
+    if ino is None:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}/ns/net").st_ino == ino:
+                found.append(int(entry))
+        except OSError:
+            continue
+    return [p for p in found if p != os.getpid()]
+
+
+def kill_pids(pid_list, timeout: float = 2.0) -> None:
+    """SIGTERM, wait a little, then SIGKILL whatever is left."""
+    live = []
+    for pid in pid_list:
+        try:
+            os.kill(pid, signal.SIGTERM)
+            live.append(pid)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while live and time.monotonic() < deadline:
+        live = [p for p in live if _alive(p)]
+        if live:
+            time.sleep(0.02)
+    for pid in live:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _ip(*args: str) -> None:
+    r = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise LabError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+
+
+def nsexec_argv(ns: str, argv: list[str], binds=()) -> list[str]:
+    """The argv that runs `argv` inside namespace `ns` with the given bind mounts."""
+    out = [sys.executable, "-m", "labkit.nsexec", ns]
+    for src, dst in binds:
+        out += ["--bind", f"{src}:{dst}"]
+    return out + ["--", *argv]
+
+
+def run(ns: str, argv: list[str], *, binds=(), env=None, timeout: float | None = 60,
+        check: bool = False, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run a command inside `ns` and collect its output (text)."""
+    r = subprocess.run(nsexec_argv(ns, argv, binds), capture_output=True, text=True,
+                       env=env, timeout=timeout, input=input)
+    if check and r.returncode != 0:
+        raise LabError(f"[{ns}] {' '.join(argv)} failed ({r.returncode}): "
+                       f"{(r.stderr or r.stdout).strip()}")
+    return r
+
+
+class Netlink:
+    """One pyroute2 IPRoute socket per namespace, all used from one worker thread."""
+
+    def __init__(self):
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="labkit-netlink")
+        self._sockets: dict = {}
+        self._lock = threading.Lock()
+
+    def _socket(self, ns: str):
+        from pyroute2 import IPRoute
+        ipr = self._sockets.get(ns)
+        if ipr is None:
+            ipr = IPRoute(netns=ns, flags=0)
+            self._sockets[ns] = ipr
+        return ipr
+
+    def call(self, ns: str, fn, *args, **kwargs):
+        """Run fn(ipr, *args, **kwargs) with a socket inside `ns`; return its result."""
+        def job():
+            return fn(self._socket(ns), *args, **kwargs)
+        if threading.current_thread().name.startswith("labkit-netlink"):
+            return job()
+        return self._pool.submit(job).result()
+
+    def forget(self, ns: str) -> None:
+        def job():
+            ipr = self._sockets.pop(ns, None)
+            if ipr is not None:
+                try:
+                    ipr.close()
+                except Exception:
+                    pass
+        if threading.current_thread().name.startswith("labkit-netlink"):
+            job()
+        else:
+            self._pool.submit(job).result()
+
+
+netlink = Netlink()
+
+
+def write_sysctl(ns: str, key: str, value: str) -> None:
+    """Write /proc/sys/<key> as seen from `ns` (e.g. net/ipv4/ip_forward).
+
+    /proc/sys/net follows the network namespace of the *thread* that opens it, so the
+    netlink worker thread steps into `ns`, writes, and steps back.
+    """
+    from .nsexec import CLONE_NEWNET, _libc
+
+    def job(_ipr):
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(os.path.join(NETNS_DIR, ns), os.O_RDONLY)
+        try:
+            if _libc.setns(target, CLONE_NEWNET) != 0:
+                raise LabError(f"cannot enter {ns} to set {key}")
+            try:
+                with open(f"/proc/sys/{key}", "w") as f:
+                    f.write(value)
+            finally:
+                if _libc.setns(own, CLONE_NEWNET) != 0:  # never stay in the wrong namespace
+                    os._exit(70)
+        finally:
+            os.close(own)
+            os.close(target)
+    netlink.call(ns, job)

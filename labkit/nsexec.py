@@ -1,0 +1,110 @@
+"""Run a program "on a node": inside its network namespace and its own view of the files.
+
+``ip netns exec`` only switches the network namespace. A node of the lab also needs
+its own ``/run/flannel`` (so ``cat /run/flannel/subnet.env`` shows *that* node's file,
+as on a real host), so this helper does what a container runtime does, minimally:
+
+1. ``setns`` into ``/run/netns/<name>``;
+2. ``unshare`` a mount namespace and make every mount in it private, except
+   ``/run/netns``: that one stays shared with the host, so a namespace created from
+   inside a node (a container started by the node's docker) is visible everywhere;
+3. remount ``/sys`` so ``/sys/class/net`` lists the node's interfaces;
+4. bind-mount the node's directories over their well-known paths;
+5. ``exec`` the program.
+
+It imports nothing heavy, so starting a daemon through it costs one interpreter start.
+Usage: ``python -m labkit.nsexec NETNS [--bind SRC:DST]... -- PROG ARGS...``
+"""
+import ctypes
+import os
+import re
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+
+NETNS_DIR = "/run/netns"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret, what):
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(src, dst, fstype, flags):
+    _check(_libc.mount(src and src.encode(), dst.encode(),
+                       fstype and fstype.encode(), flags, None), f"mount {dst}")
+
+
+def _mountpoints():
+    """Mount points of this mount namespace (field 5 of /proc/self/mountinfo)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            raw = line.split()[4]
+            yield re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), raw)
+
+
+def enter(netns, binds=()):
+    """Move the calling process into `netns` with a private view of `binds`.
+
+    `binds` is a list of (source_dir, target_dir). Missing target directories are
+    created (only /run/flannel-like paths under tmpfs are expected here).
+    """
+    fd = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.setns(fd, CLONE_NEWNET), f"setns {netns}")
+    finally:
+        os.close(fd)
+    _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
+    for mountpoint in list(_mountpoints()):
+        if mountpoint == NETNS_DIR or mountpoint.startswith(NETNS_DIR + "/"):
+            continue
+        _libc.mount(None, mountpoint.encode(), None, MS_PRIVATE, None)
+    # A fresh sysfs shows this network namespace's devices (what `ip netns exec` does too).
+    if _libc.umount2(b"/sys", MNT_DETACH) == 0:
+        _mount(netns, "/sys", "sysfs", 0)
+    for src, dst in binds:
+        os.makedirs(dst, exist_ok=True)
+        _mount(src, dst, None, MS_BIND | MS_REC)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv or not argv:
+        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
+        return 2
+    sep = argv.index("--")
+    head, prog = argv[:sep], argv[sep + 1:]
+    netns, binds = head[0], []
+    rest = head[1:]
+    while rest:
+        flag = rest.pop(0)
+        if flag != "--bind" or not rest:
+            print(f"nsexec: unexpected argument {flag!r}", file=sys.stderr)
+            return 2
+        src, _, dst = rest.pop(0).partition(":")
+        binds.append((src, dst))
+    if not prog:
+        print("nsexec: no program given", file=sys.stderr)
+        return 2
+    try:
+        enter(netns, binds)
+    except OSError as e:
+        print(f"nsexec: {e}", file=sys.stderr)
+        return 1
+    try:
+        os.execvp(prog[0], prog)
+    except OSError as e:
+        print(f"{prog[0]}: {e.strerror}", file=sys.stderr)
+        return 127
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""A tiny supervisor for node services: start, stop, restart, status, pid, log.
+
+On a real host systemd runs flanneld and dockerd. Here each service is a real process
+started inside its node's namespace (through ``labkit.nsexec``), in its own session
+so it outlives the command that started it, with its log appended to a file and its
+pid written next to it. "Restart flanneld" therefore means what it means on a host:
+the old process dies, a new one starts and reads etcd and subnet.env afresh.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from . import netns
+from .errors import LabError
+
+
+def _starttime(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat: tells a live service from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        if fields[0] == "Z":
+            return None
+        return fields[19]
+    except (OSError, IndexError):
+        return None
+
+
+@dataclass
+class Service:
+    """One supervised process: `argv` run in `ns` with `binds`, logging to `log_path`."""
+    name: str
+    ns: str
+    argv: list[str]
+    log_path: str
+    pid_path: str
+    binds: list = field(default_factory=list)
+    env: dict | None = None
+    cwd: str | None = None
+
+    def pid(self) -> int | None:
+        try:
+            with open(self.pid_path) as f:
+                pid_s, start = f.read().split()
+            pid = int(pid_s)
+        except (OSError, ValueError):
+            return None
+        return pid if _starttime(pid) == start else None
+
+    def is_active(self) -> bool:
+        return self.pid() is not None
+
+    def status(self) -> str:
+        return "active" if self.is_active() else "inactive"
+
+    def start(self) -> int:
+        pid = self.pid()
+        if pid is not None:
+            return pid
+        os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
+        os.makedirs(os.path.dirname(self.pid_path), exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            proc = subprocess.Popen(netns.nsexec_argv(self.ns, self.argv, self.binds),
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, env=self.env, cwd=self.cwd)
+        start = None
+        for _ in range(100):  # the stat line exists as soon as fork returns
+            start = _starttime(proc.pid)
+            if start:
+                break
+            time.sleep(0.001)
+        if start is None:
+            raise LabError(f"{self.name} in {self.ns} exited at once; see {self.log_path}")
+        tmp = self.pid_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{proc.pid} {start}\n")
+        os.replace(tmp, self.pid_path)
+        self._proc = proc  # keep the handle so the lab process reaps it
+        return proc.pid
+
+    def stop(self, timeout: float = 5.0) -> None:
+        pid = self.pid()
+        if pid is not None:
+            netns.kill_pids([pid], timeout=timeout)
+            proc = getattr(self, "_proc", None)
+            if proc is not None:
+                proc.poll()
+        try:
+            os.unlink(self.pid_path)
+        except FileNotFoundError:
+            pass
+
+    def restart(self) -> int:
+        self.stop()
+        return self.start()
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
