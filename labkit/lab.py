@@ -153,7 +153,12 @@ class Lab:
         return ", ".join(f"{n.name}={n.subnet_env().get('FLANNEL_SUBNET')}" for n in nodes)
 
     def _start_and_wait_flanneld(self, nodes, timeout: float) -> None:
-        since = time.time()
+        def mtime(node):
+            try:
+                return os.stat(node.subnet_file).st_mtime_ns
+            except FileNotFoundError:
+                return None
+        before = {n.name: mtime(n) for n in nodes}  # ready = flanneld (re)wrote subnet.env
         for node in nodes:
             node.service("flanneld").start()
         pending = {n.name: n for n in nodes}
@@ -161,12 +166,9 @@ class Lab:
         deadline = time.monotonic() + timeout
         while pending:
             for name, node in list(pending.items()):
-                try:
-                    if os.stat(node.subnet_file).st_mtime >= since - 1:
-                        del pending[name]
-                        continue
-                except FileNotFoundError:
-                    pass
+                if mtime(node) not in (None, before[name]):
+                    del pending[name]
+                    continue
                 svc = node.service("flanneld")
                 if not svc.is_active():
                     tail = svc.log().strip().splitlines()[-3:]

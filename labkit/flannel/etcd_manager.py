@@ -108,24 +108,23 @@ class LocalManager:
         raise RuntimeError("max retries reached trying to acquire a subnet")
 
     def _try_acquire_lease(self, config, attrs: LeaseAttrs) -> Lease | None:
+        """One attempt: list the leases, decide (pure, in subnet.py), then write."""
         leases, _ = self.get_subnets()
         decision = choose_subnet(config, leases, ipaddress.IPv4Address(attrs.public_ip),
                                  self.previous_subnet, self.rng)
+        *before, last = decision.logs
+        for line in before:
+            log.info(SRC, line)
         for stale in decision.delete:  # our old lease no longer fits the config
-            log.info(SRC, f"Found lease ({stale.subnet}) for current IP ({attrs.public_ip}) "
-                          "but not compatible with current config, deleting")
             self.client.delete(subnet_key(self.prefix, stale.subnet))
         key = subnet_key(self.prefix, decision.subnet)
-        if decision.reuse is not None:
-            log.info(SRC, decision.reason)
-            ttl = 0 if decision.reuse.expiration is None else self.ttl  # keep reservations
+        if decision.kind == "reuse":
+            log.info(SRC, last)
+            ttl = self.ttl if decision.ttl else 0  # a reservation stays a reservation
             exp = self._put(key, attrs, ttl)
             return Lease(subnet=decision.subnet, attrs=attrs, expiration=exp, key=key)
-        if decision.reason.startswith("Found previously"):
-            log.info(SRC, decision.reason)
         exp = self._create_subnet(key, attrs)
-        log.info(SRC, f"Allocated lease (ip: {decision.subnet} ipv6: ::/0) to current node "
-                      f"({attrs.public_ip}) ")
+        log.info(SRC, last)  # "Allocated lease ...", logged once the key exists
         return Lease(subnet=decision.subnet, attrs=attrs, expiration=exp, key=key)
 
     def _create_subnet(self, key: str, attrs: LeaseAttrs) -> float:

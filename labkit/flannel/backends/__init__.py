@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..config import unknown_backend_message
+from ..config import is_known_backend, unknown_backend_message
 
 # type name -> "module:Class" (imported lazily, so a backend's imports cost nothing
 # to the others)
@@ -24,6 +24,9 @@ class UnknownBackend(Exception):
 def get_backend(backend_type: str):
     """The backend class for `backend_type`, or flannel's `unknown backend type: X`."""
     target = REGISTRY.get(backend_type)
+    if target is None and is_known_backend(backend_type):
+        raise UnknownBackend(f"backend type {backend_type} is a flannel backend that labkit's "
+                             f"flanneld does not implement (it has: {', '.join(REGISTRY)})")
     if target is None:
         raise UnknownBackend(unknown_backend_message(backend_type))
     module, _, cls = target.partition(":")

@@ -1,0 +1,186 @@
+"""The root namespace is never changed; bad input changes nothing; cleanup always works."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, labkit, unique_name
+
+SYSCTLS = ["net/ipv4/ip_forward", "net/ipv4/conf/all/forwarding", "net/ipv6/conf/all/forwarding",
+           "net/ipv4/ping_group_range", "net/bridge/bridge-nf-call-iptables",
+           "net/ipv4/conf/default/rp_filter"]
+
+
+def root_snapshot() -> dict:
+    """Everything about the root network namespace a lab could conceivably change."""
+    def run(*argv):
+        if not shutil.which(argv[0]):
+            return f"{argv[0]} missing"
+        r = subprocess.run(list(argv), capture_output=True, text=True)
+        return r.stdout + r.stderr
+    snap = {
+        "link": run("ip", "-d", "link"), "addr": run("ip", "addr"), "route": run("ip", "route"),
+        "route6": run("ip", "-6", "route"), "rule": run("ip", "rule"),
+        "neigh_bridge": run("bridge", "fdb", "show"),
+        # comments carry timestamps and counters move with host traffic: drop both
+        "iptables": re.sub(r"\[\d+:\d+\]", "", "\n".join(
+            l for l in run("iptables-save").splitlines() if not l.startswith("#"))),
+        "nft": run("nft", "list", "ruleset"),
+        "listen": run("ss", "-H", "-ltnu"),
+    }
+    for s in SYSCTLS:
+        try:
+            snap[s] = open(f"/proc/sys/{s}").read()
+        except OSError:
+            snap[s] = "absent"
+    return snap
+
+
+def leftovers(name: str) -> list[str]:
+    out = [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(name + "-")] \
+        if os.path.isdir("/run/netns") else []
+    if os.path.exists(f"/run/labkit/{name}"):
+        out.append("state dir")
+    with open("/proc/mounts") as f:
+        out += [f"mount {l.split()[1]}" for l in f if f"/{name}-" in l or f"/labkit/{name}" in l]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            env = open(f"/proc/{pid}/environ", "rb").read()
+        except OSError:
+            continue
+        if f"LABKIT_LAB={name}\0".encode() in env:
+            out.append(f"process {pid}")
+    return out
+
+
+def test_up_and_down_leave_the_root_namespace_unchanged():
+    name = unique_name("safe")
+    before = root_snapshot()
+    try:
+        labkit("up", "--name", name, "--nodes", "3", "--containers", "1", check=True)
+        during = root_snapshot()
+        labkit("down", "--name", name, check=True)
+    finally:
+        labkit("clean", "--name", name)
+    after = root_snapshot()
+    for key in before:
+        assert during[key] == before[key], f"root namespace {key} changed while the lab ran"
+        assert after[key] == before[key], f"root namespace {key} changed after down"
+    assert leftovers(name) == []
+
+
+def test_clean_after_a_crash_is_complete_and_idempotent():
+    """Kill `labkit up` half-way (SIGKILL: no cleanup code runs), then `labkit clean`."""
+    name = unique_name("crash")
+    proc = subprocess.Popen([sys.executable, "-m", "labkit.cli", "up", "--name", name, "--nodes", "4",
+                             "--containers", "1"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # wait until flanneld processes are being started
+        if "flanneld ..." in line:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert leftovers(name), "the crash should have left something for clean to do"
+    r = labkit("clean", "--name", name, check=True)
+    assert "removed" in r.stdout
+    assert leftovers(name) == []
+    r = labkit("clean", "--name", name, check=True)
+    assert "nothing to remove" in r.stdout
+
+
+def test_clean_touches_nothing_without_the_lab_prefix(make_lab):
+    other = make_lab(nodes=2)
+    bystander = "labkitbystander"
+    subprocess.run(["ip", "netns", "add", bystander], check=True)
+    try:
+        name = unique_name("near")
+        # a lab whose name is a prefix of another lab's must not touch it
+        labkit("clean", "--name", other.spec.name[:-1], check=True)
+        labkit("clean", "--name", name, check=True)
+        assert os.path.exists(f"/run/netns/{bystander}")
+        assert all(other.connectivity().values())
+    finally:
+        subprocess.run(["ip", "netns", "del", bystander])
+
+
+def test_two_labs_side_by_side(make_lab):
+    a = make_lab(nodes=2, containers=1)
+    name_b = unique_name("side")
+    try:
+        labkit("up", "--name", name_b, "--nodes", "2", "--containers", "1", "--network", "10.20.0.0/16",
+               check=True)
+        from labkit.lab import Lab
+        b = Lab.attach(name_b)
+        assert all(a.connectivity().values()) and all(b.connectivity().values())
+        assert all(n["subnet"].startswith("10.20.") for n in b.status()["nodes"])
+        labkit("down", "--name", name_b, check=True)
+        assert all(a.connectivity().values())
+    finally:
+        labkit("clean", "--name", name_b)
+
+
+BAD_INPUT = [
+    (["--network", "10.108.0.0/33"], "invalid network config: "),
+    (["--network", "10.108.0.0/29"], "network is too small. Minimum useful network prefix is /28"),
+    (["--subnet-len", "31"], "SubnetLen must be less than /31"),
+    (["--subnet-len", "17"], "network must be able to accommodate at least four subnets"),
+    (["--backend", "carrier-pigeon"], "unknown backend type: carrier-pigeon"),
+    (["--backend", "host-gw"], "labkit does not implement yet"),
+    (["--nodes", "0"], "--nodes must be between 1 and"),
+    (["--vni", "0"], "VNI must be between 1 and"),
+    (["--underlay", "192.168.50.0/30", "--nodes", "3"], "has room for 2 nodes"),
+    (["--network", "192.168.0.0/16"], "overlaps the underlay"),
+    (["--nodes", "4", "--network", "10.5.0.0/22"], "out of subnets"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_gives_one_clear_error_and_changes_nothing(args, message):
+    name = unique_name("bad")
+    before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    r = labkit("up", "--name", name, *args)
+    assert r.returncode == 1
+    assert message in r.stderr, r.stderr
+    assert r.stderr.count("labkit: error:") == 1
+    assert leftovers(name) == []
+    after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    assert after <= before | set()
+
+
+@pytest.mark.parametrize("name", ["bad-name", "../etc", "UPPER", "a" * 13, "x;rm"])
+def test_invalid_lab_names_are_refused(name):
+    r = labkit("up", "--name", name)
+    assert r.returncode == 1 and "invalid lab name" in r.stderr
+
+
+def test_not_root_is_refused_before_anything_happens(tmp_path):
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) is needed to drop root")
+    name = unique_name("user")
+    env = dict(os.environ, HOME=str(tmp_path))
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        sys.executable, "-m", "labkit.cli", "up", "--name", name],
+                       capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 1
+    assert "labkit must run as root" in r.stderr
+    assert leftovers(name) == []
+
+
+def test_missing_etcd_binary_is_named(tmp_path):
+    for tool in ("ip", "ping", "etcdctl"):  # everything but etcd
+        os.symlink(shutil.which(tool), tmp_path / tool)
+    name = unique_name("noetcd")
+    r = labkit("up", "--name", name, env=dict(os.environ, PATH=str(tmp_path)))
+    assert r.returncode == 1
+    assert "missing programs: etcd (Debian package etcd-server)" in r.stderr
+    assert leftovers(name) == []
+
+
+def test_existing_lab_is_not_touched_by_a_second_up(make_lab):
+    lab = make_lab(nodes=2)
+    r = labkit("up", "--name", lab.spec.name)
+    assert r.returncode == 1 and "already exists" in r.stderr
+    assert all(lab.connectivity().values())
