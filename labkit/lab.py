@@ -292,6 +292,10 @@ class Lab:
             raise LabError(f"container {rec['name']} on {node.name} is not running")
         return netns.run(rec["netns"], argv, binds=node.binds, env=node.env(), timeout=timeout)
 
+    def sh(self, target: str, script: str, timeout: float | None = 60):
+        """Run a shell command line on a node or in a container, as typed at its prompt."""
+        return self.exec(target, ["bash", "-c", script], timeout=timeout)
+
     def address_of(self, target: str) -> ipaddress.IPv4Address:
         node, rec = self.resolve(target)
         if rec is None:
