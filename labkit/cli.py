@@ -82,7 +82,7 @@ def cmd_shell(a) -> int:
     env = node.env()
     env["PS1"] = f"[root@{a.target} \\W]# "
     ns = rec["netns"] if rec else node.ns
-    argv = netns.nsexec_argv(ns, ["bash", "--norc", "-i"], node.binds)
+    argv = netns.nsexec_argv(ns, ["bash", "--norc", "-i"], node.view(rec["name"] if rec else None))
     os.execvpe(argv[0], argv, env)
 
 

@@ -127,7 +127,7 @@ class Lab:
             self.state.record("netns", node.ns)
             netns.add(node.ns)
             attach(self.state, node.name, node.ns, node.address, self.spec.mtu)
-            os.makedirs(node.dir("run", "flannel"), exist_ok=True)
+            node.prepare()
         return f"{len(self.nodes)} nodes on {self.spec.underlay}, MTU {self.spec.mtu}"
 
     def _start_etcd(self) -> str:
@@ -290,7 +290,8 @@ class Lab:
             return node.sh(argv, timeout=timeout)
         if not rec["running"]:
             raise LabError(f"container {rec['name']} on {node.name} is not running")
-        return netns.run(rec["netns"], argv, binds=node.binds, env=node.env(), timeout=timeout)
+        return netns.run(rec["netns"], argv, view=node.view(hostname=rec["name"]), env=node.env(),
+                         timeout=timeout)
 
     def sh(self, target: str, script: str, timeout: float | None = 60):
         """Run a shell command line on a node or in a container, as typed at its prompt."""

@@ -119,18 +119,19 @@ def _ip(*args: str) -> None:
         raise LabError(f"ip {' '.join(args)}: {r.stderr.strip()}")
 
 
-def nsexec_argv(ns: str, argv: list[str], binds=()) -> list[str]:
-    """The argv that runs `argv` inside namespace `ns` with the given bind mounts."""
-    out = [sys.executable, "-m", "labkit.nsexec", ns]
-    for src, dst in binds:
-        out += ["--bind", f"{src}:{dst}"]
-    return out + ["--", *argv]
+def nsexec_argv(ns: str, argv: list[str], view=()) -> list[str]:
+    """The argv that runs `argv` inside namespace `ns`.
+
+    `view` are labkit.nsexec options describing the node's file view
+    (``--bind SRC:DST``, ``--etc UPPER:WORK``, ``--hostname NAME``).
+    """
+    return [sys.executable, "-m", "labkit.nsexec", ns, *view, "--", *argv]
 
 
-def run(ns: str, argv: list[str], *, binds=(), env=None, timeout: float | None = 60,
+def run(ns: str, argv: list[str], *, view=(), env=None, timeout: float | None = 60,
         check: bool = False, input: str | None = None) -> subprocess.CompletedProcess:
     """Run a command inside `ns` and collect its output (text)."""
-    r = subprocess.run(nsexec_argv(ns, argv, binds), capture_output=True, text=True,
+    r = subprocess.run(nsexec_argv(ns, argv, view), capture_output=True, text=True,
                        env=env, timeout=timeout, input=input)
     if check and r.returncode != 0:
         raise LabError(f"[{ns}] {' '.join(argv)} failed ({r.returncode}): "

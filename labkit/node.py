@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shlex
 import sys
 
 from . import netns
@@ -18,7 +19,22 @@ from .spec import LabSpec
 from .state import LabState
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shims", "bin")
 SERVICE_NAMES = ("flanneld", "docker")
+
+# As the CentOS 7 flannel package ships it (its comments paraphrased); the lab fills in
+# the master's address and the lab's prefix. flanneld.service reads it at every start.
+SYSCONFIG_FLANNELD = """# Flanneld configuration options
+
+# etcd URL: where the cluster's etcd listens (the master)
+FLANNEL_ETCD_ENDPOINTS="{endpoints}"
+
+# etcd key prefix: flannel reads <prefix>/config and writes <prefix>/subnets/
+FLANNEL_ETCD_PREFIX="{prefix}"
+
+# Any additional options for flanneld
+FLANNEL_OPTIONS="-iface=eth0"
+"""
 
 
 class Node:
@@ -46,53 +62,85 @@ class Node:
         return ipaddress.IPv4Interface(f"{self.public_ip}/{self.spec.underlay_net().prefixlen}")
 
     # -- the node's view of the world ---------------------------------------------------
-    @property
-    def binds(self) -> list[tuple[str, str]]:
-        return [(self.dir("run", "flannel"), "/run/flannel")]
+    def prepare(self) -> None:
+        """The node's own files: /run/flannel, an /etc overlay with its sysconfig and hostname."""
+        for d in (("run", "flannel"), ("etc", "upper", "sysconfig"), ("etc", "work"), ("log",), ("pid",)):
+            os.makedirs(self.dir(*d), exist_ok=True)
+        with open(self.dir("etc", "upper", "hostname"), "w") as f:
+            f.write(self.name + "\n")
+        with open(self.dir("etc", "upper", "sysconfig", "flanneld"), "w") as f:
+            f.write(SYSCONFIG_FLANNELD.format(endpoints=f"http://{self.master_ip}:{CLIENT_PORT}",
+                                              prefix=self.spec.prefix))
+
+    def view(self, hostname: str | None = None) -> list[str]:
+        """labkit.nsexec options: the node's /run/flannel, its /etc overlay, its hostname."""
+        return ["--bind", f"{self.dir('run', 'flannel')}:/run/flannel",
+                "--etc", f"{self.dir('etc', 'upper')}:{self.dir('etc', 'work')}",
+                "--hostname", hostname or self.name]
 
     @property
     def subnet_file(self) -> str:
         """Where the node's /run/flannel/subnet.env lives, seen from the lab process."""
         return self.dir("run", "flannel", "subnet.env")
 
+    def etc_file(self, *parts: str) -> str:
+        """The node's copy of /etc/<parts> if it has one (it edits it), else the host's."""
+        own = self.dir("etc", "upper", *parts)
+        return own if os.path.exists(own) else os.path.join("/etc", *parts)
+
     def env(self) -> dict:
         env = dict(os.environ)
         env.update({
+            "PATH": SHIMS + os.pathsep + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "PYTHONPATH": REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
             "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python",
+            "LABKIT_PYTHON": sys.executable,
             "ETCDCTL_ENDPOINTS": f"http://{self.master_ip}:{CLIENT_PORT}",
             "LABKIT_LAB": self.state.name, "LABKIT_NODE": self.name,
+            "LABKIT_RUN_DIR": os.path.dirname(self.state.dir),
             "HOSTNAME": self.name,
         })
+        if self.spec.flavour == "legacy":
+            env["ETCDCTL_API"] = "2"  # CentOS 7's etcdctl spoke the v2 API
+        else:
+            env.pop("ETCDCTL_API", None)  # etcdctl 3.4's default: v3
         return env
 
     def sh(self, argv: list[str], timeout: float | None = 60, check: bool = False, input=None):
         """Run argv on this node (its namespace and file view); returns CompletedProcess."""
-        os.makedirs(self.dir("run", "flannel"), exist_ok=True)
-        return netns.run(self.ns, argv, binds=self.binds, env=self.env(), timeout=timeout,
+        return netns.run(self.ns, argv, view=self.view(), env=self.env(), timeout=timeout,
                          check=check, input=input)
 
     # -- services -------------------------------------------------------------------------
+    def flanneld_argv(self) -> list[str]:
+        """What flanneld.service runs: flags from /etc/sysconfig/flanneld, read at each start."""
+        from .flannel.subnetenv import read_subnet_file
+        conf = read_subnet_file(self.etc_file("sysconfig", "flanneld"))
+        module = "labkit.flannel.legacy.daemon" if self.spec.flavour == "legacy" else "labkit.flannel.daemon"
+        argv = [sys.executable, "-m", module,
+                f"-etcd-endpoints={conf.get('FLANNEL_ETCD_ENDPOINTS', '')}",
+                f"-etcd-prefix={conf.get('FLANNEL_ETCD_PREFIX', '')}",
+                *shlex.split(conf.get("FLANNEL_OPTIONS", "")),
+                f"-lab-subnet-ttl={self.spec.lease_ttl}",
+                f"-lab-renew-margin-seconds={self.spec.renew_margin}"]
+        if self.spec.seed is not None:
+            argv.append(f"-lab-seed={self.spec.seed}")
+        return argv
+
     def service(self, name: str) -> Service:
         py = sys.executable
         if name == "flanneld":
-            argv = [py, "-m", "labkit.flannel.daemon",
-                    f"-etcd-endpoints=http://{self.master_ip}:{CLIENT_PORT}",
-                    f"-etcd-prefix={self.spec.prefix}", "-iface=eth0",
-                    f"-lab-subnet-ttl={self.spec.lease_ttl}",
-                    f"-lab-renew-margin-seconds={self.spec.renew_margin}"]
-            if self.spec.seed is not None:
-                argv.append(f"-lab-seed={self.spec.seed}")
+            argv = self.flanneld_argv()
         elif name == "docker":
             argv = [py, "-m", "labkit.docker.daemon", "--lab", self.state.name, "--node", self.name]
         elif name == "etcd" and self.is_master:
             argv = etcd_argv(self.state.name, self.state.path("etcd"), str(self.public_ip))
         else:
             from .errors import LabError
-            raise LabError(f"Unit {name}.service not found on {self.name}.")
+            raise LabError(f"Unit {name}.service not found.")
         return Service(name=name, ns=self.ns, argv=argv,
                        log_path=self.dir("log", f"{name}.log"), pid_path=self.dir("pid", f"{name}.pid"),
-                       binds=self.binds, env=self.env(),
+                       view=self.view(), env=self.env(),
                        cwd=self.state.dir if name == "etcd" else None)
 
     def services(self) -> list[str]:

@@ -9,11 +9,14 @@ as on a real host), so this helper does what a container runtime does, minimally
    ``/run/netns``: that one stays shared with the host, so a namespace created from
    inside a node (a container started by the node's docker) is visible everywhere;
 3. remount ``/sys`` so ``/sys/class/net`` lists the node's interfaces;
-4. bind-mount the node's directories over their well-known paths;
-5. ``exec`` the program.
+4. bind-mount the node's directories over their well-known paths, and lay the
+   node's own /etc over the host's (an overlay: the host's files show through, the
+   node's writes, such as /etc/sysconfig/flanneld, stay the node's);
+5. give the node its own hostname (a UTS namespace), so prompts say where you are;
+6. ``exec`` the program.
 
 It imports nothing heavy, so starting a daemon through it costs one interpreter start.
-Usage: ``python -m labkit.nsexec NETNS [--bind SRC:DST]... -- PROG ARGS...``
+Usage: ``python -m labkit.nsexec NETNS [--bind SRC:DST]... [--etc UPPER:WORK] [--hostname H] -- PROG ARGS...``
 """
 import ctypes
 import os
@@ -21,6 +24,7 @@ import re
 import sys
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
 CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
 MS_REC = 0x4000
@@ -51,11 +55,17 @@ def _mountpoints():
             yield re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), raw)
 
 
-def enter(netns, binds=()):
+def _has_etc_overlay(upper):
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == "/etc" and f"upperdir={upper}," in line + "," for line in f)
+
+
+def enter(netns, binds=(), etc=None, hostname=None):
     """Move the calling process into `netns` with a private view of `binds`.
 
     `binds` is a list of (source_dir, target_dir). Missing target directories are
     created (only /run/flannel-like paths under tmpfs are expected here).
+    `etc` is (upper_dir, work_dir) of an overlay laid over /etc.
     """
     fd = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -73,6 +83,14 @@ def enter(netns, binds=()):
     for src, dst in binds:
         os.makedirs(dst, exist_ok=True)
         _mount(src, dst, None, MS_BIND | MS_REC)
+    if etc and not _has_etc_overlay(etc[0]):  # a node's shell starting a service: already there
+        upper, work = etc
+        opts = f"lowerdir=/etc,upperdir={upper},workdir={work}".encode()
+        _check(_libc.mount(b"overlay", b"/etc", b"overlay", 0, opts), "mount overlay /etc")
+    if hostname:
+        _check(_libc.unshare(CLONE_NEWUTS), "unshare uts namespace")
+        name = hostname.encode()
+        _check(_libc.sethostname(name, len(name)), "sethostname")
 
 
 def main(argv=None):
@@ -82,20 +100,27 @@ def main(argv=None):
         return 2
     sep = argv.index("--")
     head, prog = argv[:sep], argv[sep + 1:]
-    netns, binds = head[0], []
+    netns, binds, etc, hostname = head[0], [], None, None
     rest = head[1:]
     while rest:
         flag = rest.pop(0)
-        if flag != "--bind" or not rest:
+        if flag not in ("--bind", "--etc", "--hostname") or not rest:
             print(f"nsexec: unexpected argument {flag!r}", file=sys.stderr)
             return 2
-        src, _, dst = rest.pop(0).partition(":")
-        binds.append((src, dst))
+        value = rest.pop(0)
+        if flag == "--hostname":
+            hostname = value
+            continue
+        src, _, dst = value.partition(":")
+        if flag == "--bind":
+            binds.append((src, dst))
+        else:
+            etc = (src, dst)
     if not prog:
         print("nsexec: no program given", file=sys.stderr)
         return 2
     try:
-        enter(netns, binds)
+        enter(netns, binds, etc, hostname)
     except OSError as e:
         print(f"nsexec: {e}", file=sys.stderr)
         return 1

@@ -31,13 +31,13 @@ def _starttime(pid: int) -> str | None:
 
 @dataclass
 class Service:
-    """One supervised process: `argv` run in `ns` with `binds`, logging to `log_path`."""
+    """One supervised process: `argv` run in `ns` with the node's `view`, logging to `log_path`."""
     name: str
     ns: str
     argv: list[str]
     log_path: str
     pid_path: str
-    binds: list = field(default_factory=list)
+    view: list = field(default_factory=list)
     env: dict | None = None
     cwd: str | None = None
 
@@ -63,7 +63,7 @@ class Service:
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         os.makedirs(os.path.dirname(self.pid_path), exist_ok=True)
         with open(self.log_path, "ab") as log:
-            proc = subprocess.Popen(netns.nsexec_argv(self.ns, self.argv, self.binds),
+            proc = subprocess.Popen(netns.nsexec_argv(self.ns, self.argv, self.view),
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, env=self.env, cwd=self.cwd)
         start = None

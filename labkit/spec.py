@@ -21,7 +21,7 @@ CONTAINER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,31}$")
 # What labkit's flanneld implements today. Other names flannel knows are refused
 # with the reason, unknown names with flannel's own "unknown backend type" text.
 SUPPORTED_BACKENDS = ("vxlan",)
-FLAVOURS = ("modern",)
+FLAVOURS = ("modern", "legacy")  # flannel v0.2x (etcd v3) / flannel 0.7.1 (etcd v2, CentOS 7)
 DEFAULT_PREFIX = "/coreos.com/network"
 MAX_NODES = 250
 

@@ -59,10 +59,13 @@ def list_all(state: LabState, node: str) -> list[dict]:
 
 
 def get(state: LabState, node: str, name: str) -> dict | None:
-    for rec in list_all(state, node):
+    """A container by name, or by a unique prefix of its id (as docker accepts)."""
+    recs = list_all(state, node)
+    for rec in recs:
         if rec["name"] == name:
             return rec
-    return None
+    by_id = [r for r in recs if name and r.get("id", "").startswith(name)]
+    return by_id[0] if len(by_id) == 1 else None
 
 
 def daemon_info(state: LabState, node: str) -> dict | None:
@@ -124,6 +127,7 @@ def _start(state: LabState, node: str, rec: dict) -> dict:
         rec.update(ip=str(ip), gateway=str(bip.ip), prefixlen=bip.network.prefixlen,
                    mtu=info["mtu"], started=time.time(), pid=None)
         if rec.get("command"):
+            os.makedirs(_records_dir(state, node), exist_ok=True)
             log = open(_record_path(state, node, rec["name"])[:-5] + ".log", "ab")
             proc = subprocess.Popen(netns.nsexec_argv(ns, rec["command"]), stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -137,14 +141,17 @@ def _start(state: LabState, node: str, rec: dict) -> dict:
 
 
 def run(state: LabState, node: str, name: str, command: list[str] | None = None,
-        restart: str = "no") -> dict:
+        restart: str = "no", image: str = "busybox") -> dict:
     """`docker run -d --name NAME [--restart R] IMAGE [CMD...]` (the image is not used)."""
     check_container_name(name)
     if get(state, node, name) is not None:
-        raise LabError(f'Conflict. The container name "/{name}" is already in use on {node}.')
+        raise LabError(f'docker: Error response from daemon: Conflict. The container name "/{name}" '
+                       f"is already in use. You have to remove (or rename) that container to be able "
+                       f"to reuse that name.")
     ns = container_netns(state, node, name)
-    rec = {"name": name, "node": node, "netns": ns, "veth": _veth_name(ns),
-           "command": list(command or []), "restart": restart}
+    cid = hashlib.sha256(f"{ns}/{time.time()}".encode()).hexdigest()
+    rec = {"name": name, "id": cid, "image": image, "node": node, "netns": ns, "veth": _veth_name(ns),
+           "command": list(command or []), "restart": restart, "created": time.time()}
     return _start(state, node, rec)
 
 
@@ -152,7 +159,7 @@ def stop(state: LabState, node: str, name: str) -> None:
     """The container's processes and namespace go; its record stays (docker ps -a)."""
     rec = get(state, node, name)
     if rec is None:
-        raise LabError(f"Error: No such container: {name}")
+        raise LabError(f"Error response from daemon: No such container: {name}")
     netns.delete(rec["netns"])  # its veth goes with it, and leaves docker0
     rec.pop("running", None)
     rec.update(ip=None, pid=None)

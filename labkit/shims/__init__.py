@@ -1,0 +1,44 @@
+"""Commands a learner types inside a node that a real host gets from systemd and docker.
+
+``systemctl``, ``journalctl``, ``docker`` (and a thin ``etcdctl`` wrapper) are put on
+the node's PATH (``labkit/shims/bin``). They drive the lab's node services: the same
+``Service`` objects the CLI and the notebooks use. Everything else a node shell runs
+(``ip``, ``ifconfig``, ``bridge``, ``ping``, ``etcdctl``, ``tcpdump``) is the real program.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import LabError
+
+# what `systemctl status` shows, as the CentOS 7 units describe themselves
+UNITS = {
+    "flanneld": ("Flanneld overlay address etcd agent", "/usr/lib/systemd/system/flanneld.service"),
+    "docker": ("Docker Application Container Engine", "/usr/lib/systemd/system/docker.service"),
+    "etcd": ("Etcd Server", "/usr/lib/systemd/system/etcd.service"),
+}
+# systemd orders one transaction by the units' Before=/After=, not by argument order:
+# flanneld.service says Before=docker.service.
+START_ORDER = ["etcd", "flanneld", "docker"]
+
+
+def current():
+    """(lab, node) for the node this command runs on."""
+    from ..lab import Lab
+    lab_name, node_name = os.environ.get("LABKIT_LAB"), os.environ.get("LABKIT_NODE")
+    if not lab_name or not node_name:
+        raise LabError("this command only works inside a lab node (labkit shell NODE)")
+    lab = Lab.attach(lab_name)
+    return lab, lab.node(node_name)
+
+
+def run(main):
+    """Entry point wrapper: LabError -> one line on stderr, exit 1."""
+    try:
+        sys.exit(main(sys.argv[1:]) or 0)
+    except LabError as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,208 @@
+"""`docker` inside a lab node: the commands the blog (and a flannel debugging session) uses.
+
+run -d / run -it, exec, ps, rm -f, stop, inspect -f '{{.NetworkSettings.IPAddress}}'.
+A lab container is a network namespace on docker0 sharing the node's files; the
+image name is accepted and not used (see `docker run --help`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import subprocess
+import sys
+import time
+
+from . import current, run
+from .. import netns
+from ..docker import containers
+from ..errors import LabError
+
+RUN_HELP = """Run a command in a new container.
+
+In this lab a container is a network namespace attached to docker0 by a veth pair,
+with an address from docker0's subnet, the docker MTU and a default route via
+docker0; it shares the node's files. IMAGE is accepted and not pulled or used:
+the COMMAND runs with the node's programs (busybox's sleep, ping, sh all exist).
+"""
+ADJ = ["admiring", "brave", "eager", "focused", "gifted", "jolly", "keen", "nifty", "quirky", "zen"]
+NAMES = ["turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "perlman", "cerf"]
+
+
+def _ago(t: float) -> str:
+    d = int(time.time() - t)
+    if d < 60:
+        return f"{d} seconds ago" if d != 1 else "1 second ago"
+    if d < 3600:
+        return f"{d // 60} minutes ago" if d >= 120 else "About a minute ago"
+    return f"{d // 3600} hours ago"
+
+
+def cmd_run(lab, node, argv) -> int:
+    p = argparse.ArgumentParser(prog="docker run", description=RUN_HELP,
+                                usage="docker run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("--name")
+    p.add_argument("--restart", default="no")
+    p.add_argument("--rm", action="store_true")
+    p.add_argument("image")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    a = p.parse_args(argv)
+    name = a.name or f"{random.choice(ADJ)}_{random.choice(NAMES)}"
+    if a.restart not in ("no", "always", "unless-stopped", "on-failure"):
+        raise LabError(f'docker: invalid restart policy "{a.restart}".')
+    if a.detach:
+        rec = containers.run(lab.state, node.name, name, a.command or ["sleep", "infinity"],
+                             restart=a.restart, image=a.image)
+        print(rec["id"])
+        return 0
+    rec = containers.run(lab.state, node.name, name, None, restart=a.restart, image=a.image)
+    try:
+        return subprocess.call(netns.nsexec_argv(rec["netns"], a.command or ["sh"],
+                                                 node.view(hostname=rec["id"][:12])))
+    finally:  # the container's main process has exited: the container stops
+        (containers.remove if a.rm else containers.stop)(lab.state, node.name, name)
+
+
+def _get(lab, node, name) -> dict:
+    rec = containers.get(lab.state, node.name, name)
+    if rec is None:
+        raise LabError(f"Error response from daemon: No such container: {name}")
+    return rec
+
+
+def cmd_exec(lab, node, argv) -> int:
+    opts = []
+    while argv and argv[0].startswith("-"):
+        opts.append(argv.pop(0))
+    if len(argv) < 2:
+        raise LabError('"docker exec" requires at least 2 arguments.')
+    rec = _get(lab, node, argv[0])
+    if not rec["running"]:
+        raise LabError(f"Error response from daemon: Container {rec['id'][:12]} is not running")
+    return subprocess.call(netns.nsexec_argv(rec["netns"], argv[1:], node.view(hostname=rec["id"][:12])))
+
+
+def cmd_ps(lab, node, argv) -> int:
+    show_all = "-a" in argv or "--all" in argv
+    quiet = "-q" in argv
+    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
+    for r in containers.list_all(lab.state, node.name):
+        if not (r["running"] or show_all):
+            continue
+        cmd = " ".join(r.get("command") or ["sh"])
+        cmd = '"' + (cmd[:17] + "…" if len(cmd) > 18 else cmd) + '"'
+        status = f"Up {_ago(r['started'])[:-4]}" if r["running"] else "Exited (137)"
+        rows.append((r["id"][:12], r.get("image", ""), cmd, _ago(r.get("created", time.time())),
+                     status, "", r["name"]))
+    if quiet:
+        print("\n".join(r[0] for r in rows[1:]))
+        return 0
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def cmd_rm(lab, node, argv) -> int:
+    force = any(a in ("-f", "--force") for a in argv)
+    rc = 0
+    for name in [a for a in argv if not a.startswith("-")]:
+        rec = containers.get(lab.state, node.name, name)
+        if rec is None:
+            print(f"Error response from daemon: No such container: {name}", file=sys.stderr)
+            rc = 1
+            continue
+        if rec["running"] and not force:
+            print(f"Error response from daemon: You cannot remove a running container {rec['id']}. "
+                  "Stop the container before attempting removal or force remove", file=sys.stderr)
+            rc = 1
+            continue
+        containers.remove(lab.state, node.name, rec["name"])
+        print(name)
+    return rc
+
+
+def cmd_stop(lab, node, argv) -> int:
+    for name in [a for a in argv if not a.startswith("-")]:
+        rec = _get(lab, node, name)
+        containers.stop(lab.state, node.name, rec["name"])
+        print(name)
+    return 0
+
+
+def inspect_view(rec: dict) -> dict:
+    """The part of `docker inspect` a network lab needs."""
+    running = rec["running"]
+    return {
+        "Id": rec["id"], "Name": "/" + rec["name"], "Image": rec.get("image", ""),
+        "State": {"Running": running, "Status": "running" if running else "exited"},
+        "Config": {"Cmd": rec.get("command") or ["sh"], "Image": rec.get("image", "")},
+        "HostConfig": {"RestartPolicy": {"Name": rec.get("restart", "no")}},
+        "NetworkSettings": {
+            "IPAddress": (rec.get("ip") or "") if running else "",
+            "Gateway": (rec.get("gateway") or "") if running else "",
+            "IPPrefixLen": rec.get("prefixlen", 0) if running else 0,
+            "SandboxKey": f"/run/netns/{rec['netns']}",
+        },
+    }
+
+
+def render_format(fmt: str, data: dict) -> str:
+    """Go template subset: {{.A.B}} and {{json .A}} fields."""
+    def field(path: str):
+        cur = data
+        for part in path.strip(".").split("."):
+            if part:
+                cur = cur.get(part, "") if isinstance(cur, dict) else ""
+        return cur
+
+    def repl(m):
+        expr = m.group(1).strip()
+        if expr.startswith("json "):
+            return json.dumps(field(expr[5:].strip()))
+        value = field(expr)
+        return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return re.sub(r"\{\{(.*?)\}\}", repl, fmt)
+
+
+def cmd_inspect(lab, node, argv) -> int:
+    p = argparse.ArgumentParser(prog="docker inspect")
+    p.add_argument("-f", "--format")
+    p.add_argument("names", nargs="+")
+    a = p.parse_args(argv)
+    views = [inspect_view(_get(lab, node, n)) for n in a.names]
+    if a.format:
+        for v in views:
+            print(render_format(a.format, v))
+    else:
+        print(json.dumps(views, indent=4))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "exec": cmd_exec, "ps": cmd_ps, "rm": cmd_rm, "stop": cmd_stop,
+            "inspect": cmd_inspect}
+
+
+def main(argv) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print("Usage: docker COMMAND\n\nCommands (lab subset):\n  " + "\n  ".join(COMMANDS))
+        return 0
+    cmd = COMMANDS.get(argv[0])
+    if cmd is None:
+        print(f"docker: '{argv[0]}' is not a docker command in this lab (it has: {', '.join(COMMANDS)}).",
+              file=sys.stderr)
+        return 1
+    lab, node = current()
+    if argv[0] != "inspect" and containers.daemon_info(lab.state, node.name) is None:
+        raise LabError("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+                       "Is the docker daemon running?")
+    return cmd(lab, node, argv[1:])
+
+
+if __name__ == "__main__":
+    run(main)
