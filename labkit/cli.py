@@ -29,12 +29,20 @@ def _progress(msg: str) -> None:
 
 def cmd_up(a) -> int:
     from .lab import Lab
-    from .spec import LabSpec
-    spec = LabSpec(name=a.name, nodes=a.nodes, network=a.network, subnet_len=a.subnet_len,
-                   backend=a.backend, vni=a.vni, port=a.port, direct_routing=a.direct_routing,
-                   containers=a.containers, underlay=a.underlay, mtu=a.mtu, prefix=a.etcd_prefix,
-                   seed=a.seed)
+    from .spec import LabSpec, blog_spec
+    if a.blog:
+        spec = blog_spec(a.name, flavour=a.flavour or "legacy", seed=a.seed)
+    else:
+        spec = LabSpec(name=a.name, nodes=a.nodes, network=a.network, subnet_len=a.subnet_len,
+                       backend=a.backend, vni=a.vni, port=a.port, direct_routing=a.direct_routing,
+                       containers=a.containers, underlay=a.underlay, mtu=a.mtu, prefix=a.etcd_prefix,
+                       seed=a.seed, flavour=a.flavour or "modern", write_config=not a.no_config)
     Lab(spec, progress=_progress).up()
+    if not spec.write_config:
+        print(f"\nflanneld is waiting for {spec.prefix}/config: write it on the master, e.g.\n"
+              f"  labkit shell master --name {a.name}\n"
+              + ("  etcdctl set " if spec.flavour == "legacy" else "  etcdctl put ")
+              + f"{spec.prefix}/config '{{\"Network\":\"10.108.0.0/16\",\"Backend\": {{\"Type\": \"vxlan\"}}}}'")
     print(f"\nnext: labkit status --name {a.name}    |    labkit check --name {a.name}")
     return 0
 
@@ -161,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--mtu", type=int, default=1500, help="underlay link MTU (default 1500)")
     up.add_argument("--etcd-prefix", default="/coreos.com/network", help="flanneld -etcd-prefix")
     up.add_argument("--seed", type=int, default=None, help="same subnets and MACs on every run")
+    up.add_argument("--flavour", choices=["modern", "legacy"], default=None,
+                    help="modern: flannel v0.2x, etcd v3 (default); legacy: flannel 0.7.1 as CentOS 7 "
+                         "shipped it, etcd v2")
+    up.add_argument("--no-config", action="store_true",
+                    help="do not write the network config: flanneld waits until you do")
+    up.add_argument("--blog", action="store_true",
+                    help="the blog's cluster: master + one node, legacy flannel under /flannel/network, "
+                         "no config yet (add --flavour modern to try the blog on today's flannel)")
 
     st = add("status", cmd_status, "show nodes, leases, docker0 and containers (from etcd and the kernel)")
     st.add_argument("--json", action="store_true", help="machine-readable output")

@@ -113,6 +113,14 @@ class V2Client:
             return None
         return body.get("node", {}).get("value")
 
+    def list(self, directory: str) -> list[tuple[str, str]]:
+        """[(key, value)] of the keys directly under `directory` (empty if it does not exist)."""
+        status, body = http_request(self.sock, "GET", "/v2/keys" + urllib.parse.quote(directory) +
+                                    "?recursive=true")
+        if status == 404:
+            return []
+        return [(n["key"], n.get("value", "")) for n in body.get("node", {}).get("nodes", [])]
+
     def set(self, key: str, value: str) -> None:
         status, body = http_request(self.sock, "PUT", "/v2/keys" + urllib.parse.quote(key),
                                     {"value": value})

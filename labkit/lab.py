@@ -19,7 +19,7 @@ import time
 
 from . import netns
 from .errors import LabError
-from .etcd import wait_healthy, v3_client
+from .etcd import V2Client, wait_healthy, v3_client
 from .node import Node
 from .spec import LabSpec, check_lab_name
 from .state import LabState
@@ -103,10 +103,13 @@ class Lab:
             self._step("etcd", self._start_etcd)
             if self.spec.write_config:
                 self._step("network config", self.write_config)
-                self._step("flanneld", self.start_flanneld)
-                self._step("docker", self.start_docker)
-                if self.spec.containers:
-                    self._step("containers", self._start_containers)
+            # Like a host at boot: flanneld, then docker. Without a config in etcd, flanneld
+            # waits for one (retrying every second) and docker gets its default bridge.
+            self._step("flanneld", lambda: self.start_flanneld(wait=self.spec.write_config))
+            self._step("docker", self.start_docker)
+            if self.spec.containers:
+                self._step("containers", self._start_containers)
+            if self.spec.write_config:
                 self._step("converge", self.wait_converged)
         except BaseException as e:
             self.progress(f"build failed ({e}); removing the half-built lab")
@@ -139,12 +142,19 @@ class Lab:
     def write_config(self, config: str | None = None) -> str:
         """`etcdctl put <prefix>/config '<json>'` (the spec's config unless one is given)."""
         value = config if config is not None else self.spec.network_config_json()
-        self.etcd().put(f"{self.spec.prefix}/config", value)
+        if self.spec.flavour == "legacy":  # flannel 0.7 reads the etcd v2 key space
+            V2Client(self.state.etcd_socket).set(f"{self.spec.prefix}/config", value)
+        else:
+            self.etcd().put(f"{self.spec.prefix}/config", value)
         return f"{self.spec.prefix}/config = {value}"
 
     # -- services ----------------------------------------------------------------------
-    def start_flanneld(self, nodes=None, timeout: float = 30) -> str:
+    def start_flanneld(self, nodes=None, timeout: float = 30, wait: bool = True) -> str:
         nodes = nodes or self.nodes
+        if not wait:
+            for node in nodes:
+                node.service("flanneld").start()
+            return f"started; waiting for {self.spec.prefix}/config in etcd"
         if self.spec.seed is not None:  # one at a time: the same subnets on every run
             for node in nodes:
                 self._start_and_wait_flanneld([node], timeout)
@@ -214,12 +224,22 @@ class Lab:
         deadline = time.monotonic() + timeout
         want = len(self.nodes) - 1
         while True:
-            counts = {n.name: self._peer_routes(n) for n in self.nodes}
+            counts = {n.name: self._peers_known(n) for n in self.nodes}
             if all(c >= want for c in counts.values()):
                 return f"{want} peer routes on each of {len(self.nodes)} nodes"
             if time.monotonic() > deadline:
                 raise LabError(f"flannel did not converge within {timeout:.0f}s: peer routes {counts}")
             time.sleep(0.05)
+
+    def _peers_known(self, node: Node) -> int:
+        """How many peers this node's flanneld has programmed into the kernel."""
+        if self.spec.flavour == "legacy":  # flannel 0.7: one FDB entry per peer, no routes
+            def fdb(ipr):
+                idx = ipr.link_lookup(ifname=f"flannel.{self.spec.vni or 1}")
+                return 0 if not idx else sum(1 for n in ipr.get_neighbours(family=AF_BRIDGE, ifindex=idx[0])
+                                             if n.get_attr("NDA_DST"))
+            return netns.netlink.call(node.ns, fdb)
+        return self._peer_routes(node)
 
     def _peer_routes(self, node: Node) -> int:
         net = ipaddress.IPv4Network(self.spec.network)
@@ -251,12 +271,16 @@ class Lab:
     def leases(self) -> dict:
         """{subnet: (key, value json)} straight from etcd."""
         from .flannel.subnet import parse_subnet_key
+        if self.spec.flavour == "legacy":
+            pairs = V2Client(self.state.etcd_socket).list(f"{self.spec.prefix}/subnets")
+        else:
+            pairs = [(meta.key.decode(), value.decode())
+                     for value, meta in self.etcd().get_prefix(f"{self.spec.prefix}/subnets/")]
         out = {}
-        for value, meta in self.etcd().get_prefix(f"{self.spec.prefix}/subnets/"):
-            key = meta.key.decode()
+        for key, value in pairs:
             sn = parse_subnet_key(key)
             if sn is not None:
-                out[str(sn)] = (key, value.decode())
+                out[str(sn)] = (key, value)
         return out
 
     def status(self) -> dict:

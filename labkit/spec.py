@@ -51,6 +51,13 @@ def node_names(count: int) -> list[str]:
     return ["master"] + [f"node{i}" for i in range(1, count)]
 
 
+def blog_spec(name: str = "lab", flavour: str = "legacy", **fields) -> "LabSpec":
+    """The blog's cluster: a master and one node, flannel under /flannel/network, and no
+    network config yet (the first command of the walkthrough writes it)."""
+    return LabSpec(name=name, nodes=2, flavour=flavour, prefix="/flannel/network",
+                   write_config=False, **fields)
+
+
 @dataclass
 class LabSpec:
     name: str = "lab"

@@ -1,0 +1,231 @@
+"""flanneld 0.7.1's main loop (mirrors v0.7.1:main.go and network/{manager,network}.go).
+
+1. flags; external interface; the etcd v2 subnet manager;
+2. init, retried every second until it works: fetch and parse the config, pick the
+   backend, RegisterNetwork (device -> lease -> Configure);
+3. write subnet.env ("Lease acquired: ...");
+4. run: lease events and L3 misses for the backend; renew our lease before it
+   expires; if our lease is deleted, log "Lease has been revoked" and start again at 2.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import queue
+import random
+import signal
+import sys
+import threading
+import time
+
+from .. import log
+from ..daemon import FlagError, go_duration, parse_flags, usage
+from ..subnet import Event, Lease, LeaseAttrs, LeaseWatcher, choose_subnet, parse_subnet_key, subnet_key
+from ..subnetenv import write_subnet_file
+from .config import parse_config
+from .registry import EtcdError, V2Registry
+from .vxlan import LegacyVXLANDevice, LegacyVXLANNetwork, parse_backend_config
+
+SRC = "network.go"
+
+
+def lease_json(public_ip: str, mac: str) -> str:
+    """0.7.1's LeaseAttrs: no PublicIPv6 field yet, BackendData has only the VtepMAC."""
+    return json.dumps({"PublicIP": public_ip, "BackendType": "vxlan", "BackendData": {"VtepMAC": mac}},
+                      separators=(",", ":"))
+
+
+def to_lease(key: str, value: str, ttl) -> Lease | None:
+    sn = parse_subnet_key(key)
+    if sn is None:
+        return None
+    try:
+        attrs = LeaseAttrs.from_json(value)
+    except ValueError as e:
+        log.warning("registry.go", f"Ignoring bad subnet node: {e}")
+        return None
+    return Lease(subnet=sn, attrs=attrs, expiration=None if ttl is None else time.time() + ttl, key=key)
+
+
+class Daemon:
+    def __init__(self, opts, ext, ipr):
+        self.opts, self.ext, self.ipr = opts, ext, ipr
+        self.reg = V2Registry(opts["etcd-endpoints"], opts["etcd-prefix"])
+        self.ttl = opts["lab-subnet-ttl"]
+        self.margin = opts["lab-renew-margin-seconds"] or opts["subnet-lease-renew-margin"] * 60
+        seed = opts["lab-seed"]
+        self.rng = random.Random(f"{seed}/{ext.ext_addr}") if seed else random.Random()
+        self.events: queue.Queue = queue.Queue()
+        self.stop = []
+        self.generation = 0  # a restarted network ignores the old watch thread
+        self.monitoring = set()
+
+    # -- init (retryInit) -------------------------------------------------------------
+    def init(self):
+        try:
+            config = parse_config(self.reg.get_network_config())
+        except Exception as e:
+            raise RuntimeError(f"failed to retrieve network config: {e}") from e
+        if config.backend_type != "vxlan":
+            raise RuntimeError(f"failed to create and initialize network: "
+                               f"unknown backend type: {config.backend_type}"
+                               if config.backend_type not in ("udp", "host-gw", "alloc", "aws-vpc", "gce")
+                               else f"failed to create and initialize network: labkit's flannel 0.7 "
+                                    f"emulation only has the vxlan backend")
+        cfg = parse_backend_config(config.backend)
+        dev = LegacyVXLANDevice(self.ipr, f"flannel.{cfg['VNI']}", cfg["VNI"], self.ext.index,
+                                self.ext.iface_addr, cfg["Port"], cfg["GBP"])
+        try:
+            lease = self.acquire(config, LeaseAttrs(public_ip=str(self.ext.ext_addr), backend_type="vxlan",
+                                                    backend_data={"VtepMAC": dev.mac}), dev.mac)
+        except Exception as e:
+            raise RuntimeError(f"failed to register network: failed to acquire lease: {e}") from e
+        dev.configure(lease.subnet.network_address, ipaddress.IPv4Network(
+            f"{lease.subnet.network_address}/{config.network.prefixlen}", strict=False))
+        return config, dev, lease
+
+    def acquire(self, config, attrs: LeaseAttrs, mac: str) -> Lease:
+        """AcquireLease/tryAcquireLease: reuse by PublicIP, else a random free subnet."""
+        value = lease_json(attrs.public_ip, mac)
+        for _ in range(10):
+            leases = [l for l in (to_lease(n["key"], n["value"], n["ttl"]) for n in self.reg.get_subnets()[0]) if l]
+            d = choose_subnet(config, leases, self.ext.ext_addr, None, self.rng)
+            key = subnet_key(self.opts["etcd-prefix"], d.subnet)
+            for stale in d.delete:
+                log.info("local_manager.go", f"Found lease ({stale.subnet}) for current IP ({attrs.public_ip}) "
+                                             "but not compatible with current config, deleting")
+                self.reg.delete_subnet(subnet_key(self.opts["etcd-prefix"], stale.subnet))
+            if d.kind == "reuse":
+                log.info("local_manager.go", f"Found lease ({d.subnet}) for current IP ({attrs.public_ip}), reusing")
+                exp = self.reg.update_subnet(key, value, self.ttl if d.ttl else 0)
+                return Lease(subnet=d.subnet, attrs=attrs, expiration=exp, key=key)
+            log.info("local_manager.go", f"Picking subnet in range {config.subnet_min} ... {config.subnet_max}")
+            try:
+                exp = self.reg.create_subnet(key, value, self.ttl)
+                return Lease(subnet=d.subnet, attrs=attrs, expiration=exp, key=key)
+            except EtcdError as e:
+                if e.code != 105:  # 105 = key exists: another node won the race, try again
+                    raise
+        raise RuntimeError("Max retries reached trying to acquire a subnet")
+
+    # -- run -----------------------------------------------------------------------------
+    def watch(self, since: int) -> None:
+        gen = self.generation
+
+        def loop(index):
+            while gen == self.generation:
+                try:
+                    changes, index = self.reg.watch_subnets(index)
+                    if gen == self.generation:
+                        self.events.put(("watch", changes))
+                except EtcdError as e:
+                    if e.code == 401:  # index cleared from history: re-list
+                        log.warning("local_manager.go", "Watch of subnet leases failed because etcd "
+                                                        "index outside history window")
+                        self.events.put(("reset", None))
+                        _, index = self.reg.get_subnets()
+                except Exception:
+                    time.sleep(1)
+        threading.Thread(target=loop, args=(since,), daemon=True, name="watch").start()
+
+    def run_once(self) -> bool:
+        """One life of the network; True when it should start again (lease revoked)."""
+        while True:
+            try:
+                config, dev, lease = self.init()
+                break
+            except Exception as e:
+                log.error(SRC, str(e))
+                try:
+                    if self.events.get(timeout=1) == "stop":
+                        return False
+                except queue.Empty:
+                    pass
+        bn = LegacyVXLANNetwork(dev)
+        log.info("manager.go", f"Lease acquired: {lease.subnet}")
+        write_subnet_file(self.opts["subnet-file"], config.network, lease.subnet, bn.mtu(), self.opts["ip-masq"])
+        log.info("vxlan.go", "Watching for L3 misses")
+        if dev.index not in self.monitoring:
+            self.monitoring.add(dev.index)
+            dev.monitor_misses(self.events)
+        self.generation += 1
+        log.info("vxlan.go", "Watching for new subnet leases")
+        watcher = LeaseWatcher(own_subnet=lease.subnet)
+        nodes, index = self.reg.get_subnets()
+        leases = [l for l in (to_lease(n["key"], n["value"], n["ttl"]) for n in nodes) if l]
+        bn.handle_initial([l for l in leases if l.subnet != lease.subnet])
+        watcher.reset(leases)
+        self.watch(index)
+        renew_at = time.time() + max(0, self.ttl - self.margin)
+        while not self.stop:
+            try:
+                item = self.events.get(timeout=max(0.0, renew_at - time.time()))
+            except queue.Empty:
+                item = None
+            if item == "stop":
+                return False
+            if item and item[0] == "miss":
+                bn.handle_miss(item[1])
+            elif item and item[0] == "watch":
+                for action, key, value in item[1]:
+                    sn = parse_subnet_key(key)
+                    if sn is None:
+                        continue
+                    removed = action in ("delete", "expire", "compareAndDelete")
+                    if sn == lease.subnet:
+                        if removed:
+                            log.warning(SRC, "Lease has been revoked")
+                            return True
+                        renew_at = time.time() + max(0, self.ttl - self.margin)
+                        continue
+                    ev = Event("removed", Lease(subnet=sn, attrs=LeaseAttrs(public_ip="")), ) if removed \
+                        else Event("added", to_lease(key, value, self.ttl))
+                    for out in watcher.update([ev]):
+                        bn.handle_event(out.type, out.lease)
+            if time.time() >= renew_at:
+                try:
+                    exp = self.reg.update_subnet(lease.key, lease_json(str(self.ext.ext_addr), dev.mac), self.ttl)
+                    log.info(SRC, "Lease renewed, new expiration: " +
+                             time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(exp)))
+                    renew_at = exp - self.margin
+                except Exception as e:
+                    log.error(SRC, f"Error renewing lease (trying again in 1 min): {e}")
+                    renew_at = time.time() + 60
+        return False
+
+
+def main(argv=None) -> int:
+    try:
+        opts = parse_flags(sys.argv[1:] if argv is None else argv)
+    except FlagError as e:
+        print(e if str(e) != "help" else "", file=sys.stderr)
+        print(usage(), file=sys.stderr)
+        return 0 if str(e) == "help" else 2
+    from pyroute2 import IPRoute
+    from ..iface import InterfaceError, lookup
+    ipr = IPRoute()
+    try:
+        ext = lookup(ipr, (opts["iface"] or [None])[0], opts["public-ip"] or None)
+    except InterfaceError as e:
+        log.error("main.go", str(e))
+        return 1
+    log.info("manager.go", f"Using interface with name {ext.name} and address {ext.iface_addr}")
+    log.info("manager.go", f"Defaulting external address to interface address ({ext.iface_addr})")
+    d = Daemon(opts, ext, ipr)
+    log.info("main.go", "Installing signal handlers")
+
+    def on_signal(*_):
+        d.stop.append(1)
+        d.events.put("stop")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while d.run_once():
+        pass
+    log.info("main.go", "Exiting...")
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
