@@ -16,6 +16,7 @@ import ipaddress
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -44,24 +45,32 @@ def network_options(subnet_file: str = SUBNET_FILE):
     return bip or DEFAULT_BIP, mtu or DEFAULT_MTU
 
 
-def ensure_bridge(ipr, bip: ipaddress.IPv4Interface) -> int:
-    """docker0 exists, is up and carries exactly `bip` (other IPv4 addresses go)."""
-    idx = ipr.link_lookup(ifname="docker0")
-    if not idx:
-        ipr.link("add", ifname="docker0", kind="bridge")
-        idx = ipr.link_lookup(ifname="docker0")
-    idx = idx[0]
+def _ip(*args: str) -> str:
+    r = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def ensure_bridge(bip: ipaddress.IPv4Interface) -> None:
+    """docker0 exists, is up and carries exactly `bip` (other IPv4 addresses go).
+
+    Plain `ip` commands: this daemon lives as long as the node, and pyroute2 would
+    triple its memory for four netlink calls.
+    """
+    if subprocess.run(["ip", "link", "show", "docker0"], capture_output=True).returncode != 0:
+        _ip("link", "add", "docker0", "type", "bridge")
     have = False
-    for a in ipr.get_addr(family=2, index=idx):
-        cur = ipaddress.IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
-        if cur == bip:
-            have = True
-        else:
-            ipr.addr("del", index=idx, address=str(cur.ip), prefixlen=cur.network.prefixlen)
+    for info in json.loads(_ip("-j", "-4", "addr", "show", "dev", "docker0") or "[]"):
+        for a in info.get("addr_info", []):
+            cur = ipaddress.IPv4Interface(f"{a['local']}/{a['prefixlen']}")
+            if cur == bip:
+                have = True
+            else:
+                _ip("addr", "del", str(cur), "dev", "docker0")
     if not have:
-        ipr.addr("add", index=idx, address=str(bip.ip), prefixlen=bip.network.prefixlen)
-    ipr.link("set", index=idx, state="up")
-    return idx
+        _ip("addr", "add", str(bip), "dev", "docker0")
+    _ip("link", "set", "docker0", "up")
 
 
 def main(argv=None) -> int:
@@ -71,7 +80,6 @@ def main(argv=None) -> int:
     p.add_argument("--subnet-file", default=SUBNET_FILE)
     args = p.parse_args(argv)
 
-    from pyroute2 import IPRoute
     from . import containers
     from ..state import LabState
     state = LabState(args.lab)
@@ -82,8 +90,7 @@ def main(argv=None) -> int:
 
     bip, mtu = network_options(args.subnet_file)
     log(f"Starting up; bridge docker0 --bip={bip} --mtu={mtu}")
-    with IPRoute() as ipr:
-        ensure_bridge(ipr, bip)
+    ensure_bridge(bip)
     info = {"pid": os.getpid(), "bip": str(bip), "mtu": mtu, "started": time.time()}
     path = state.node_dir(args.node, "docker", "daemon.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
