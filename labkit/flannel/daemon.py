@@ -9,6 +9,7 @@ Run inside a node (``python -m labkit.flannel.daemon -etcd-endpoints=... -iface=
  5. the br_netfilter check;
  6. the external interface (-iface / -public-ip);
  7. the backend named by Backend.Type; RegisterNetwork (device, lease, address);
+    then the iptables rules (FORWARD accept; masquerade with -ip-masq);
  8. subnet.env, written atomically ("flannel is ready");
  9. Run: watch every lease and program the kernel for each remote one;
 10. CompleteLease: renew our lease before it expires; stop if it is deleted.
@@ -132,7 +133,9 @@ def main(argv=None) -> int:
     if opts["version"]:
         print("v0.28.0-labkit")
         return 0
-    log.info(SRC, "CLI flags config: {" + " ".join(f"{k}:{v}" for k, v in opts.items()) + "}")
+    def go(v):  # Go's %+v of a flag value
+        return "[" + " ".join(v) + "]" if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else v
+    log.info(SRC, "CLI flags config: {" + " ".join(f"{k}:{go(v)}" for k, v in opts.items()) + "}")
     margin_min = opts["subnet-lease-renew-margin"]
     if margin_min >= 24 * 60 or margin_min <= 0:
         log.error(SRC, "Invalid subnet-lease-renew-margin option, out of acceptable range")
@@ -216,6 +219,11 @@ def main(argv=None) -> int:
     except Exception as e:
         log.error(SRC, f"Error registering network: {e}")
         return 1
+
+    # 7b. iptables: masquerade (-ip-masq) and FORWARD accept rules, kept by a resync loop
+    from . import trafficmngr
+    trafficmngr.setup(str(config.network), str(bn.lease.subnet), opts["iptables-forward-rules"],
+                      opts["ip-masq"], opts["iptables-resync"])
 
     # 8. subnet.env
     try:

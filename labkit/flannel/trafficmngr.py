@@ -1,0 +1,102 @@
+"""iptables rules flanneld keeps in its node (mirrors pkg/trafficmngr/iptables/iptables.go).
+
+* FORWARD (``-iptables-forward-rules``, on by default): a ``FLANNEL-FWD`` chain jumped to
+  from FORWARD, accepting traffic from and to the flannel Network. Docker >= 1.13 sets
+  the FORWARD policy to DROP; without these rules encapsulated packets arrive and are
+  then dropped on their way to docker0.
+* masquerade (``-ip-masq``): a ``FLANNEL-POSTRTG`` chain in nat/POSTROUTING: traffic
+  inside the flannel Network keeps its addresses, traffic leaving it is masqueraded.
+
+Every ``-iptables-resync`` seconds the rules are checked; if one is missing, all are
+deleted and re-added in order ("Some iptables rules are missing; ..."). The commands
+run inside the node's network namespace, never the host's.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+
+from . import log
+
+SRC = "iptables.go"
+KUBE_PROXY_MARK = "0x4000/0x4000"
+
+
+def forward_rules(network: str) -> list[tuple[str, str, list[str]]]:
+    c = ["-m", "comment", "--comment", "flanneld forward"]
+    return [("filter", "FORWARD", c + ["-j", "FLANNEL-FWD"]),
+            ("filter", "FLANNEL-FWD", ["-s", network] + c + ["-j", "ACCEPT"]),
+            ("filter", "FLANNEL-FWD", ["-d", network] + c + ["-j", "ACCEPT"])]
+
+
+def masq_rules(network: str, lease_subnet: str, random_fully: bool = True) -> list[tuple[str, str, list[str]]]:
+    c = ["-m", "comment", "--comment", "flanneld masq"]
+    rf = ["--random-fully"] if random_fully else []
+    return [("nat", "POSTROUTING", c + ["-j", "FLANNEL-POSTRTG"]),
+            ("nat", "FLANNEL-POSTRTG", ["-m", "mark", "--mark", KUBE_PROXY_MARK] + c + ["-j", "RETURN"]),
+            ("nat", "FLANNEL-POSTRTG", ["-s", lease_subnet, "-d", network] + c + ["-j", "RETURN"]),
+            ("nat", "FLANNEL-POSTRTG", ["-s", network, "-d", lease_subnet] + c + ["-j", "RETURN"]),
+            ("nat", "FLANNEL-POSTRTG", ["!", "-s", network, "-d", lease_subnet] + c + ["-j", "RETURN"]),
+            ("nat", "FLANNEL-POSTRTG", ["-s", network, "!", "-d", "224.0.0.0/4"] + c + ["-j", "MASQUERADE"] + rf),
+            ("nat", "FLANNEL-POSTRTG", ["!", "-s", network, "-d", network] + c + ["-j", "MASQUERADE"] + rf)]
+
+
+def _iptables(*args: str) -> int:
+    return subprocess.run(["iptables", "-w", *args], capture_output=True).returncode
+
+
+class RuleSet:
+    """One ordered set of rules, kept in place by a resync thread."""
+
+    def __init__(self, name: str, rules):
+        self.name, self.rules = name, rules
+
+    def exist(self) -> bool:
+        return all(_iptables("-t", t, "-C", chain, *spec) == 0 for t, chain, spec in self.rules)
+
+    def bootstrap(self) -> None:
+        for t, chain, _ in self.rules:
+            if chain.startswith("FLANNEL-"):
+                _iptables("-t", t, "-N", chain)  # exists already: fine
+        for t, chain, spec in self.rules:  # delete (all copies) then append, keeping the order
+            while _iptables("-t", t, "-D", chain, *spec) == 0:
+                pass
+        for t, chain, spec in self.rules:
+            _iptables("-t", t, "-A", chain, *spec)
+
+    def ensure(self) -> None:
+        if not self.exist():
+            log.info(SRC, "Some iptables rules are missing; deleting and recreating rules")
+            self.bootstrap()
+
+    def keep(self, resync_seconds: int) -> None:
+        def loop():
+            while True:
+                time.sleep(resync_seconds)
+                try:
+                    self.ensure()
+                except Exception as e:
+                    log.error(SRC, f"Failed to ensure iptables rules: {e}")
+        threading.Thread(target=loop, daemon=True, name=f"iptables-{self.name}").start()
+
+
+def setup(network: str, lease_subnet: str, forward: bool, masq: bool, resync: int) -> None:
+    """main.go's traffic-manager steps: masquerade rules if asked, forward rules by default."""
+    if not shutil.which("iptables"):
+        log.error(SRC, "Failed to setup IPTables. iptables binary was not found: "
+                       'exec: "iptables": executable file not found in $PATH')
+        return
+    log.info(SRC, "Starting flannel in iptables mode...")
+    sets = []
+    if masq:
+        log.info(SRC, "Setting up masking rules")
+        sets.append(RuleSet("masq", masq_rules(network, lease_subnet)))
+    if forward:
+        log.info(SRC, "Changing default FORWARD chain policy to ACCEPT")
+        sets.append(RuleSet("forward", forward_rules(network)))
+    for rs in sets:
+        rs.bootstrap()
+        log.info(SRC, "bootstrap done")
+        rs.keep(resync)
