@@ -36,7 +36,8 @@ def cmd_up(a) -> int:
         spec = LabSpec(name=a.name, nodes=a.nodes, network=a.network, subnet_len=a.subnet_len,
                        backend=a.backend, vni=a.vni, port=a.port, direct_routing=a.direct_routing,
                        containers=a.containers, underlay=a.underlay, mtu=a.mtu, prefix=a.etcd_prefix,
-                       seed=a.seed, flavour=a.flavour or "modern", write_config=not a.no_config)
+                       seed=a.seed, flavour=a.flavour or "modern", write_config=not a.no_config,
+                       segments=a.segments)
     Lab(spec, progress=_progress).up()
     if not spec.write_config:
         print(f"\nflanneld is waiting for {spec.prefix}/config: write it on the master, e.g.\n"
@@ -76,21 +77,15 @@ def cmd_exec(a) -> int:
     from .lab import Lab
     if not a.command:
         raise LabError("nothing to run: labkit exec NODE -- COMMAND [ARGS...]")
-    r = Lab.attach(a.name).exec(a.target, a.command, timeout=None)
-    sys.stdout.write(r.stdout)
-    sys.stderr.write(r.stderr)
-    return r.returncode
+    import subprocess
+    argv, env = Lab.attach(a.name).command(a.target, a.command)
+    return subprocess.call(argv, env=env)  # stdin, stdout and stderr stay the user's
 
 
 def cmd_shell(a) -> int:
     from .lab import Lab
-    from . import netns
-    lab = Lab.attach(a.name)
-    node, rec = lab.resolve(a.target)
-    env = node.env()
-    env["PS1"] = f"[root@{a.target} \\W]# "
-    ns = rec["netns"] if rec else node.ns
-    argv = netns.nsexec_argv(ns, ["bash", "--norc", "-i"], node.view(rec["name"] if rec else None))
+    argv, env = Lab.attach(a.name).command(a.target, ["bash", "--norc", "-i"])
+    env["PS1"] = "[root@\\h \\W]# "
     os.execvpe(argv[0], argv, env)
 
 
@@ -138,6 +133,21 @@ def cmd_down(a) -> int:
     return 0
 
 
+def cmd_bench(a) -> int:
+    from . import bench
+    if a.kind == "scale":
+        sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
+        res = bench.scale(sizes, name=a.name, progress=_progress)
+        print(bench.format_scale(res))
+    else:
+        backends = [b.strip() for b in a.backends.split(",") if b.strip()]
+        res = bench.throughput(backends, seconds=a.seconds, name=a.name, progress=_progress)
+        print(bench.format_throughput(res))
+    if a.json:
+        print(json.dumps(res, indent=2))
+    return 0
+
+
 def cmd_list(a) -> int:
     from .state import list_labs
     for name in list_labs():
@@ -162,13 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--subnet-len", type=int, default=None, help="flannel SubnetLen (default: flannel's)")
     up.add_argument("--backend", default="vxlan", help="Backend.Type (default vxlan)")
     up.add_argument("--vni", type=int, default=None, help="VXLAN VNI (default 1)")
-    up.add_argument("--port", type=int, default=None, help="VXLAN UDP port (default: kernel's 8472)")
-    up.add_argument("--direct-routing", action="store_true", help="VXLAN DirectRouting")
+    up.add_argument("--port", type=int, default=None,
+                    help="backend UDP port (vxlan: the kernel's 8472; udp: 8285)")
+    up.add_argument("--direct-routing", action="store_true", help="VXLAN (or ipip) DirectRouting")
     up.add_argument("--containers", type=int, default=0, help="containers per node (default 0)")
     up.add_argument("--underlay", default="192.168.50.0/24", help="node addresses (default 192.168.50.0/24)")
     up.add_argument("--mtu", type=int, default=1500, help="underlay link MTU (default 1500)")
     up.add_argument("--etcd-prefix", default="/coreos.com/network", help="flanneld -etcd-prefix")
     up.add_argument("--seed", type=int, default=None, help="same subnets and MACs on every run")
+    up.add_argument("--segments", type=int, default=1,
+                    help="split the nodes over this many L2 segments joined by a router (default 1)")
     up.add_argument("--flavour", choices=["modern", "legacy"], default=None,
                     help="modern: flannel v0.2x, etcd v3 (default); legacy: flannel 0.7.1 as CentOS 7 "
                          "shipped it, etcd v2")
@@ -203,6 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("node")
     sv.add_argument("service")
     sv.add_argument("action", choices=["start", "stop", "restart", "status"])
+
+    bn = sub.add_parser("bench", help="measure: iperf3 through each backend vs the underlay, or bring-up at scale",
+                        description="throughput: one lab, iperf3 TCP and small-packet UDP between containers on "
+                                    "two nodes through each backend, and between the nodes on the bare underlay. "
+                                    "scale: bring-up time and memory of vxlan labs of several sizes. The lab is "
+                                    "removed afterwards; all traffic stays inside it.")
+    bn.add_argument("kind", nargs="?", choices=["throughput", "scale"], default="throughput")
+    bn.add_argument("--name", default="bench", help="name of the temporary lab (default: bench)")
+    bn.add_argument("--backends", default="vxlan,host-gw,udp", help="throughput: backends, in order")
+    bn.add_argument("--seconds", type=float, default=5, help="throughput: seconds per measurement (default 5)")
+    bn.add_argument("--sizes", default="10,50,100", help="scale: node counts (default 10,50,100)")
+    bn.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    bn.set_defaults(fn=cmd_bench)
 
     add("down", cmd_down, "remove the lab (everything it created)")
     add("clean", cmd_down, "remove everything the lab owns, even after a crash (idempotent)")

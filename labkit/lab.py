@@ -15,6 +15,7 @@ import concurrent.futures
 import ipaddress
 import os
 import shutil
+import subprocess
 import time
 
 from . import netns
@@ -23,7 +24,7 @@ from .etcd import V2Client, wait_healthy, v3_client
 from .node import Node
 from .spec import LabSpec, check_lab_name
 from .state import LabState
-from .underlay import attach, build_switch
+from .underlay import attach, build_router, build_switch
 
 REQUIRED_BINARIES = {"ip": "iproute2", "etcd": "etcd-server", "etcdctl": "etcd-client",
                      "ping": "iputils-ping"}
@@ -125,12 +126,22 @@ class Lab:
         self.progress(f"{what}: {detail or 'done'} ({time.monotonic() - t:.2f}s)")
 
     def _build_underlay(self) -> str:
-        build_switch(self.state)
+        spec = self.spec
+        build_switch(self.state, spec.segments)
+        if spec.segments > 1:  # a routed underlay: segments joined by <lab>-router
+            build_router(self.state, [ipaddress.IPv4Interface(f"{spec.router_ip(i)}/{net.prefixlen}")
+                                      for i, net in enumerate(spec.segment_nets())], spec.mtu)
         for node in self.nodes:
             self.state.record("netns", node.ns)
             netns.add(node.ns)
-            attach(self.state, node.name, node.ns, node.address, self.spec.mtu)
+            seg = spec.segment_of(node.index)
+            router = (spec.underlay_net(), spec.router_ip(seg)) if spec.segments > 1 else None
+            attach(self.state, node.name, node.ns, spec.node_interface(node.index), spec.mtu, seg, router)
             node.prepare()
+        if spec.segments > 1:
+            return (f"{len(self.nodes)} nodes on {spec.segments} segments "
+                    f"({', '.join(map(str, spec.segment_nets()))}) joined by {self.state.netns('router')}, "
+                    f"MTU {spec.mtu}")
         return f"{len(self.nodes)} nodes on {self.spec.underlay}, MTU {self.spec.mtu}"
 
     def _start_etcd(self) -> str:
@@ -247,15 +258,67 @@ class Lab:
         own_net = ipaddress.IPv4Interface(own).network if own else None
 
         def count(ipr):
-            n = 0
+            n = set()
             for r in ipr.get_routes(family=2):
                 dst = r.get_attr("RTA_DST")
                 if dst and r.get_attr("RTA_GATEWAY"):
                     sn = ipaddress.IPv4Network(f"{dst}/{r['dst_len']}")
                     if sn.subnet_of(net) and sn != own_net:
-                        n += 1
+                        n.add(sn)
             return n
-        return netns.netlink.call(node.ns, count)
+        routed = netns.netlink.call(node.ns, count)
+        if self.spec.backend != "vxlan":  # udp's table is in its proxy; host-gw may be refused
+            from .flannel.backends.footprint import peers_handled
+            routed = peers_handled(self.spec.backend, node.service("flanneld").log(), routed) - {own_net}
+        return len(routed)
+
+    def switch_backend(self, backend: str, clean: bool = True, timeout: float = 30, **fields) -> str:
+        """Move the running lab to another backend the way an admin does, on every node.
+
+        1. put the new network config into etcd (flanneld reads it only at start);
+        2. stop flanneld; with `clean`, remove what the previous backend left in the
+           kernel (flanneld itself never does: flannel/backends/footprint.py says what
+           each backend leaves and why it matters), like ``ip link del flannel.1``;
+        3. start flanneld: each node keeps its subnet (its lease is found by PublicIP)
+           and writes FLANNEL_MTU for the new backend;
+        4. restart docker, which reads subnet.env only when it starts, then start again
+           the containers that docker's stop took down;
+        5. wait until every node has programmed every peer.
+        `fields` are other LabSpec fields (port, vni, direct_routing, ...); the Backend
+        options of the previous config are not carried over, as in a freshly written one.
+        """
+        import dataclasses
+        from .docker import containers
+        from .flannel.backends.footprint import remove_leftovers
+        fields = {"vni": None, "port": None, "direct_routing": False, **fields}
+        new = dataclasses.replace(self.spec, backend=backend, **fields).validate()
+        old = self.spec.backend
+        self.spec = new
+        for node in self.nodes:
+            node.spec = new
+        self.state.create(new)  # spec.json: `labkit status` shows the new backend
+        self.progress(self.write_config())
+        for node in self.nodes:
+            node.service("flanneld").stop()
+        if clean:
+            for node in self.nodes:
+                done = netns.netlink.call(node.ns, remove_leftovers, self.spec.network)
+                if done:
+                    self.progress(f"{node.name}: {'; '.join(done)}")
+        running = {n.name: [r for r in containers.list_all(self.state, n.name) if r["running"]]
+                   for n in self.nodes}
+        self.progress("flanneld: " + self.start_flanneld())
+        for node in self.nodes:
+            node.service("docker").stop()
+        self.progress("docker: " + self.start_docker())
+        for node in self.nodes:
+            for rec in running[node.name]:
+                if not (containers.get(self.state, node.name, rec["name"]) or {}).get("running"):
+                    containers.remove(self.state, node.name, rec["name"])  # docker start, in effect
+                    containers.run(self.state, node.name, rec["name"], rec.get("command") or None,
+                                   restart=rec.get("restart", "no"))
+        converged = self.wait_converged(timeout)
+        return f"{old} -> {backend}: {converged}"
 
     # -- teardown ------------------------------------------------------------------------
     def down(self) -> None:
@@ -307,15 +370,20 @@ class Lab:
             raise LabError(f"{target!r} is a container on several nodes; say NODE/{target}")
         raise LabError(f"no node or container called {target!r} in lab {self.spec.name}")
 
-    def exec(self, target: str, argv: list[str], timeout: float | None = 60):
-        """Run argv on a node or in a container; returns CompletedProcess."""
+    def command(self, target: str, argv: list[str]) -> tuple[list[str], dict]:
+        """(full argv, environment) that runs argv on a node or in a container."""
         node, rec = self.resolve(target)
         if rec is None:
-            return node.sh(argv, timeout=timeout)
+            return netns.nsexec_argv(node.ns, argv, node.view()), node.env()
         if not rec["running"]:
             raise LabError(f"container {rec['name']} on {node.name} is not running")
-        return netns.run(rec["netns"], argv, view=node.view(hostname=rec["name"]), env=node.env(),
-                         timeout=timeout)
+        return netns.nsexec_argv(rec["netns"], argv, node.view(hostname=rec["name"])), node.env()
+
+    def exec(self, target: str, argv: list[str], timeout: float | None = 60, input: str | None = None):
+        """Run argv on a node or in a container; returns CompletedProcess (text)."""
+        full, env = self.command(target, argv)
+        return subprocess.run(full, capture_output=True, text=True, env=env, timeout=timeout, input=input,
+                              stdin=subprocess.DEVNULL if input is None else None)
 
     def sh(self, target: str, script: str, timeout: float | None = 60):
         """Run a shell command line on a node or in a container, as typed at its prompt."""

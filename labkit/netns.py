@@ -132,7 +132,8 @@ def run(ns: str, argv: list[str], *, view=(), env=None, timeout: float | None = 
         check: bool = False, input: str | None = None) -> subprocess.CompletedProcess:
     """Run a command inside `ns` and collect its output (text)."""
     r = subprocess.run(nsexec_argv(ns, argv, view), capture_output=True, text=True,
-                       env=env, timeout=timeout, input=input)
+                       env=env, timeout=timeout, input=input,
+                       stdin=subprocess.DEVNULL if input is None else None)
     if check and r.returncode != 0:
         raise LabError(f"[{ns}] {' '.join(argv)} failed ({r.returncode}): "
                        f"{(r.stderr or r.stdout).strip()}")

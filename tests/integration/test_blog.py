@@ -241,3 +241,33 @@ def test_modern_flavour_etcdctl_set_explained(blog_lab):
     sh(lab, "master", SET_CONFIG.replace("etcdctl set", "etcdctl put"))
     sh(lab, "master", RESTART)
     assert inet(ifconfig(lab, "master", "docker0"))[0].startswith("10.108.")
+
+
+def test_docker_restart_stops_containers_and_restart_always_brings_them_back(blog_lab):
+    lab = blog_lab()
+    walkthrough(lab)
+    sh(lab, "node1", RUN_C1)
+    sh(lab, "node1", "docker run -d --restart always --name web busybox sleep 3600")
+    before = sh(lab, "node1", "docker inspect -f '{{.NetworkSettings.IPAddress}}' web").stdout.strip()
+    assert sh(lab, "node1", "docker inspect -f '{{.NetworkSettings.Gateway}}' web").stdout.strip() \
+        == inet(ifconfig(lab, "node1", "docker0"))[0]
+    sh(lab, "node1", "systemctl restart docker")
+    ps = sh(lab, "node1", "docker ps -a").stdout
+    assert re.search(r"Exited \(137\)\s+c1", ps) and re.search(r"Up .*\s+web", ps)
+    after = sh(lab, "node1", "docker inspect -f '{{.NetworkSettings.IPAddress}}' web").stdout.strip()
+    assert ipaddress.IPv4Address(after) in ipaddress.IPv4Network("10.108.0.0/16")  # on the new docker0
+    r = sh(lab, "node1", "docker exec c1 true", ok=False)
+    assert r.returncode != 0 and "is not running" in r.stderr
+
+
+def test_docker_run_it_sh(blog_lab):
+    lab = blog_lab()
+    walkthrough(lab)
+    r = subprocess.run([sys.executable, "-m", "labkit.cli", "exec", "--name", lab.spec.name, "node1", "--",
+                        "docker", "run", "-it", "--rm", "--name", "box", "busybox", "sh"],
+                       input="ip -4 -o addr show eth0\nexit 3\n", capture_output=True, text=True, cwd=ROOT,
+                       timeout=60)
+    assert r.returncode == 3
+    assert re.search(r"eth0\s+inet 10\.108\.\d+\.2/24", r.stdout)
+    assert "box" not in sh(lab, "node1", "docker ps -a").stdout  # --rm
+    assert "IMAGE is accepted and not pulled" in sh(lab, "node1", "docker run --help").stdout

@@ -30,7 +30,11 @@ def root_snapshot() -> dict:
         "iptables": re.sub(r"\[\d+:\d+\]", "", "\n".join(
             l for l in run("iptables-save").splitlines() if not l.startswith("#"))),
         "nft": run("nft", "list", "ruleset"),
-        "listen": run("ss", "-H", "-ltnu"),
+        # sockets listening in the root namespace that belong to a lab process; other
+        # programs on the machine may come and go while the test runs
+        "listen": "\n".join(l for l in run("ss", "-H", "-ltnup").splitlines()
+                            if any(w in l for w in ("etcd", "python", "labkit"))
+                            and _is_lab_process(l)),
     }
     for s in SYSCTLS:
         try:
@@ -38,6 +42,16 @@ def root_snapshot() -> dict:
         except OSError:
             snap[s] = "absent"
     return snap
+
+
+def _is_lab_process(ss_line: str) -> bool:
+    for pid in re.findall(r"pid=(\d+)", ss_line):
+        try:
+            if b"LABKIT_LAB=" in open(f"/proc/{pid}/environ", "rb").read():
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def leftovers(name: str) -> list[str]:
@@ -67,9 +81,11 @@ def test_up_and_down_leave_the_root_namespace_unchanged():
     finally:
         labkit("clean", "--name", name)
     after = root_snapshot()
+    import difflib
     for key in before:
-        assert during[key] == before[key], f"root namespace {key} changed while the lab ran"
-        assert after[key] == before[key], f"root namespace {key} changed after down"
+        for label, snap in (("while the lab ran", during), ("after down", after)):
+            diff = "\n".join(difflib.unified_diff(before[key].splitlines(), snap[key].splitlines(), lineterm=""))
+            assert snap[key] == before[key], f"root namespace {key} changed {label}:\n{diff}"
     assert leftovers(name) == []
 
 
