@@ -126,6 +126,13 @@ def cmd_service(a) -> int:
     return 0
 
 
+def cmd_add_node(a) -> int:
+    from .lab import Lab
+    node = Lab.attach(a.name, progress=_progress).add_node()
+    print(f"{node.name} joined: {node.public_ip}, subnet {node.subnet_env().get('FLANNEL_SUBNET', '-')}")
+    return 0
+
+
 def cmd_down(a) -> int:
     from .lab import clean
     removed = clean(a.name)
@@ -230,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--json", action="store_true", help="also print the figures as JSON")
     bn.set_defaults(fn=cmd_bench)
 
+    add("add-node", cmd_add_node, "a new node joins the running lab (flanneld, docker, containers)")
     add("down", cmd_down, "remove the lab (everything it created)")
     add("clean", cmd_down, "remove everything the lab owns, even after a crash (idempotent)")
     ls = sub.add_parser("list", help="running labs")

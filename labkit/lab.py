@@ -221,6 +221,26 @@ class Lab:
     def service(self, node: str, name: str):
         return self.node(node).service(name)
 
+    def add_node(self) -> Node:
+        """A new node joins the running lab: plugged in, then flanneld, docker, containers."""
+        self.spec.nodes += 1
+        self.spec.validate()
+        node = Node(self.state, self.spec, len(self.nodes))
+        self.nodes.append(node)
+        self.state.create(self.spec)  # the spec on disk now has one more node
+        self.state.record("netns", node.ns)
+        netns.add(node.ns)
+        attach(self.state, node.name, node.ns, node.address, self.spec.mtu)
+        node.prepare()
+        self.start_flanneld([node], wait=self.spec.write_config)
+        self.start_docker([node])
+        from .docker import containers
+        for i in range(1, self.spec.containers + 1):
+            containers.run(self.state, node.name, f"c{i}")
+        if self.spec.write_config:
+            self.wait_converged()
+        return node
+
     def _start_containers(self) -> str:
         from .docker import containers
         made = []

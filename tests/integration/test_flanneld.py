@@ -173,3 +173,15 @@ def test_forward_rules_are_kept_and_ip_masq_comes_from_sysconfig(make_lab):
     assert not os.path.exists(host_file) or "-ip-masq" not in open(host_file).read()
     assert "-ip-masq" not in lab.sh("master", "cat /etc/sysconfig/flanneld").stdout
     assert all(lab.connectivity().values())
+
+
+def test_a_joining_node_is_learned_by_everyone(make_lab):
+    lab = make_lab(nodes=2, containers=1)
+    node = lab.add_node()
+    assert node.name == "node2"
+    sn = lease_of(lab, "node2")
+    for other in ("master", "node1"):
+        wait_for(lambda: sn in peer_subnets(lab, other), what=f"{other} to learn node2")
+    assert all(lab.connectivity().values())
+    from labkit.lab import Lab
+    assert [n.name for n in Lab.attach(lab.spec.name).nodes] == ["master", "node1", "node2"]
