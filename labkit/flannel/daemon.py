@@ -17,7 +17,6 @@ Flags that start with -lab- are not flannel's: they shorten timers for the lab.
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import queue
 import random

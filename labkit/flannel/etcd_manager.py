@@ -23,6 +23,19 @@ RACE_RETRIES = 10
 SUBNET_TTL = 24 * 3600
 
 
+def lease_from_node(key: str, value, expiration: float | None) -> Lease | None:
+    """A lease from one etcd key/value (v2 node or v3 kv); None for keys that are not leases."""
+    subnet = parse_subnet_key(key)
+    if subnet is None:
+        return None
+    try:
+        attrs = LeaseAttrs.from_json(value)
+    except ValueError as e:
+        log.warning("registry.go", f"Ignoring bad subnet node: {e}")
+        return None
+    return Lease(subnet=subnet, attrs=attrs, expiration=expiration, key=key)
+
+
 class ConfigNotFound(Exception):
     def __str__(self):
         return "flannel config not found in etcd store. Did you create your config using etcdv3 API?"
@@ -70,18 +83,9 @@ class LocalManager:
 
     # -- leases -----------------------------------------------------------------------
     def _lease_from_kv(self, key: str, value: bytes, lease_id: int) -> Lease | None:
-        subnet = parse_subnet_key(key)
-        if subnet is None:
-            return None
-        try:
-            attrs = LeaseAttrs.from_json(value)
-        except ValueError as e:
-            log.warning("registry.go", f"Ignoring bad subnet node: {e}")
-            return None
         # Only whether a lease has a TTL matters here (no TTL = a reservation); the
         # exact expiration is looked up for our own lease only.
-        expiration = None if lease_id == 0 else float("inf")
-        return Lease(subnet=subnet, attrs=attrs, expiration=expiration, key=key)
+        return lease_from_node(key, value, None if lease_id == 0 else float("inf"))
 
     def get_subnets(self) -> tuple[list[Lease], int]:
         """All leases plus the etcd revision of the snapshot (registry.getSubnets)."""

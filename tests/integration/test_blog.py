@@ -248,7 +248,6 @@ def test_docker_restart_stops_containers_and_restart_always_brings_them_back(blo
     walkthrough(lab)
     sh(lab, "node1", RUN_C1)
     sh(lab, "node1", "docker run -d --restart always --name web busybox sleep 3600")
-    before = sh(lab, "node1", "docker inspect -f '{{.NetworkSettings.IPAddress}}' web").stdout.strip()
     assert sh(lab, "node1", "docker inspect -f '{{.NetworkSettings.Gateway}}' web").stdout.strip() \
         == inet(ifconfig(lab, "node1", "docker0"))[0]
     sh(lab, "node1", "systemctl restart docker")

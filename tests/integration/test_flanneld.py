@@ -1,5 +1,4 @@
 """flanneld's behaviour over time: restarts, lease deletion, renewal, expiry, device rules."""
-import ipaddress
 import os
 import signal
 import time

@@ -20,8 +20,9 @@ import threading
 import time
 
 from .. import log
-from ..daemon import FlagError, go_duration, parse_flags, usage
+from ..daemon import FlagError, parse_flags, usage
 from ..subnet import Event, Lease, LeaseAttrs, LeaseWatcher, choose_subnet, parse_subnet_key, subnet_key
+from ..etcd_manager import lease_from_node
 from ..subnetenv import write_subnet_file
 from .config import parse_config
 from .registry import EtcdError, V2Registry
@@ -37,15 +38,7 @@ def lease_json(public_ip: str, mac: str) -> str:
 
 
 def to_lease(key: str, value: str, ttl) -> Lease | None:
-    sn = parse_subnet_key(key)
-    if sn is None:
-        return None
-    try:
-        attrs = LeaseAttrs.from_json(value)
-    except ValueError as e:
-        log.warning("registry.go", f"Ignoring bad subnet node: {e}")
-        return None
-    return Lease(subnet=sn, attrs=attrs, expiration=None if ttl is None else time.time() + ttl, key=key)
+    return lease_from_node(key, value, None if ttl is None else time.time() + ttl)
 
 
 class Daemon:
@@ -71,8 +64,8 @@ class Daemon:
             raise RuntimeError(f"failed to create and initialize network: "
                                f"unknown backend type: {config.backend_type}"
                                if config.backend_type not in ("udp", "host-gw", "alloc", "aws-vpc", "gce")
-                               else f"failed to create and initialize network: labkit's flannel 0.7 "
-                                    f"emulation only has the vxlan backend")
+                               else "failed to create and initialize network: labkit's flannel 0.7 "
+                                    "emulation only has the vxlan backend")
         cfg = parse_backend_config(config.backend)
         dev = LegacyVXLANDevice(self.ipr, f"flannel.{cfg['VNI']}", cfg["VNI"], self.ext.index,
                                 self.ext.iface_addr, cfg["Port"], cfg["GBP"])

@@ -10,7 +10,6 @@ plain route via its PublicIP instead, and no encapsulation at all.
 """
 from __future__ import annotations
 
-import ipaddress
 
 from ... import log
 
