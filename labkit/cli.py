@@ -86,6 +86,7 @@ def cmd_shell(a) -> int:
     from .lab import Lab
     argv, env = Lab.attach(a.name).command(a.target, ["bash", "--norc", "-i"])
     env["PS1"] = "[root@\\h \\W]# "
+    os.chdir(os.path.expanduser("~"))  # a login lands in root's home, as on the blog's hosts
     os.execvpe(argv[0], argv, env)
 
 
