@@ -19,6 +19,7 @@ EPILOG = """examples:
   labkit ping master/c1 node1/c1    # container to container, across nodes
   labkit check                      # all-pairs connectivity matrix
   labkit logs node1 flanneld
+  labkit capture master eth0 udp port 8472 --ping master/c1 node1/c1 --layers
   labkit down                       # or: labkit clean (after a crash)
 """
 
@@ -156,6 +157,19 @@ def cmd_bench(a) -> int:
     return 0
 
 
+def cmd_capture(a) -> int:
+    from . import capture
+    from .lab import Lab
+    lab = Lab.attach(a.name)
+    traffic = capture.ping(lab, a.ping[0], a.ping[1], count=a.ping_count) if a.ping else None
+    cap = capture.capture(lab, a.target, a.iface, filter=a.expr or " ".join(a.filter) or None, count=a.count,
+                          timeout=a.timeout, traffic=traffic, pcap=a.write, progress=_progress)
+    print(cap.text())
+    for p in cap.packets if a.layers else []:
+        print(f"\npacket {p.index}:\n{capture.layers_text(p)}")
+    return 0 if cap.packets else 1
+
+
 def cmd_list(a) -> int:
     from .state import list_labs
     for name in list_labs():
@@ -241,6 +255,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("add-node", cmd_add_node, "a new node joins the running lab (flanneld, docker, containers)")
     add("down", cmd_down, "remove the lab (everything it created)")
     add("clean", cmd_down, "remove everything the lab owns, even after a crash (idempotent)")
+    cp = add("capture", cmd_capture, "capture packets on a node's (or container's) interface, decoded "
+                                     "layer by layer (VXLAN on UDP 8472 included)")
+    cp.add_argument("target", help="node or NODE/CONTAINER")
+    cp.add_argument("iface", help="interface, e.g. eth0, flannel.1, docker0")
+    cp.add_argument("filter", nargs="*", help="BPF filter (tcpdump syntax) right after IFACE, e.g. udp port 8472")
+    cp.add_argument("-f", "--filter", dest="expr", metavar="EXPR", help="the BPF filter as one argument")
+    cp.add_argument("-c", "--count", type=int, default=10, help="stop after this many packets (default 10)")
+    cp.add_argument("-t", "--timeout", type=float, default=5.0, help="stop after this many seconds (default 5)")
+    cp.add_argument("-w", "--write", metavar="FILE", help="save the packets as a pcap file")
+    cp.add_argument("--ping", nargs=2, metavar=("SRC", "DST"), help="traffic: ping SRC -> DST once capturing")
+    cp.add_argument("--ping-count", type=int, default=1, help="pings to send with --ping (default 1)")
+    cp.add_argument("--layers", action="store_true", help="print every packet's layers with byte offsets")
+
     ls = sub.add_parser("list", help="running labs")
     ls.set_defaults(fn=cmd_list)
     return p
