@@ -1,0 +1,175 @@
+"""A learner's first contact, in a real browser: JupyterLab, notebook 01, its config panel.
+
+Headless Chromium (Debian's /usr/bin/chromium, driven by Playwright) opens notebook 01 in a
+JupyterLab server this test starts on 127.0.0.1 with a token. It runs the cells down to the
+config panel, types an invalid Network (the panel must show flannel's error), then a valid
+one, presses Apply and waits for the result table to show every node in the new Network with
+docker0 in range. The screenshot is kept in test-artifacts/ (look at it: it is what a learner
+sees). The browser talks only to the local server; its background networking is off.
+"""
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NOTEBOOKS = os.path.join(ROOT, "notebooks")
+NOTEBOOK = "01-etcd-and-config.ipynb"
+ARTIFACTS = os.path.join(ROOT, "test-artifacts")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+REQUIRED = os.environ.get("LABKIT_REQUIRE_BROWSER") == "1" or os.environ.get("CI") == "true"
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "the notebook builds a lab: needs root"
+    if not os.path.exists(CHROMIUM):
+        return f"{CHROMIUM} is missing (apt-get install chromium, or ./run setup)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing (./run setup)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    why = _missing()
+    if why:
+        if REQUIRED:
+            pytest.fail(why)
+        pytest.skip(why)
+    from labkit.jupyter import cleanup_labs
+    cleanup_labs()
+    home = tmp_path_factory.mktemp("jupyter")
+    env = dict(os.environ)
+    env.update(JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_DATA_DIR=str(home / "data"),
+               JUPYTER_RUNTIME_DIR=str(home / "runtime"), IPYTHONDIR=str(home / "ipython"),
+               PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python")
+    # JupyterLab saves what the browser ran (autosave): serve a copy, never the committed notebook
+    root = home / "notebooks"
+    root.mkdir()
+    shutil.copy(os.path.join(NOTEBOOKS, NOTEBOOK), root / NOTEBOOK)
+    # no "official Jupyter news?" toast over the page
+    (home / "config" / "labconfig").mkdir(parents=True)
+    (home / "config" / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    token = secrets.token_hex(16)
+    port = _free_port()
+    log = open(home / "server.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env=env, cwd=str(root), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    raise AssertionError("jupyter lab did not start:\n" +
+                                         (home / "server.log").read_text(errors="replace")[-3000:])
+                time.sleep(0.3)
+        yield {"base": base, "token": token, "home": home}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server shuts its kernels down; they remove their labs
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        cleanup_labs()
+
+
+def _cells_through_panel() -> int:
+    """How many cells, from the top, up to and including the one that shows the panel."""
+    with open(os.path.join(NOTEBOOKS, NOTEBOOK)) as f:
+        cells = json.load(f)["cells"]
+    for i, cell in enumerate(cells):
+        if "ConfigPanel(lab)" in "".join(cell["source"]):
+            return i + 1
+    raise AssertionError(f"no ConfigPanel cell in {NOTEBOOK}")
+
+
+def test_config_panel_in_jupyterlab(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    shot = os.path.join(ARTIFACTS, "jupyterlab-config-panel.png")
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+        page = ctx.pages[0] if ctx.pages else ctx.new_page()
+        try:
+            page.goto(f"{server['base']}/lab/tree/{NOTEBOOK}?token={server['token']}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+            # the kernel is up when the toolbar's indicator says idle
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
+            first = page.locator(".jp-Notebook .jp-Cell").first
+            first.locator(".jp-InputPrompt").click()
+            for _ in range(_cells_through_panel()):
+                page.keyboard.press("Shift+Enter")
+                time.sleep(0.15)
+            panel = page.locator(".labkit-config-panel")
+            expect(panel).to_be_visible(timeout=90_000)
+            result = panel.locator("table.labkit-result")
+            expect(result).to_contain_text("10.108.", timeout=30_000)
+
+            # backends labkit does not implement are there, greyed out
+            expect(panel.locator("button:has-text('alloc')")).to_be_disabled()
+
+            network = panel.locator("input[type='text']").first
+            network.fill("10.20.0.0/29")
+            expect(panel.locator(".labkit-error")).to_contain_text(
+                "network is too small. Minimum useful network prefix is /28", timeout=15_000)
+            apply = panel.locator("button:has-text('Apply')")
+            expect(apply).to_be_disabled()
+
+            network.fill("10.20.0.0/22")
+            expect(panel.locator(".labkit-error")).to_have_count(0, timeout=15_000)
+            expect(panel).to_contain_text("etcdctl put /flannel/network/config", timeout=15_000)
+            expect(apply).to_be_enabled()
+            apply.click()
+
+            expect(result).to_contain_text("10.20.", timeout=60_000)
+            expect(panel).to_contain_text("done", timeout=60_000)
+            rows = result.locator("tr")
+            expect(rows).to_have_count(3)          # header + master + node1
+            for i in (1, 2):
+                row = rows.nth(i)
+                expect(row).to_contain_text("10.20.")
+                expect(row.locator("td").last).to_have_text("✓")
+            page.screenshot(path=shot, full_page=False)
+            panel.screenshot(path=os.path.join(ARTIFACTS, "jupyterlab-config-panel-widget.png"))
+        except BaseException:
+            try:
+                page.screenshot(path=os.path.join(ARTIFACTS, "jupyterlab-config-panel-failure.png"))
+            except Exception:
+                pass
+            raise
+        finally:
+            ctx.close()
+    assert os.path.getsize(shot) > 10_000
