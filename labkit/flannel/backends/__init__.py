@@ -14,6 +14,10 @@ from ..config import is_known_backend, unknown_backend_message
 # to the others)
 REGISTRY = {
     "vxlan": "labkit.flannel.backends.vxlan.vxlan:VXLANBackend",
+    "udp": "labkit.flannel.backends.udp.udp:UdpBackend",
+    "host-gw": "labkit.flannel.backends.hostgw:HostgwBackend",
+    "ipip": "labkit.flannel.backends.ipip:IPIPBackend",            # where the kernel has ipip
+    "wireguard": "labkit.flannel.backends.wireguard:WireguardBackend",  # refuses (see module)
 }
 
 

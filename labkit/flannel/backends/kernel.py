@@ -1,0 +1,60 @@
+"""Which tunnel link types the running kernel has (ipip and wireguard may be missing).
+
+A backend whose device the kernel cannot create must say so, by name, and never fall
+back to another backend. Two places ask:
+
+* flanneld, inside a node: the backend tries to create its device; the kernel's
+  EOPNOTSUPP ("Unknown device type" in ``ip link``'s words) becomes
+  :func:`missing_link_type`'s message;
+* the lab, *before it builds anything*: :func:`link_kind_available` makes a throwaway
+  device in a scratch namespace that it creates and deletes (never in the root
+  namespace), so ``labkit up --backend ipip`` is refused up front on such a kernel.
+
+There is no modprobe here: a type that is not built in or already loaded is missing.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+
+EOPNOTSUPP = 95
+SCRATCH_PREFIX = "labkit_probe_"   # "_" cannot occur in a lab name: no lab owns this
+_cache: dict[str, bool | None] = {}
+
+
+def missing_link_type(kind: str) -> str:
+    return (f"this kernel has no {kind} link type (`ip link add NAME type {kind}` fails with "
+            f"\"Unknown device type\"): the {kind} kernel module is neither built in nor loaded")
+
+
+def is_missing_link_type(err) -> bool:
+    """True for the kernel's answer to a link kind it does not know."""
+    return getattr(err, "code", None) == EOPNOTSUPP or getattr(err, "errno", None) == EOPNOTSUPP
+
+
+def link_kind_available(kind: str) -> bool | None:
+    """Can this kernel create a `kind` link? None when it cannot be tested (not root).
+
+    The answer is cached: the kernel does not change under a running process.
+    """
+    if kind in _cache:
+        return _cache[kind]
+    if os.geteuid() != 0:
+        return None
+    ns = f"{SCRATCH_PREFIX}{os.getpid()}"
+    answer = None
+    try:
+        if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
+            return None
+        r = subprocess.run(["ip", "-n", ns, "link", "add", "probe0", "type", kind],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            answer = True
+        elif "Unknown device type" in r.stderr or "not supported" in r.stderr.lower():
+            answer = False
+    except OSError:
+        return None
+    finally:
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+    _cache[kind] = answer
+    return answer

@@ -1,0 +1,171 @@
+"""The udp network (mirrors pkg/backend/udp/udp_network_amd64.go and cproxy_amd64.go).
+
+What flanneld builds for the udp backend, in flannel's order:
+1. a TUN device from ``/dev/net/tun`` named ``flannel%d`` (the kernel picks the
+   number: ``flannel0`` unless one exists), IFF_TUN|IFF_NO_PI: raw IP packets, no
+   extra header. A TUN device lives as long as a file holds it open, so it vanishes
+   (with its address and route) when flanneld stops;
+2. on it: the lease's network address as a /32 (no broadcast route; a source
+   address on the flannel network for host-to-pod traffic), MTU = underlay MTU - 28
+   (20 IP + 8 UDP), link up, and ONE route: the whole Network via flannel0. The
+   node's own /24 is more specific and goes to docker0; everything else in the
+   Network ends up in the proxy. There are no per-node kernel routes: the per-node
+   table lives in the proxy;
+3. a UDP socket bound to the interface address and Port (8285);
+4. a control socketpair; each lease event becomes a SET_ROUTE or DEL_ROUTE command.
+
+One difference, for speed: the socket's receive buffer is raised to 4 MiB (flannel
+keeps the kernel default). A Python proxy drains it more slowly than flannel's C
+one, and a full buffer would drop packets and stall TCP.
+"""
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+import socket
+import struct
+import subprocess
+import sys
+
+from ... import log
+from .proxy import CMD_DEL_ROUTE, CMD_SET_ROUTE, CMD_STOP, pack_command
+
+SRC = "udp_network_amd64.go"
+ENCAP_OVERHEAD = 28  # 20 bytes IP header + 8 bytes UDP header
+TUN_DEVICE = "/dev/net/tun"
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+SO_RCVBUFFORCE = 33
+RCVBUF = 4 << 20
+EEXIST = 17
+
+
+def go_strerror(err) -> str:
+    """An errno as Go's syscall.Errno prints it ("file exists", lower case)."""
+    code = getattr(err, "code", None) or getattr(err, "errno", None)
+    if not code:
+        return str(err)
+    text = os.strerror(code)
+    return text[:1].lower() + text[1:]
+
+
+def open_tun(name: str = "flannel%d") -> tuple[int, str]:
+    """ip.OpenTun: open /dev/net/tun and TUNSETIFF; returns (fd, the kernel's name)."""
+    fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+    ifr = struct.pack("16sH", name.encode()[:15], IFF_TUN | IFF_NO_PI)
+    try:
+        res = fcntl.ioctl(fd, TUNSETIFF, ifr)
+    except OSError as e:
+        os.close(fd)
+        raise OSError(f"ioctl failed with '{go_strerror(e)}'") from None
+    return fd, res[:16].rstrip(b"\0").decode()
+
+
+def configure_iface(ipr, ifname: str, ipn: ipaddress.IPv4Interface, mtu: int) -> int:
+    """/32 address, MTU, up, and the route for the whole Network (EEXIST is fine)."""
+    idx = ipr.link_lookup(ifname=ifname)
+    if not idx:
+        raise RuntimeError(f"failed to lookup interface {ifname}")
+    idx = idx[0]
+    local = f"{ipn.ip}/32"
+    try:
+        ipr.addr("add", index=idx, address=str(ipn.ip), prefixlen=32)
+    except Exception as e:
+        raise RuntimeError(f"failed to add IP address {local} to {ifname}: {go_strerror(e)}") from None
+    try:
+        ipr.link("set", index=idx, mtu=mtu)
+    except Exception as e:
+        raise RuntimeError(f"failed to set MTU for {ifname}: {go_strerror(e)}") from None
+    try:
+        ipr.link("set", index=idx, state="up")
+    except Exception as e:
+        raise RuntimeError(f"failed to set interface {ifname} to UP state: {go_strerror(e)}") from None
+    # explicit, because a route for the subnet may already be there (docker's) and then
+    # the kernel would not add the device route by itself
+    try:
+        ipr.route("add", dst=str(ipn.network), oif=idx, scope=0, proto=3)  # RTPROT_BOOT, as netlink's
+    except Exception as e:
+        if getattr(e, "code", None) != EEXIST:
+            raise RuntimeError(f"failed to add route ({ipn.network} -> {ifname}): {go_strerror(e)}") from None
+    return idx
+
+
+def _verbosity() -> int:
+    """flanneld's -v (klog V level): the proxy prints its errors from -v=1 up."""
+    from ...daemon import FlagError, parse_flags
+    try:
+        return int(parse_flags(sys.argv[1:])["v"])
+    except (FlagError, ValueError, TypeError):
+        return 0
+
+
+class UdpNetwork:
+    def __init__(self, sm, ext_iface, port: int, tun_net: ipaddress.IPv4Interface, lease, ipr):
+        self.sm = sm
+        self.ext_iface = ext_iface
+        self.port = port
+        self.tun_net = tun_net
+        self.lease = lease
+        self.ipr = ipr
+        # initTun
+        try:
+            self.tun, self.tun_name = open_tun("flannel%d")
+        except OSError as e:
+            raise RuntimeError(f"failed to open TUN device: {e}") from None
+        self.tun_index = configure_iface(ipr, self.tun_name, tun_net, self.mtu())
+        # the UDP socket, on the interface address
+        self.conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.conn.bind((str(ext_iface.iface_addr), port))
+        except OSError as e:
+            raise RuntimeError(f"failed to start listening on UDP socket: listen udp4 "
+                               f"{ext_iface.iface_addr}:{port}: bind: {go_strerror(e)}") from None
+        try:
+            self.conn.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except OSError:
+            pass
+        try:
+            self.ctl, self.ctl2 = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError as e:
+            raise RuntimeError(f"failed to create control socket: {go_strerror(e)}") from None
+        self.proxy = self._start_proxy()
+
+    def _start_proxy(self) -> subprocess.Popen:
+        """runCProxy: the data path, in its own process (see proxy.py for why)."""
+        fds = (self.tun, self.conn.fileno(), self.ctl2.fileno())
+        argv = [sys.executable, "-m", "labkit.flannel.backends.udp.proxy",
+                f"--tun-fd={fds[0]}", f"--sock-fd={fds[1]}", f"--ctl-fd={fds[2]}",
+                f"--tun-ip={self.tun_net.ip}", f"--mtu={self.mtu()}", f"--parent={os.getpid()}"]
+        if _verbosity() >= 1:
+            argv.append("--log-errors")
+        return subprocess.Popen(argv, pass_fds=fds, stdin=subprocess.DEVNULL)
+
+    def mtu(self) -> int:
+        """FLANNEL_MTU: the underlay MTU minus the outer IP and UDP headers."""
+        return self.ext_iface.mtu - ENCAP_OVERHEAD
+
+    def _write_command(self, data: bytes) -> None:
+        try:
+            self.ctl.send(data)
+        except OSError as e:
+            log.error("cproxy_amd64.go", f"Error while writing the command {data!r}. Error: {go_strerror(e)}")
+
+    def handle_subnet_events(self, batch) -> None:
+        """processSubnetEvents: no BackendType check, udp leases have none."""
+        for event in batch:
+            sn = event.lease.subnet
+            if event.type == "added":
+                log.info(SRC, f"Subnet added: {sn}")
+                self._write_command(pack_command(CMD_SET_ROUTE, str(sn.network_address), sn.prefixlen,
+                                                 event.lease.attrs.public_ip, self.port))
+            elif event.type == "removed":
+                log.info(SRC, f"Subnet removed: {sn}")
+                self._write_command(pack_command(CMD_DEL_ROUTE, str(sn.network_address), sn.prefixlen))
+            else:
+                log.error(SRC, f"Internal error: unknown event type: {event.type}")
+
+    def stop(self) -> None:
+        """stopProxy (flannel sends it when its event channel closes)."""
+        self._write_command(pack_command(CMD_STOP))

@@ -1,0 +1,386 @@
+"""The UDP backend's data path (mirrors pkg/backend/udp/proxy_amd64.c).
+
+flannel's udp backend moves every packet through user space: the kernel routes a
+packet for another node's subnet into the TUN device ``flannel0``; the proxy reads
+it, looks the destination up in its own route table (one entry per lease: subnet ->
+that node's PublicIP:Port), and sends the whole IP packet, untouched but for the TTL,
+as the payload of one UDP datagram. The receiving proxy writes the payload back into
+its own TUN device and the kernel delivers it. No header is added: the outer UDP/IP
+headers are the only overhead (28 bytes, hence FLANNEL_MTU = underlay MTU - 28).
+
+What the C code does, and this module does the same way:
+
+* the route table is a list searched first-match from the top; a hit is swapped to
+  the front, because packets for one destination come in bursts;
+* a packet for a subnet nobody leased gets an ICMP "net unreachable" written back
+  into the TUN device (from the TUN's own address, TTL 8), never for an ICMP packet
+  and only for the first fragment;
+* the TTL is decremented in both directions and the IP checksum patched
+  incrementally (RFC 1624); a packet whose TTL reaches 0 is dropped;
+* flanneld drives the table over a SOCK_SEQPACKET socketpair with fixed-size
+  commands: SET_ROUTE (subnet, prefix length, next hop IP and port), DEL_ROUTE, STOP;
+* errors are only printed with flanneld's ``-v=1`` or more.
+
+Where it differs: C runs one poll() loop; Python is slow enough per packet that the
+loop would spend its time in the interpreter, so each direction has its own thread
+blocked in read()/recv_into() (both release the GIL), and commands have a third. The
+proxy runs as its own process (``python -m labkit.flannel.backends.udp.proxy``)
+started by flanneld with the three file descriptors, so its threads never wait for
+flanneld's own (etcd, grpc). It dies with flanneld (PR_SET_PDEATHSIG, and end of
+file on the control socket), and then the TUN device, which only lives as long as
+an open file holds it, disappears: exactly what happens when flannel stops.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+
+CMD_SET_ROUTE = 1
+CMD_DEL_ROUTE = 2
+CMD_STOP = 3
+
+# struct command {int cmd; in_addr_t dest_net; int dest_net_len; in_addr_t next_hop_ip;
+#                 short next_hop_port;} on amd64: 18 bytes + 2 of padding. Addresses
+# travel in network byte order, as in_addr_t does.
+COMMAND = struct.Struct("=i4si4sH2x")
+
+IPPROTO_ICMP = 1
+ICMP_DEST_UNREACH = 3
+ICMP_NET_UNREACH = 0
+MAX_IPOPTLEN = 40
+IPHDR_LEN = 20
+
+
+# -- commands (cproxy_amd64.go: setRoute, removeRoute, stopProxy) -------------------------
+def pack_command(cmd: int, dest_net: str = "0.0.0.0", dest_net_len: int = 0,
+                 next_hop_ip: str = "0.0.0.0", next_hop_port: int = 0) -> bytes:
+    return COMMAND.pack(cmd, socket.inet_aton(dest_net), dest_net_len,
+                        socket.inet_aton(next_hop_ip), next_hop_port & 0xFFFF)
+
+
+def unpack_command(data: bytes) -> tuple[int, str, int, str, int]:
+    cmd, net, plen, hop, port = COMMAND.unpack(data[:COMMAND.size].ljust(COMMAND.size, b"\0"))
+    return cmd, socket.inet_ntoa(net), plen, socket.inet_ntoa(hop), port
+
+
+# -- pure helpers ---------------------------------------------------------------------------
+def netmask(prefix_len: int) -> int:
+    return (0xFFFFFFFF << (32 - prefix_len)) & 0xFFFFFFFF if prefix_len else 0
+
+
+def cksum(data: bytes) -> int:
+    """The Internet checksum (one's complement of the one's complement sum)."""
+    if len(data) % 2:
+        data = bytes(data) + b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def decrement_ttl(buf) -> bool:
+    """TTL - 1 in place, checksum patched (RFC 1624); False when it reaches 0 (drop).
+
+    The TTL is the high byte of header word 4, so the word drops by 0x100 and the
+    checksum, its one's complement, grows by 0x100 with the carry wrapped around.
+    """
+    ttl = (buf[8] - 1) & 0xFF
+    buf[8] = ttl
+    if ttl == 0:
+        return False
+    c = (buf[10] << 8 | buf[11]) + 0x100
+    if c >= 0xFFFF:
+        c = (c + 1) & 0xFFFF
+    buf[10] = c >> 8
+    buf[11] = c & 0xFF
+    return True
+
+
+def net_unreachable(offender, tun_addr: bytes) -> bytes | None:
+    """The ICMP net-unreachable packet the proxy writes back for `offender`, or None.
+
+    None, as in send_net_unreachable(): for a malformed header, for an ICMP packet
+    (RFC 792: no ICMP about ICMP) and for any fragment but the first.
+    """
+    ihl = (offender[0] & 0x0F) * 4
+    if ihl >= IPHDR_LEN + MAX_IPOPTLEN:
+        return None
+    if offender[9] == IPPROTO_ICMP:
+        return None
+    if (offender[6] << 8 | offender[7]) & 0x1FFF:
+        return None
+    quoted = bytes(offender[:ihl + 8]).ljust(ihl + 8, b"\0")
+    pktlen = IPHDR_LEN + 8 + len(quoted)
+    iph = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, pktlen, 0, 0, 8, IPPROTO_ICMP, 0,
+                                tun_addr, bytes(offender[12:16])))
+    iph[10:12] = struct.pack("!H", cksum(iph))
+    icmp = bytearray(struct.pack("!BBHI", ICMP_DEST_UNREACH, ICMP_NET_UNREACH, 0, 0) + quoted)
+    icmp[2:4] = struct.pack("!H", cksum(icmp))
+    return bytes(iph + icmp)
+
+
+class RouteTable:
+    """set_route/del_route/find_route of proxy_amd64.c: a list, first match wins.
+
+    Entries are ``[network, mask, (next_hop_ip, port)]`` with addresses as integers.
+    """
+
+    def __init__(self):
+        self.routes: list = []
+        self.lock = threading.Lock()
+
+    def set_route(self, dest_net: str, prefix_len: int, hop_ip: str, hop_port: int) -> None:
+        mask = netmask(prefix_len)
+        net = int.from_bytes(socket.inet_aton(dest_net), "big") & mask
+        with self.lock:
+            for r in self.routes:
+                if r[0] == net and r[1] == mask:
+                    r[2] = (hop_ip, hop_port)
+                    return
+            self.routes.append([net, mask, (hop_ip, hop_port)])
+
+    def del_route(self, dest_net: str, prefix_len: int) -> bool:
+        mask = netmask(prefix_len)
+        net = int.from_bytes(socket.inet_aton(dest_net), "big") & mask
+        with self.lock:
+            for i, r in enumerate(self.routes):
+                if r[0] == net and r[1] == mask:
+                    self.routes[i] = self.routes[-1]  # the last entry fills the hole
+                    self.routes.pop()
+                    return True
+        return False
+
+    def find_route(self, dst: int):
+        """The next hop for dst, swapping the matching entry to the front."""
+        with self.lock:
+            routes = self.routes
+            for i, r in enumerate(routes):
+                if dst & r[1] == r[0]:
+                    if i:
+                        routes[0], routes[i] = r, routes[0]
+                    return r[2]
+        return None
+
+    def entries(self) -> list[tuple[str, int, str, int]]:
+        with self.lock:
+            return [(socket.inet_ntoa(r[0].to_bytes(4, "big")), 32 - (~r[1] & 0xFFFFFFFF).bit_length(),
+                     r[2][0], r[2][1]) for r in self.routes]
+
+
+# -- the proxy --------------------------------------------------------------------------------
+class Proxy:
+    """run_proxy(tun, sock, ctl, tun_ip, tun_mtu, log_errors), one thread per direction."""
+
+    def __init__(self, tun_fd: int, sock: socket.socket, ctl: socket.socket | None,
+                 tun_ip: str, mtu: int, log_errors: bool = False):
+        self.tun_fd = tun_fd
+        self.sock = sock
+        self.ctl = ctl
+        self.tun_addr = socket.inet_aton(tun_ip)
+        self.mtu = mtu
+        self.log_enabled = log_errors
+        self.table = RouteTable()
+        self.stopped = threading.Event()
+
+    def log_error(self, msg: str) -> None:
+        if self.log_enabled:
+            sys.stderr.write(msg + "\n")
+            sys.stderr.flush()
+
+    # -- control -------------------------------------------------------------------------
+    def process_cmd(self, data: bytes) -> None:
+        cmd, net, plen, hop, port = unpack_command(data)
+        if cmd == CMD_SET_ROUTE:
+            self.table.set_route(net, plen, hop, port)
+        elif cmd == CMD_DEL_ROUTE:
+            self.table.del_route(net, plen)
+        elif cmd == CMD_STOP:
+            self.stopped.set()
+
+    def ctl_loop(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                data = self.ctl.recv(COMMAND.size)
+            except InterruptedError:
+                continue
+            except OSError as e:
+                self.log_error(f"CTL recv failed: {e.strerror}")
+                data = b""
+            if not data:  # flanneld is gone: so are we
+                self.stopped.set()
+                break
+            self.process_cmd(data)
+
+    # -- tun -> udp ------------------------------------------------------------------------
+    def tun_to_udp_loop(self) -> None:
+        buf = bytearray(self.mtu)
+        mv = memoryview(buf)
+        tun = open(self.tun_fd, "rb", buffering=0, closefd=False)
+        readinto = tun.readinto
+        sendto = self.sock.sendto
+        table = self.table
+        routes = table.routes
+        find_route = table.find_route
+        from_bytes = int.from_bytes
+        while True:
+            try:
+                n = readinto(buf)
+            except OSError as e:
+                if e.errno in (errno.EAGAIN, errno.EINTR):
+                    continue
+                self.log_error(f"TUN recv failed: {e.strerror}")
+                if e.errno == errno.EBADF:
+                    return
+                continue
+            if n is None or n < IPHDR_LEN:
+                if n is not None:
+                    self.log_error(f"TUN recv packet too small: {n} bytes")
+                continue
+            dst = from_bytes(mv[16:20], "big")
+            # fast path: the entry at the front (where the last hit was swapped to)
+            try:
+                r = routes[0]
+                hop = r[2] if dst & r[1] == r[0] else find_route(dst)
+            except IndexError:
+                hop = None
+            if hop is None:
+                self.send_net_unreachable(mv[:n])
+                continue
+            # decrement_ttl, inlined: it is the hottest line of the backend
+            ttl = buf[8] - 1
+            if ttl <= 0:
+                buf[8] = ttl & 0xFF
+                self.log_error(f"Discarding IP fragment {socket.inet_ntoa(mv[12:16])} -> "
+                               f"{socket.inet_ntoa(mv[16:20])} due to zero TTL")
+                continue
+            buf[8] = ttl
+            c = (buf[10] << 8 | buf[11]) + 0x100
+            if c >= 0xFFFF:
+                c = (c + 1) & 0xFFFF
+            buf[10] = c >> 8
+            buf[11] = c & 0xFF
+            try:
+                sent = sendto(mv[:n], hop)
+            except OSError as e:
+                self.log_error(f"UDP send to {hop[0]}:{hop[1]} failed: {e.strerror}")
+                continue
+            if sent != n:
+                self.log_error(f"Was only able to send {sent} out of {n} bytes to {hop[0]}:{hop[1]}")
+
+    def send_net_unreachable(self, offender) -> None:
+        ihl = (offender[0] & 0x0F) * 4
+        if ihl >= IPHDR_LEN + MAX_IPOPTLEN:
+            self.log_error(f"not sending net unreachable: mulformed ip pkt: iph={ihl}")
+            return
+        pkt = net_unreachable(offender, self.tun_addr)
+        if pkt is None:
+            return
+        try:
+            sent = os.write(self.tun_fd, pkt)
+        except OSError as e:
+            self.log_error(f"failed to send ICMP net unreachable: {e.strerror}")
+            return
+        if sent != len(pkt):
+            self.log_error(f"failed to send ICMP net unreachable: only {sent} out of {len(pkt)} byte sent")
+
+    # -- udp -> tun ------------------------------------------------------------------------
+    def udp_to_tun_loop(self) -> None:
+        buf = bytearray(self.mtu)
+        mv = memoryview(buf)
+        recv_into = self.sock.recv_into
+        write = os.write
+        fd = self.tun_fd
+        while True:
+            try:
+                n = recv_into(buf)
+            except OSError as e:
+                if e.errno in (errno.EAGAIN, errno.EINTR):
+                    continue
+                self.log_error(f"UDP recv failed: {e.strerror}")
+                if e.errno == errno.EBADF:
+                    return
+                continue
+            if n < IPHDR_LEN:
+                self.log_error(f"UDP recv packet too small: {n} bytes")
+                continue
+            ttl = buf[8] - 1
+            if ttl <= 0:
+                buf[8] = ttl & 0xFF
+                self.log_error(f"Discarding IP fragment {socket.inet_ntoa(mv[12:16])} -> "
+                               f"{socket.inet_ntoa(mv[16:20])} due to zero TTL")
+                continue
+            buf[8] = ttl
+            c = (buf[10] << 8 | buf[11]) + 0x100
+            if c >= 0xFFFF:
+                c = (c + 1) & 0xFFFF
+            buf[10] = c >> 8
+            buf[11] = c & 0xFF
+            while True:
+                try:
+                    sent = write(fd, mv[:n])
+                except (BlockingIOError, InterruptedError):
+                    continue  # tun_send_packet retries on EAGAIN
+                except OSError as e:
+                    self.log_error(f"TUN send failed: {e.strerror}")
+                    break
+                if sent != n:
+                    self.log_error(f"Was only able to send {sent} out of {n} bytes to TUN")
+                break
+
+    # -- run -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the two data threads (daemons: they end with the process)."""
+        os.set_blocking(self.tun_fd, True)
+        self.sock.setblocking(True)
+        for fn in (self.tun_to_udp_loop, self.udp_to_tun_loop):
+            threading.Thread(target=fn, name=fn.__name__, daemon=True).start()
+
+    def run(self) -> None:
+        """start(), then serve commands until STOP or until flanneld goes away."""
+        self.start()
+        self.ctl_loop()
+
+
+# -- the proxy process ---------------------------------------------------------------------
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+def main(argv=None) -> int:
+    import argparse
+    p = argparse.ArgumentParser(prog="flanneld-udp-proxy",
+                                description="flannel's udp backend data path (started by flanneld)")
+    p.add_argument("--tun-fd", type=int, required=True)
+    p.add_argument("--sock-fd", type=int, required=True)
+    p.add_argument("--ctl-fd", type=int, required=True)
+    p.add_argument("--tun-ip", required=True)
+    p.add_argument("--mtu", type=int, required=True)
+    p.add_argument("--parent", type=int, default=0)
+    p.add_argument("--log-errors", action="store_true")
+    a = p.parse_args(argv)
+    if a.parent:
+        _die_with_parent(a.parent)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    sock = socket.socket(fileno=a.sock_fd)
+    ctl = socket.socket(fileno=a.ctl_fd)
+    Proxy(a.tun_fd, sock, ctl, a.tun_ip, a.mtu, a.log_errors).run()
+    os._exit(0)  # data threads are blocked in read(): do not wait for them
+
+
+if __name__ == "__main__":
+    sys.exit(main())
