@@ -20,7 +20,10 @@ CONTAINER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,31}$")
 
 # What labkit's flanneld implements today. Other names flannel knows are refused
 # with the reason, unknown names with flannel's own "unknown backend type" text.
-SUPPORTED_BACKENDS = ("vxlan",)
+SUPPORTED_BACKENDS = ("vxlan", "udp", "host-gw", "ipip")
+# backends whose device is a kernel link type this kernel may lack (checked up front)
+KERNEL_LINK_TYPES = {"ipip": "ipip", "wireguard": "wireguard"}
+MAX_SEGMENTS = 4
 FLAVOURS = ("modern", "legacy")  # flannel v0.2x (etcd v3) / flannel 0.7.1 (etcd v2, CentOS 7)
 DEFAULT_PREFIX = "/coreos.com/network"
 MAX_NODES = 250
@@ -78,6 +81,7 @@ class LabSpec:
     renew_margin: int = 3600          # seconds; flannel's -subnet-lease-renew-margin=60 (minutes)
     write_config: bool = True         # put the network config into etcd during `up`
     extra_config: dict = field(default_factory=dict)
+    segments: int = 1                 # L2 segments of the underlay, joined by <lab>-router
 
     # -- derived views -------------------------------------------------------------
     @property
@@ -88,8 +92,35 @@ class LabSpec:
         return ipaddress.IPv4Network(self.underlay)
 
     def public_ip(self, index: int) -> ipaddress.IPv4Address:
-        """Node i's address on the underlay: the master gets .1, node1 .2, ..."""
-        return self.underlay_net().network_address + 1 + index
+        """Node i's address on the underlay: the master gets .1, node1 .2, ...
+
+        With several segments, each one is a slice of the underlay (a /24 gives two
+        /25s) holding a contiguous share of the nodes, numbered from .1 of its slice.
+        """
+        if self.segments <= 1:
+            return self.underlay_net().network_address + 1 + index
+        seg = self.segment_of(index)
+        first = next(j for j in range(self.nodes) if self.segment_of(j) == seg)
+        return self.segment_nets()[seg].network_address + 1 + (index - first)
+
+    def segment_nets(self) -> list[ipaddress.IPv4Network]:
+        """The underlay's L2 segments: the whole underlay, or equal slices of it."""
+        if self.segments <= 1:
+            return [self.underlay_net()]
+        bits = (self.segments - 1).bit_length()
+        return list(self.underlay_net().subnets(prefixlen_diff=bits))[:self.segments]
+
+    def segment_of(self, index: int) -> int:
+        return index * self.segments // self.nodes if self.segments > 1 else 0
+
+    def node_interface(self, index: int) -> ipaddress.IPv4Interface:
+        """Node i's eth0 address with its segment's prefix length."""
+        net = self.segment_nets()[self.segment_of(index)]
+        return ipaddress.IPv4Interface(f"{self.public_ip(index)}/{net.prefixlen}")
+
+    def router_ip(self, segment: int) -> ipaddress.IPv4Address:
+        """The router's address on a segment: the last usable one of its slice."""
+        return self.segment_nets()[segment].broadcast_address - 1
 
     def network_config(self) -> dict:
         """The JSON a user would write with `etcdctl put <prefix>/config`."""
@@ -133,6 +164,18 @@ class LabSpec:
         if under.num_addresses - 2 < self.nodes:
             raise LabError(f"underlay {under} has room for {max(under.num_addresses - 2, 0)} "
                            f"nodes, {self.nodes} asked")
+        if not isinstance(self.segments, int) or not 1 <= self.segments <= MAX_SEGMENTS:
+            raise LabError(f"--segments must be between 1 and {MAX_SEGMENTS}, got {self.segments!r}")
+        if self.segments > 1:
+            if self.segments > self.nodes:
+                raise LabError(f"{self.segments} segments need at least {self.segments} nodes")
+            if under.prefixlen + (self.segments - 1).bit_length() > 29:
+                raise LabError(f"underlay {under} is too small to split into {self.segments} segments")
+            for seg, net in enumerate(self.segment_nets()):
+                members = sum(1 for i in range(self.nodes) if self.segment_of(i) == seg)
+                if net.num_addresses - 3 < members:  # network, broadcast, the router
+                    raise LabError(f"segment {net} has room for {net.num_addresses - 3} nodes, "
+                                   f"{members} asked")
         if not isinstance(self.mtu, int) or not 576 <= self.mtu <= 9000:
             raise LabError(f"underlay MTU must be between 576 and 9000, got {self.mtu!r}")
         if self.flavour not in FLAVOURS:
@@ -155,6 +198,12 @@ class LabSpec:
             cfg = parse_config(self.network_config_json())
         except ConfigError as e:
             raise LabError(f"invalid network config: {e}") from None
+        if cfg.backend_type in KERNEL_LINK_TYPES:  # a throwaway device in a scratch namespace
+            from .flannel.backends.kernel import link_kind_available, missing_link_type
+            kind = KERNEL_LINK_TYPES[cfg.backend_type]
+            if link_kind_available(kind) is False:
+                raise LabError(f"backend {cfg.backend_type!r} cannot run here: {missing_link_type(kind)}. "
+                               "labkit does not fall back to another backend; use vxlan, host-gw or udp")
         if cfg.backend_type not in SUPPORTED_BACKENDS:
             from .flannel.config import KNOWN_BACKENDS, unknown_backend_message
             if cfg.backend_type in KNOWN_BACKENDS:

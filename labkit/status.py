@@ -70,7 +70,9 @@ def lab_status(lab) -> dict:
         sn, lease = by_ip.get(str(node.public_ip), (None, None))
         data = (lease or {}).get("BackendData") or {}
         vni = data.get("VNI", lab.spec.vni or 1)
-        kern = netns.netlink.call(node.ns, kernel_state, f"flannel.{vni}")
+        from .flannel.backends.footprint import device_name
+        device = device_name(lab.spec.backend, vni) or ""  # host-gw has no device
+        kern = netns.netlink.call(node.ns, kernel_state, device)
         docker0 = kern["docker0"][0] if kern["docker0"] else None
         nodes.append({
             "name": node.name, "namespace": node.ns, "public_ip": str(node.public_ip),
