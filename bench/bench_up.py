@@ -38,11 +38,10 @@ def lab_memory(lab) -> tuple[int, int, dict]:
     pids = {p for ns in netns.list_names() if ns.startswith(lab.state.prefix) for p in netns.pids(ns)}
     by_prog: dict = {}
     for pid in pids:
-        try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        try:  # the zygote's children carry their service's name (flanneld, docker) in comm
+            prog = open(f"/proc/{pid}/comm").read().strip()
         except OSError:
             continue
-        prog = next((c.decode() for c in cmd if c.startswith(b"labkit.")), os.path.basename(cmd[0].decode()))
         by_prog[prog] = by_prog.get(prog, 0) + pss_kib(pid)
     return sum(by_prog.values()), len(pids), by_prog
 

@@ -101,6 +101,7 @@ class Lab:
         try:
             self.state.create(self.spec)
             self._step("underlay", self._build_underlay)
+            self.zygote().start()  # imports while etcd starts; see labkit/zygote.py
             self._step("etcd", self._start_etcd)
             if self.spec.write_config:
                 self._step("network config", self.write_config)
@@ -150,6 +151,22 @@ class Lab:
         waited = wait_healthy(self.state.etcd_socket, is_running=svc.is_active)
         return f"etcd healthy on {self.master.public_ip}:2379 after {waited:.2f}s"
 
+    def zygote(self):
+        """The lab's fork server for flanneld and dockerd (in the switch namespace)."""
+        import sys
+        from .services import Service
+        sock = self.state.path("zygote.sock")
+        return Service(name="zygote", ns=self.state.netns("switch"),
+                       argv=[sys.executable, "-m", "labkit.zygote", sock],
+                       log_path=self.state.path("zygote.log"), pid_path=self.state.path("zygote.pid"),
+                       env=self.master.env())
+
+    def _wait_zygote(self, timeout: float = 10.0) -> None:
+        sock, svc = self.state.path("zygote.sock"), self.zygote()
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(sock) and svc.is_active() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     def write_config(self, config: str | None = None) -> str:
         """`etcdctl put <prefix>/config '<json>'` (the spec's config unless one is given)."""
         value = config if config is not None else self.spec.network_config_json()
@@ -162,6 +179,7 @@ class Lab:
     # -- services ----------------------------------------------------------------------
     def start_flanneld(self, nodes=None, timeout: float = 30, wait: bool = True) -> str:
         nodes = nodes or self.nodes
+        self._wait_zygote()
         if not wait:
             for node in nodes:
                 node.service("flanneld").start()

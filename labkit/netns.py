@@ -146,15 +146,28 @@ class Netlink:
     def __init__(self):
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="labkit-netlink")
         self._sockets: dict = {}
-        self._lock = threading.Lock()
 
     def _socket(self, ns: str):
+        """The cached socket for `ns`, reopened if `ns` was deleted and created again
+        since (by any process: a node's docker removes container namespaces itself)."""
         from pyroute2 import IPRoute
-        ipr = self._sockets.get(ns)
-        if ipr is None:
-            ipr = IPRoute(netns=ns, flags=0)
-            self._sockets[ns] = ipr
-        return ipr
+        ino = inode(ns)
+        cached = self._sockets.get(ns)
+        if cached is not None and cached[0] != ino:
+            self._close(ns)
+            cached = None
+        if cached is None:
+            cached = (ino, IPRoute(netns=ns, flags=0))
+            self._sockets[ns] = cached
+        return cached[1]
+
+    def _close(self, ns: str) -> None:
+        cached = self._sockets.pop(ns, None)
+        if cached is not None:
+            try:
+                cached[1].close()
+            except Exception:
+                pass
 
     def call(self, ns: str, fn, *args, **kwargs):
         """Run fn(ipr, *args, **kwargs) with a socket inside `ns`; return its result."""
@@ -165,17 +178,10 @@ class Netlink:
         return self._pool.submit(job).result()
 
     def forget(self, ns: str) -> None:
-        def job():
-            ipr = self._sockets.pop(ns, None)
-            if ipr is not None:
-                try:
-                    ipr.close()
-                except Exception:
-                    pass
         if threading.current_thread().name.startswith("labkit-netlink"):
-            job()
+            self._close(ns)
         else:
-            self._pool.submit(job).result()
+            self._pool.submit(self._close, ns).result()
 
 
 netlink = Netlink()

@@ -141,7 +141,8 @@ class Node:
         return Service(name=name, ns=self.ns, argv=argv,
                        log_path=self.dir("log", f"{name}.log"), pid_path=self.dir("pid", f"{name}.pid"),
                        view=self.view(), env=self.env(),
-                       cwd=self.state.dir if name == "etcd" else None)
+                       cwd=self.state.dir if name == "etcd" else None,
+                       zygote=self.state.path("zygote.sock"))
 
     def services(self) -> list[str]:
         return (["etcd"] if self.is_master else []) + list(SERVICE_NAMES)

@@ -40,6 +40,7 @@ class Service:
     view: list = field(default_factory=list)
     env: dict | None = None
     cwd: str | None = None
+    zygote: str | None = None   # socket of the lab's fork server (labkit.zygote), if any
 
     def pid(self) -> int | None:
         try:
@@ -62,13 +63,17 @@ class Service:
             return pid
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         os.makedirs(os.path.dirname(self.pid_path), exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            proc = subprocess.Popen(netns.nsexec_argv(self.ns, self.argv, self.view),
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, env=self.env, cwd=self.cwd)
+        pid = self._fork_from_zygote()
+        if pid is None:
+            with open(self.log_path, "ab") as log:
+                proc = subprocess.Popen(netns.nsexec_argv(self.ns, self.argv, self.view),
+                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True, env=self.env, cwd=self.cwd)
+            self._proc = proc  # keep the handle so the lab process reaps it
+            pid = proc.pid
         start = None
         for _ in range(100):  # the stat line exists as soon as fork returns
-            start = _starttime(proc.pid)
+            start = _starttime(pid)
             if start:
                 break
             time.sleep(0.001)
@@ -76,10 +81,21 @@ class Service:
             raise LabError(f"{self.name} in {self.ns} exited at once; see {self.log_path}")
         tmp = self.pid_path + ".tmp"
         with open(tmp, "w") as f:
-            f.write(f"{proc.pid} {start}\n")
+            f.write(f"{pid} {start}\n")
         os.replace(tmp, self.pid_path)
-        self._proc = proc  # keep the handle so the lab process reaps it
-        return proc.pid
+        return pid
+
+    def _fork_from_zygote(self) -> int | None:
+        """Start a `python -m labkit...daemon` service as a fork of the lab's zygote."""
+        if not self.zygote or self.argv[1:2] != ["-m"] or not os.path.exists(self.zygote):
+            return None
+        from .zygote import request
+        try:
+            return request(self.zygote, {"name": self.name, "module": self.argv[2], "args": self.argv[3:],
+                                         "netns": self.ns, "view": self.view, "env": self.env,
+                                         "cwd": self.cwd, "log": self.log_path})
+        except OSError:
+            return None  # no zygote answering: a plain process does the same job
 
     def stop(self, timeout: float = 5.0) -> None:
         pid = self.pid()

@@ -144,7 +144,7 @@ BAD_INPUT = [
     (["--subnet-len", "31"], "SubnetLen must be less than /31"),
     (["--subnet-len", "17"], "network must be able to accommodate at least four subnets"),
     (["--backend", "carrier-pigeon"], "unknown backend type: carrier-pigeon"),
-    (["--backend", "host-gw"], "labkit does not implement yet"),
+    (["--backend", "ipsec"], "labkit does not implement yet"),
     (["--nodes", "0"], "--nodes must be between 1 and"),
     (["--vni", "0"], "VNI must be between 1 and"),
     (["--underlay", "192.168.50.0/30", "--nodes", "3"], "has room for 2 nodes"),

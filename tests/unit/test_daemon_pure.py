@@ -84,5 +84,5 @@ def test_backend_registry():
         get_backend("carrier-pigeon")
     assert str(e.value) == "unknown backend type: carrier-pigeon"
     with pytest.raises(UnknownBackend) as e:
-        get_backend("wireguard")
+        get_backend("ipsec")
     assert "does not implement" in str(e.value)

@@ -25,7 +25,7 @@ def test_network_config_carries_every_option():
     ({"subnet_len": 17}, "network must be able to accommodate at least four subnets"),
     ({"network": "10.0.0.0/29"}, "network is too small. Minimum useful network prefix is /28"),
     ({"backend": "nope"}, "unknown backend type: nope"),
-    ({"backend": "udp"}, "does not implement yet"),
+    ({"backend": "ipsec"}, "does not implement yet"),
     ({"nodes": 0}, "--nodes must be between"),
     ({"nodes": 251}, "--nodes must be between"),
     ({"mtu": 100}, "underlay MTU"),

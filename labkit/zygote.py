@@ -1,0 +1,139 @@
+"""A fork server for the lab's Python daemons (flanneld, dockerd): one import, many nodes.
+
+Each node runs its own flanneld process, as flannel does. Started the plain way, every
+one of them would load Python, grpc, the etcd client and pyroute2 on its own: about
+35 MiB and a third of a CPU-second each, which is what limits a 100-node lab. The
+zygote imports all that once; for each service start it forks, and the child steps
+into the node (network namespace, file view, hostname: ``labkit.nsexec.enter``),
+redirects its output to the service log, reseeds its random generator and runs the
+daemon's ``main``. Children share the zygote's memory pages until they write to them.
+
+The zygote is itself a lab process (it lives in the lab's switch namespace) and listens
+on a unix socket in the lab's state folder; ``Service.start`` falls back to a plain
+process when it is not running. Nothing here is flannel's: it is how the lab hosts
+many flanneld processes cheaply.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+
+SOCKET_NAME = "zygote.sock"
+PRELOAD = ("etcd3", "etcd3.events", "grpc", "pyroute2", "pyroute2.netlink.rtnl", "urllib.request",
+           "labkit.flannel.daemon", "labkit.flannel.legacy.daemon", "labkit.docker.daemon",
+           "labkit.docker.containers", "labkit.flannel.etcd_manager", "labkit.flannel.iface",
+           "labkit.flannel.trafficmngr", "labkit.flannel.backends.vxlan.vxlan", "labkit.flannel.legacy.vxlan")
+ALLOWED = {m for m in PRELOAD if m.endswith(".daemon")}
+
+
+def request(sock_path: str, req: dict, timeout: float = 10.0) -> int:
+    """Ask the zygote at `sock_path` to start a service; returns the child's pid."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(sock_path)
+        s.sendall(json.dumps(req).encode() + b"\n")
+        answer = json.loads(s.makefile().readline())
+    if "error" in answer:
+        raise OSError(answer["error"])
+    return answer["pid"]
+
+
+def _child(req: dict) -> None:
+    """In the forked child: become the service, never return."""
+    try:
+        os.setsid()
+        from .nsexec import enter
+        view = req.get("view", [])
+        binds, etc, hostname = [], None, None
+        for flag, value in zip(view[::2], view[1::2]):
+            if flag == "--bind":
+                binds.append(tuple(value.split(":", 1)))
+            elif flag == "--etc":
+                etc = tuple(value.split(":", 1))
+            elif flag == "--hostname":
+                hostname = value
+        enter(req["netns"], binds, etc, hostname)
+        log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.environ.clear()
+        os.environ.update(req.get("env") or {})
+        os.chdir(req.get("cwd") or "/")
+        import random
+        random.seed()  # the zygote's generator state must not be shared by every node
+        from .flannel import log as flog
+        flog._PID = os.getpid()
+        import ctypes
+        ctypes.CDLL(None).prctl(15, req.get("name", "labkit").encode()[:15], 0, 0, 0)  # PR_SET_NAME
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        import importlib
+        module = importlib.import_module(req["module"])
+        sys.argv = [req["module"], *req["args"]]
+        code = module.main(req["args"])
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException as e:  # noqa: BLE001 - report anything, then die
+        try:
+            sys.stderr.write(f"zygote child: {e!r}\n")
+            sys.stderr.flush()
+        finally:
+            code = 1
+    os._exit(code or 0)
+
+
+def serve(sock_path: str) -> None:
+    import importlib
+    import warnings
+    os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for m in PRELOAD:
+            importlib.import_module(m)
+    import gc
+    gc.freeze()  # keep the preloaded objects out of the collector: fewer copied pages
+    signal.signal(signal.SIGCHLD, lambda *a: _reap())
+    try:
+        os.unlink(sock_path)
+    except FileNotFoundError:
+        pass
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(sock_path)
+    srv.listen(64)
+    while True:
+        try:
+            conn, _ = srv.accept()
+        except InterruptedError:
+            continue
+        with conn:
+            try:
+                req = json.loads(conn.makefile().readline())
+                if req.get("module") not in ALLOWED:
+                    raise ValueError(f"not a lab daemon: {req.get('module')!r}")
+                pid = os.fork()
+                if pid == 0:
+                    srv.close()
+                    conn.close()
+                    _child(req)
+                conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+            except Exception as e:  # noqa: BLE001 - answer the client, keep serving
+                conn.sendall(json.dumps({"error": str(e)}).encode() + b"\n")
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
