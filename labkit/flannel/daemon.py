@@ -208,13 +208,13 @@ def main(argv=None) -> int:
 
     # 7. backend
     from .backends import UnknownBackend, get_backend
-    try:
-        backend_cls = get_backend(config.backend_type)
-    except UnknownBackend as e:
+    try:  # GetBackend also runs the backend's New (host-gw refuses a NAT there)
+        be = get_backend(config.backend_type)(sm, ext, ipr)
+    except (UnknownBackend, RuntimeError) as e:
         log.error(SRC, f"Error fetching backend: {e}")
         return 1
     try:
-        bn = backend_cls(sm, ext, ipr).register_network(config)
+        bn = be.register_network(config)
     except Exception as e:
         log.error(SRC, f"Error registering network: {e}")
         return 1
