@@ -1,0 +1,1 @@
+"""(Makes pytest import notebooks/conftest.py as notebooks.conftest, apart from tests/conftest.py.)"""
