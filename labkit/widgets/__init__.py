@@ -54,8 +54,8 @@ class ConfigPanel(W.VBox):
             self.backend_buttons[name] = b
         unavailable = [f"<b>{html.escape(n)}</b>" for n, ok, _ in logic.backend_choices() if not ok]
         self.backend_note = W.HTML(
-            "<small>greyed out: flannel backends labkit does not implement yet "
-            f"({', '.join(unavailable)}); hover for the reason</small>" if unavailable else "")
+            f"<small>greyed out ({', '.join(unavailable)}): not available in this lab; "
+            "hover for the reason</small>" if unavailable else "")
         self.vni = W.IntText(value=spec.vni or 1, description="VNI", style=WIDE, layout=W.Layout(width="220px"))
         self.port = W.IntText(value=spec.port or 0, description="Port", style=WIDE,
                               layout=W.Layout(width="220px"), tooltip="0 = the kernel's default, 8472")

@@ -22,13 +22,22 @@ MAX_PANEL_NODES = 8
 
 # -- the config form ---------------------------------------------------------------------------
 def backend_choices() -> list[tuple[str, bool, str]]:
-    """Every backend flannel knows: (name, usable in this lab, why not)."""
+    """Every backend flannel knows: (name, usable in this lab, why not). A backend labkit
+    implements is still unusable when this kernel lacks its link type (ipip, wireguard)."""
+    from .. import spec as specmod
     from ..flannel.config import KNOWN_BACKENDS
-    from ..spec import SUPPORTED_BACKENDS
+    SUPPORTED_BACKENDS = specmod.SUPPORTED_BACKENDS
+    kernel_types = getattr(specmod, "KERNEL_LINK_TYPES", {})
     names = list(SUPPORTED_BACKENDS) + [b for b in KNOWN_BACKENDS if b not in SUPPORTED_BACKENDS]
     out = []
     for name in names:
-        if name in SUPPORTED_BACKENDS:
+        if name in SUPPORTED_BACKENDS and name in kernel_types:
+            from ..flannel.backends.kernel import link_kind_available, missing_link_type
+            if link_kind_available(kernel_types[name]) is False:
+                out.append((name, False, f"{name} cannot run here: {missing_link_type(kernel_types[name])}"))
+            else:
+                out.append((name, True, ""))
+        elif name in SUPPORTED_BACKENDS:
             out.append((name, True, ""))
         else:
             out.append((name, False, f"{name} is a flannel backend labkit does not implement yet "
@@ -97,6 +106,7 @@ def check_form(lab_spec, *, network: str, subnet_len: int | None, backend: str, 
         except LabError as e:
             msg = str(e)
             key = ("vni" if "VNI" in msg else "port" if msg.startswith("port") else
+                   "backend" if msg.startswith(("backend", "unknown backend")) else
                    "nodes" if "nodes" in msg else "network")
             res.errors[key] = msg
     if res.subnets is not None and nodes > res.subnets and not res.errors:
@@ -118,8 +128,12 @@ def apply_plan(lab, new_spec) -> list[str]:
         return [f"remove lab {lab.spec.name} ({lab.spec.nodes} nodes)",
                 f"build lab {new_spec.name} with {new_spec.nodes} nodes and the new config"]
     steps = [etcdctl_command(new_spec.prefix, new_spec.network_config_json())]
+    switching = new_spec.backend != lab.spec.backend
     for node in lab.nodes:
-        steps += [f"{node.name}: restart flanneld", f"{node.name}: restart docker"]
+        steps += [f"{node.name}: restart flanneld" +
+                  (f" (removing what {lab.spec.backend} left behind, like `ip link del flannel.1`)"
+                   if switching else ""),
+                  f"{node.name}: restart docker"]
     steps += ["containers: start again the ones docker stopped", "wait for routes to every peer"]
     return steps
 
@@ -173,12 +187,17 @@ def apply_config(lab, new_spec, progress=None):
     say(i, len(steps), steps[i])
     running = {n.name: [r["name"] for r in ctr.list_all(lab.state, n.name) if r["running"]]
                for n in lab.nodes}
+    switching, old_network = new_spec.backend != lab.spec.backend, lab.spec.network
     adopt_spec(lab, new_spec)
     lab.write_config()
     for node in lab.nodes:
         i += 1
         say(i, len(steps), steps[i])
         node.service("flanneld").stop()
+        if switching:  # flanneld never removes another backend's device and routes
+            from .. import netns
+            from ..flannel.backends.footprint import remove_leftovers
+            netns.netlink.call(node.ns, remove_leftovers, old_network)
         lab.start_flanneld([node])
         i += 1
         say(i, len(steps), steps[i])
