@@ -102,3 +102,14 @@ def test_node_magic_runs_at_the_node_prompt(lab, capsys):
     node_cell("master", "echo '{\"a\": {\"b\": 1}}'\nhostname\nfalse")
     out, err = capsys.readouterr()
     assert "FLANNEL_SUBNET=" in out and '{"a": {"b": 1}}' in out and "[exit 1]" in err
+
+
+def test_apply_switches_backend_and_removes_the_old_ones_leftovers(lab):
+    from labkit.widgets import logic
+    for backend in ("host-gw", "vxlan"):
+        new = logic.make_spec(lab.spec, network=lab.spec.network, subnet_len=None, backend=backend, vni=1,
+                              port=0, direct_routing=False, nodes=2)
+        logic.apply_config(lab, new)
+        links = lab.sh("master", "ip -br link").stdout
+        assert ("flannel.1" in links) == (backend == "vxlan"), links
+        assert all(lab.connectivity().values()), backend
