@@ -51,8 +51,52 @@ def start(name: str, quiet: bool = False, spec=None, **fields):
     lab = Lab(spec, progress=(lambda m: None) if quiet else _say)
     _owned[name] = lab
     lab.up()
+    _start_reaper(lab)
     use(lab)
     return lab
+
+
+def _state_inode(lab) -> int | None:
+    try:
+        return os.stat(lab.state.dir).st_ino
+    except OSError:
+        return None
+
+
+def _start_reaper(lab) -> None:
+    """A tiny watcher that removes the lab if this kernel dies without running atexit
+    (killed: nbval stops its kernels that way, so does an out-of-memory kill). It only
+    removes *this* lab: the same name rebuilt later has a new state folder."""
+    ino = _state_inode(lab)
+    if ino is None:
+        return
+    subprocess.Popen([sys.executable, "-m", "labkit.jupyter", "--reap", str(os.getpid()), lab.spec.name,
+                      str(ino)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+
+
+def _reap(pid: int, name: str, ino: int, every: float = 0.3) -> None:
+    """Wait until `pid` is gone; then, if lab `name` is still the one it built, remove it.
+    Returns at once when the lab goes away by itself (finish, atexit, labkit down)."""
+    from .state import LabState
+    state_dir = LabState(name).dir
+
+    def same_lab():
+        try:
+            return os.stat(state_dir).st_ino == ino
+        except OSError:
+            return False
+    while same_lab():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            if same_lab():
+                from .lab import clean
+                clean(name)
+            return
+        except PermissionError:
+            pass
+        time.sleep(every)
 
 
 def forget_sockets(name: str) -> None:
@@ -111,6 +155,8 @@ def current():
 
 @atexit.register
 def _remove_owned() -> None:
+    if not _owned:
+        return
     from .lab import clean
     for name in list(_owned):
         try:
@@ -332,4 +378,7 @@ def execute_notebooks(paths, timeout: int = 300) -> None:
 
 
 if __name__ == "__main__":
-    execute_notebooks(sys.argv[1:])
+    if sys.argv[1:2] == ["--reap"]:
+        _reap(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+    else:
+        execute_notebooks(sys.argv[1:])

@@ -113,3 +113,27 @@ def test_apply_switches_backend_and_removes_the_old_ones_leftovers(lab):
         links = lab.sh("master", "ip -br link").stdout
         assert ("flannel.1" in links) == (backend == "vxlan"), links
         assert all(lab.connectivity().values()), backend
+
+
+def test_a_notebook_lab_is_removed_when_its_kernel_is_killed(lab_name):
+    """nbval kills its kernels (no atexit): the lab's reaper removes the lab anyway."""
+    import signal
+    import sys
+    from labkit.state import LabState
+    name = "nbk" + lab_name[1:]                  # unique to this test
+    code = ("from labkit.jupyter import start; import time, sys\n"
+            f"start({name!r}, nodes=1, quiet=True); print('up', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "up"
+        assert LabState(name).exists()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while LabState(name).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not LabState(name).exists()
+    finally:
+        proc.kill()
+        from labkit.lab import clean
+        clean(name)
