@@ -186,17 +186,21 @@ def lab_processes(name: str) -> list[int]:
 
 
 def _kind(pid: int) -> str:
+    """What a lab process is: the zygote's children carry their service's name in comm."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
+            cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        with open(f"/proc/{pid}/comm") as f:
+            comm = f.read().strip()
     except OSError:
         return "gone"
-    text = b" ".join(argv).decode(errors="replace")
-    for key, kind in (("labkit.flannel.backends.udp.proxy", "udp-proxy"), ("labkit.flannel.daemon", "flanneld"),
-                      ("labkit.docker.daemon", "docker"), ("etcd", "etcd")):
-        if key in text:
+    if "labkit.flannel.backends.udp.proxy" in cmdline:
+        return "udp-proxy"
+    for key, kind in (("flanneld", "flanneld"), ("labkit.flannel.daemon", "flanneld"), ("docker", "docker"),
+                      ("labkit.docker.daemon", "docker"), ("zygote", "zygote"), ("etcd", "etcd")):
+        if key in comm or key in cmdline:
             return kind
-    return "other"
+    return comm or "other"
 
 
 def pss_kib(pid: int) -> int:

@@ -210,6 +210,9 @@ class LabSpec:
                 raise LabError(f"backend {cfg.backend_type!r} is a flannel backend labkit does not "
                                f"implement yet (supported: {', '.join(SUPPORTED_BACKENDS)})")
             raise LabError(unknown_backend_message(cfg.backend_type))
+        if self.flavour == "legacy" and cfg.backend_type != "vxlan":
+            raise LabError(f"the legacy flavour (flannel 0.7.1) is emulated with the vxlan backend only; "
+                           f"backend {cfg.backend_type!r} needs --flavour modern")
         overlap = under.overlaps(cfg.network)
         if overlap:
             raise LabError(f"the flannel Network {cfg.network} overlaps the underlay {under}")

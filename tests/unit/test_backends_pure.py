@@ -104,3 +104,9 @@ def test_bad_segments_are_refused(fields, message):
 def test_spec_with_segments_round_trips():
     spec = LabSpec(name="x", nodes=4, segments=2, backend="host-gw")
     assert LabSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_legacy_flavour_is_vxlan_only():
+    with pytest.raises(LabError) as e:
+        LabSpec(flavour="legacy", backend="host-gw").validate()
+    assert "vxlan backend only" in str(e.value)
