@@ -26,6 +26,22 @@ import time
 from .errors import LabError
 
 NOTEBOOK_LAB = re.compile(r"^nb[0-9]{2}[a-z0-9]*$")
+# A test run sets LABKIT_NOTEBOOK_SUFFIX (x + 5 hex digits): its notebooks' labs are then
+# nb01x1a2b3, ..., so two runs on one machine never touch each other's labs (the sanitize
+# file maps the names back for nbval).
+SUFFIX_RE = re.compile(r"^(x[0-9a-f]{5})?$")
+
+
+def _suffix() -> str:
+    suffix = os.environ.get("LABKIT_NOTEBOOK_SUFFIX", "")
+    if not SUFFIX_RE.match(suffix):
+        raise LabError(f"LABKIT_NOTEBOOK_SUFFIX must be x and 5 hex digits, got {suffix!r}")
+    return suffix
+
+
+def notebook_labs():
+    """The names this run's notebooks use (nb00, nb07l, ... with this run's suffix)."""
+    return re.compile(r"^nb[0-9]{2}[a-z]?" + re.escape(_suffix()) + "$")
 _current = None
 _owned: dict = {}
 
@@ -43,6 +59,7 @@ def start(name: str, quiet: bool = False, spec=None, **fields):
     import dataclasses
     from .lab import Lab, clean
     from .spec import LabSpec
+    name = name + _suffix() if NOTEBOOK_LAB.match(name) else name
     spec = dataclasses.replace(spec, name=name, **fields) if spec is not None else LabSpec(name=name, **fields)
     spec.validate()
     if clean(name):
@@ -166,8 +183,10 @@ def _remove_owned() -> None:
         _owned.pop(name, None)
 
 
-def cleanup_labs(pattern=NOTEBOOK_LAB) -> list[str]:
-    """Remove every lab (state folder or namespaces) whose name matches `pattern`."""
+def cleanup_labs(pattern=None) -> list[str]:
+    """Remove every lab (state folder or namespaces) whose name matches `pattern`; by
+    default the labs of this run's notebooks."""
+    pattern = pattern or notebook_labs()
     from . import netns
     from .lab import clean
     from .state import list_labs

@@ -277,3 +277,16 @@ def test_table_and_notebook_lab_names():
     assert "x&lt;y" in t._repr_html_()
     assert all(NOTEBOOK_LAB.match(n) for n in ("nb00", "nb01", "nb07l", "nb07m"))
     assert not any(NOTEBOOK_LAB.match(n) for n in ("lab", "nb1", "t1a2b3c", "nbx01"))
+
+
+def test_a_test_run_gives_its_notebook_labs_their_own_names(monkeypatch):
+    from labkit import jupyter
+    monkeypatch.setenv("LABKIT_NOTEBOOK_SUFFIX", "x1a2b3")
+    pat = jupyter.notebook_labs()
+    assert pat.match("nb01x1a2b3") and pat.match("nb07lx1a2b3")
+    assert not pat.match("nb01") and not pat.match("nb01x999999") and not pat.match("lab")
+    monkeypatch.setenv("LABKIT_NOTEBOOK_SUFFIX", "")
+    assert jupyter.notebook_labs().match("nb07m") and not jupyter.notebook_labs().match("nb01x1a2b3")
+    monkeypatch.setenv("LABKIT_NOTEBOOK_SUFFIX", "-rm -rf")
+    with pytest.raises(LabError):
+        jupyter.notebook_labs()
