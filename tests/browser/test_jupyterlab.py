@@ -128,13 +128,20 @@ def test_config_panel_in_jupyterlab(server, tmp_path):
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
             # the kernel is up when the toolbar's indicator says idle
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
-            first = page.locator(".jp-Notebook .jp-Cell").first
-            first.locator(".jp-InputPrompt").click()
-            for _ in range(_cells_through_panel()):
-                page.keyboard.press("Shift+Enter")
-                time.sleep(0.15)
+            # select the panel's cell; Run > Run All Above Selected Cell; Run > Run Selected Cell
+            cell = page.locator(".jp-Notebook .jp-Cell").nth(_cells_through_panel() - 1)
+            cell.scroll_into_view_if_needed()
+            cell.locator(".jp-InputPrompt").click()
+            for item in ("Run All Above Selected Cell", "Run Selected Cell"):
+                page.locator(".lm-MenuBar-itemLabel").get_by_text("Run", exact=True).click()
+                page.locator(".lm-Menu-itemLabel").get_by_text(item, exact=True).click()
             panel = page.locator(".labkit-config-panel")
-            expect(panel).to_be_visible(timeout=90_000)
+            try:
+                expect(panel).to_be_visible(timeout=90_000)
+            except AssertionError:
+                errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+                raise AssertionError("the config panel did not appear; error outputs:\n" +
+                                     "\n".join(errors.all_inner_texts())) from None
             result = panel.locator("table.labkit-result")
             expect(result).to_contain_text("10.108.", timeout=30_000)
 
