@@ -15,6 +15,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import secrets
 import subprocess
 import time
 
@@ -91,8 +92,10 @@ def _allocate(state: LabState, node: str, bip: ipaddress.IPv4Interface) -> ipadd
     raise LabError(f"no free address left in {bip.network} on {node}")
 
 
-def _veth_name(ns: str) -> str:
-    return "veth" + hashlib.sha1(ns.encode()).hexdigest()[:7]
+def _veth_name() -> str:
+    """A fresh random name, as docker picks one: the veth of a container that just
+    stopped may still exist for a moment (namespace teardown is asynchronous)."""
+    return "veth" + secrets.token_hex(4)[:7]
 
 
 def _plumb(ipr, veth: str, peer_ns: str, mtu: int) -> None:
@@ -122,6 +125,7 @@ def _start(state: LabState, node: str, rec: dict) -> dict:
     state.record("netns", ns)
     netns.add(ns)
     try:
+        rec["veth"] = _veth_name()
         netns.netlink.call(state.netns(node), _plumb, rec["veth"], ns, info["mtu"])
         netns.netlink.call(ns, _inside, ip, bip)
         rec.update(ip=str(ip), gateway=str(bip.ip), prefixlen=bip.network.prefixlen,
@@ -150,7 +154,7 @@ def run(state: LabState, node: str, name: str, command: list[str] | None = None,
                        f"to reuse that name.")
     ns = container_netns(state, node, name)
     cid = hashlib.sha256(f"{ns}/{time.time()}".encode()).hexdigest()
-    rec = {"name": name, "id": cid, "image": image, "node": node, "netns": ns, "veth": _veth_name(ns),
+    rec = {"name": name, "id": cid, "image": image, "node": node, "netns": ns,
            "command": list(command or []), "restart": restart, "created": time.time()}
     return _start(state, node, rec)
 
