@@ -30,11 +30,12 @@ def main(argv=None) -> int:
     p.add_argument("--backends", default="vxlan,host-gw,udp", help="comma-separated, in order")
     p.add_argument("--seconds", type=float, default=5, help="seconds per TCP measurement (default 5)")
     p.add_argument("--pps-seconds", type=float, default=None, help="seconds per UDP flood (default 3)")
+    p.add_argument("--repeat", type=int, default=1, help="runs per measurement; the median is shown")
     p.add_argument("--name", default="benchtp", help="name of the temporary lab")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     a, _ = p.parse_known_args(argv)   # ./run bench passes the same arguments to every script
     res = bench.throughput([b for b in a.backends.split(",") if b], seconds=a.seconds,
-                           pps_seconds=a.pps_seconds, name=a.name, progress=lambda m: print(m, flush=True))
+                           pps_seconds=a.pps_seconds, name=a.name, repeat=a.repeat, progress=lambda m: print(m, flush=True))
     print()
     print(bench.format_throughput(res))
     if a.json:

@@ -150,7 +150,7 @@ def cmd_bench(a) -> int:
         print(bench.format_scale(res))
     else:
         backends = [b.strip() for b in a.backends.split(",") if b.strip()]
-        res = bench.throughput(backends, seconds=a.seconds, name=a.name, progress=_progress)
+        res = bench.throughput(backends, seconds=a.seconds, name=a.name, repeat=a.repeat, progress=_progress)
         print(bench.format_throughput(res))
     if a.json:
         print(json.dumps(res, indent=2))
@@ -248,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--name", default="bench", help="name of the temporary lab (default: bench)")
     bn.add_argument("--backends", default="vxlan,host-gw,udp", help="throughput: backends, in order")
     bn.add_argument("--seconds", type=float, default=5, help="throughput: seconds per measurement (default 5)")
+    bn.add_argument("--repeat", type=int, default=1, help="throughput: runs per measurement (median shown)")
     bn.add_argument("--sizes", default="10,50,100", help="scale: node counts (default 10,50,100)")
     bn.add_argument("--json", action="store_true", help="also print the figures as JSON")
     bn.set_defaults(fn=cmd_bench)
