@@ -22,6 +22,7 @@ import ctypes
 import os
 import re
 import sys
+import tempfile
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -65,7 +66,8 @@ def enter(netns, binds=(), etc=None, hostname=None):
 
     `binds` is a list of (source_dir, target_dir). Missing target directories are
     created (only /run/flannel-like paths under tmpfs are expected here).
-    `etc` is (upper_dir, work_dir) of an overlay laid over /etc.
+    `etc` is (upper_dir, work_parent) of an overlay laid over /etc; each mount gets its
+    own work dir inside work_parent.
     """
     fd = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -84,7 +86,11 @@ def enter(netns, binds=(), etc=None, hostname=None):
         os.makedirs(dst, exist_ok=True)
         _mount(src, dst, None, MS_BIND | MS_REC)
     if etc and not _has_etc_overlay(etc[0]):  # a node's shell starting a service: already there
-        upper, work = etc
+        upper, work_parent = etc
+        # every overlay mount needs a work dir of its own: the kernel empties it when
+        # mounting, so two processes of a node starting at once must not share one
+        os.makedirs(work_parent, exist_ok=True)
+        work = tempfile.mkdtemp(prefix="w", dir=work_parent)
         opts = f"lowerdir=/etc,upperdir={upper},workdir={work}".encode()
         _check(_libc.mount(b"overlay", b"/etc", b"overlay", 0, opts), "mount overlay /etc")
     if hostname:
