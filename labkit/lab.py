@@ -135,15 +135,20 @@ class Lab:
         for node in self.nodes:
             self.state.record("netns", node.ns)
             netns.add(node.ns)
-            seg = spec.segment_of(node.index)
-            router = (spec.underlay_net(), spec.router_ip(seg)) if spec.segments > 1 else None
-            attach(self.state, node.name, node.ns, spec.node_interface(node.index), spec.mtu, seg, router)
+            self._attach(node)
             node.prepare()
         if spec.segments > 1:
             return (f"{len(self.nodes)} nodes on {spec.segments} segments "
                     f"({', '.join(map(str, spec.segment_nets()))}) joined by {self.state.netns('router')}, "
                     f"MTU {spec.mtu}")
         return f"{len(self.nodes)} nodes on {self.spec.underlay}, MTU {self.spec.mtu}"
+
+    def _attach(self, node: Node) -> None:
+        """The node's cable: to its segment's bridge, with a route via the router if any."""
+        spec = self.spec
+        seg = spec.segment_of(node.index)
+        router = (spec.underlay_net(), spec.router_ip(seg)) if spec.segments > 1 else None
+        attach(self.state, node.name, node.ns, spec.node_interface(node.index), spec.mtu, seg, router)
 
     def _start_etcd(self) -> str:
         svc = self.master.service("etcd")
@@ -248,7 +253,7 @@ class Lab:
         self.state.create(self.spec)  # the spec on disk now has one more node
         self.state.record("netns", node.ns)
         netns.add(node.ns)
-        attach(self.state, node.name, node.ns, node.address, self.spec.mtu)
+        self._attach(node)
         node.prepare()
         self.start_flanneld([node], wait=self.spec.write_config)
         self.start_docker([node])

@@ -95,13 +95,12 @@ class LabSpec:
         """Node i's address on the underlay: the master gets .1, node1 .2, ...
 
         With several segments, each one is a slice of the underlay (a /24 gives two
-        /25s) holding a contiguous share of the nodes, numbered from .1 of its slice.
+        /25s); nodes are dealt to the segments in turn (master to the first, node1 to the
+        second, ...), numbered from .1 of their slice, so adding a node moves nobody.
         """
         if self.segments <= 1:
             return self.underlay_net().network_address + 1 + index
-        seg = self.segment_of(index)
-        first = next(j for j in range(self.nodes) if self.segment_of(j) == seg)
-        return self.segment_nets()[seg].network_address + 1 + (index - first)
+        return self.segment_nets()[self.segment_of(index)].network_address + 1 + index // self.segments
 
     def segment_nets(self) -> list[ipaddress.IPv4Network]:
         """The underlay's L2 segments: the whole underlay, or equal slices of it."""
@@ -111,7 +110,7 @@ class LabSpec:
         return list(self.underlay_net().subnets(prefixlen_diff=bits))[:self.segments]
 
     def segment_of(self, index: int) -> int:
-        return index * self.segments // self.nodes if self.segments > 1 else 0
+        return index % self.segments if self.segments > 1 else 0
 
     def node_interface(self, index: int) -> ipaddress.IPv4Interface:
         """Node i's eth0 address with its segment's prefix length."""

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import labkit, unique_name
 
-SEG = {"master": 0, "node1": 0, "node2": 1, "node3": 1}
+SEG = {"master": 0, "node1": 1, "node2": 0, "node3": 1}   # nodes are dealt in turn
 
 
 def sh(lab, target, script):
@@ -52,16 +52,17 @@ def routed():
 
 def test_two_segments_and_a_router(routed):
     addrs = {n.name: sh(routed, n.name, "ip -4 -o addr show dev eth0").split()[3] for n in routed.nodes}
-    assert addrs == {"master": "192.168.50.1/25", "node1": "192.168.50.2/25",
-                     "node2": "192.168.50.129/25", "node3": "192.168.50.130/25"}
+    assert addrs == {"master": "192.168.50.1/25", "node1": "192.168.50.129/25",
+                     "node2": "192.168.50.2/25", "node3": "192.168.50.130/25"}
     router = routed.state.netns("router")
     from labkit import netns
     out = netns.run(router, ["ip", "-4", "-o", "addr"]).stdout
     assert "eth0    inet 192.168.50.126/25" in out and "eth1    inet 192.168.50.254/25" in out, out
-    assert "192.168.50.0/24 via 192.168.50.126 dev eth0" in sh(routed, "node1", "ip route")
+    assert "192.168.50.0/24 via 192.168.50.126 dev eth0" in sh(routed, "node2", "ip route")
     assert "192.168.50.0/24 via 192.168.50.254 dev eth0" in sh(routed, "node3", "ip route")
     # the underlay itself is routed: a node reaches the other segment (one hop: TTL 63)
-    assert "ttl=63" in sh(routed, "node1", "ping -c 1 -W 2 192.168.50.130")
+    assert "ttl=63" in sh(routed, "node2", "ping -c 1 -W 2 192.168.50.130")
+    assert "ttl=64" in sh(routed, "node1", "ping -c 1 -W 2 192.168.50.130")
     # etcd on the master is reached through the router from the far segment
     assert "Network" in sh(routed, "node3", "etcdctl get /coreos.com/network/config --print-value-only")
 
@@ -84,7 +85,7 @@ def test_host_gw_across_the_router_fails_the_way_flannel_fails(routed):
                         f"Flags: [] Table: 0 Realm: 0}}: network is unreachable") in log, log[-800:]
     # the kernel says the same to an admin who tries it by hand
     sn2 = by_ip["192.168.50.129"]
-    r = routed.sh("node1", f"ip route add {sn2} via 192.168.50.129 dev eth0")
+    r = routed.sh("node2", f"ip route add {sn2} via 192.168.50.129 dev eth0")
     assert r.returncode != 0 and "Nexthop has invalid gateway" in r.stderr, r.stderr
     # pods reach each other inside a segment only
     assert unreachable(routed) == sorted(

@@ -80,9 +80,12 @@ def test_peers_handled_reads_the_current_run_only():
 
 def test_segments_split_the_underlay():
     spec = LabSpec(nodes=5, segments=2).validate()
-    assert [spec.segment_of(i) for i in range(5)] == [0, 0, 0, 1, 1]
+    assert [spec.segment_of(i) for i in range(5)] == [0, 1, 0, 1, 0]   # dealt in turn
     assert [str(spec.node_interface(i)) for i in range(5)] == [
-        "192.168.50.1/25", "192.168.50.2/25", "192.168.50.3/25", "192.168.50.129/25", "192.168.50.130/25"]
+        "192.168.50.1/25", "192.168.50.129/25", "192.168.50.2/25", "192.168.50.130/25", "192.168.50.3/25"]
+    # one more node changes nobody's address (Lab.add_node)
+    bigger = LabSpec(nodes=6, segments=2).validate()
+    assert [bigger.public_ip(i) for i in range(5)] == [spec.public_ip(i) for i in range(5)]
     assert str(spec.router_ip(0)) == "192.168.50.126" and str(spec.router_ip(1)) == "192.168.50.254"
     flat = LabSpec(nodes=3).validate()
     assert [str(flat.node_interface(i)) for i in range(3)] == ["192.168.50.1/24", "192.168.50.2/24",
