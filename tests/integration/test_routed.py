@@ -111,3 +111,11 @@ def test_vxlan_direct_routing_is_direct_inside_a_segment_and_encapsulated_across
         log = node.service("flanneld").log()
         assert "Adding direct route to subnet" in log and "adding subnet" in log
     assert unreachable(routed) == []
+
+
+def test_a_node_added_later_joins_its_segment(routed):
+    node = routed.add_node()                       # node4: dealt to the first segment
+    assert node.name == "node4"
+    assert sh(routed, "node4", "ip -4 -o addr show dev eth0").split()[3] == "192.168.50.3/25"
+    assert "192.168.50.0/24 via 192.168.50.126 dev eth0" in sh(routed, "node4", "ip route")
+    assert unreachable(routed) == []
