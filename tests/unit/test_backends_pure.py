@@ -113,3 +113,86 @@ def test_legacy_flavour_is_vxlan_only():
     with pytest.raises(LabError) as e:
         LabSpec(flavour="legacy", backend="host-gw").validate()
     assert "vxlan backend only" in str(e.value)
+
+
+class _Link(dict):
+    def __init__(self, index, mtu, kind="ipip", local=None):
+        super().__init__(index=index)
+        self.attrs = {"IFLA_MTU": mtu}
+        self.kind, self.local = kind, local
+
+    def get_attr(self, name):
+        if name == "IFLA_LINKINFO":
+            return None
+        return self.attrs.get(name)
+
+
+class FakeIPRoute:
+    """Just enough of pyroute2's IPRoute for the ipip device steps, recording the calls."""
+
+    def __init__(self, fail_add=None):
+        self.fail_add = fail_add
+        self.calls = []
+        self.link_obj = _Link(7, 1480)
+
+    def link(self, cmd, **kw):
+        self.calls.append(("link", cmd, kw))
+        if cmd == "add" and self.fail_add:
+            raise self.fail_add
+        if cmd == "get":
+            return [self.link_obj]
+        if cmd == "set" and "mtu" in kw:
+            self.link_obj.attrs["IFLA_MTU"] = kw["mtu"]
+        return []
+
+    def get_addr(self, **kw):
+        return []
+
+    def addr(self, cmd, **kw):
+        self.calls.append(("addr", cmd, kw))
+
+
+class FakeSM:
+    def acquire_lease(self, attrs):
+        from labkit.flannel.subnet import Lease
+        self.attrs = attrs
+        return Lease(subnet=N("10.108.7.0/24"), attrs=attrs)
+
+
+class _Config:
+    backend = {"Type": "ipip"}
+    network = N("10.108.0.0/16")
+
+
+def test_ipip_device_steps_in_flannels_order():
+    from labkit.flannel.backends.ipip import IPIPBackend
+    ext = ExternalInterface("eth0", 2, 1500, A("192.168.50.2"), A("192.168.50.2"))
+    ipr, sm = FakeIPRoute(), FakeSM()
+    n = IPIPBackend(sm, ext, ipr).register_network(_Config())
+    assert sm.attrs.to_json() == '{"PublicIP":"192.168.50.2","PublicIPv6":null,"BackendType":"ipip"}'
+    assert ipr.calls[0] == ("link", "add", {"ifname": "flannel.ipip", "kind": "ipip",
+                                            "ipip_local": "192.168.50.2"})
+    assert ("link", "set", {"index": 7, "mtu": 1480}) not in ipr.calls     # 1480 is not above 1500-20
+    assert ("addr", "add", {"index": 7, "address": "10.108.7.0", "prefixlen": 32}) in ipr.calls
+    assert ipr.calls[-1] == ("link", "set", {"index": 7, "state": "up"})
+    assert n.mtu() == 1480 and n.link_index == 7
+    from labkit.flannel.subnet import Lease, LeaseAttrs
+    peer = Lease(subnet=N("10.108.9.0/24"), attrs=LeaseAttrs(public_ip="192.168.50.3", backend_type="ipip"))
+    assert str(n.get_route(peer)) == ("{Ifindex: 7 Dst: 10.108.9.0/24 Src: <nil> Gw: 192.168.50.3 "
+                                      "Flags: [onlink] Table: 0 Realm: 0}")
+
+
+def test_ipip_and_wireguard_name_the_missing_link_type():
+    from pyroute2.netlink.exceptions import NetlinkError
+    from labkit.flannel.backends.ipip import IPIPBackend
+    from labkit.flannel.backends.wireguard import WireguardBackend
+    ext = ExternalInterface("eth0", 2, 1500, A("192.168.50.2"), A("192.168.50.2"))
+    with pytest.raises(RuntimeError) as e:
+        IPIPBackend(FakeSM(), ext, FakeIPRoute(NetlinkError(95, "Operation not supported"))).register_network(
+            _Config())
+    assert str(e.value).startswith("failed to create flannel.ipip: this kernel has no ipip link type")
+    assert str(e.value).endswith(": operation not supported")
+    with pytest.raises(RuntimeError) as e:
+        WireguardBackend(FakeSM(), ext, FakeIPRoute(NetlinkError(95, "Operation not supported"))) \
+            .register_network(_Config())
+    assert str(e.value).startswith("could not create wireguard interface: this kernel has no wireguard link type")

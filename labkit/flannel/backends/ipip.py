@@ -41,8 +41,8 @@ def _link_info(link) -> tuple[str | None, str | None, str | None]:
     info = link.get_attr("IFLA_LINKINFO")
     kind = info.get_attr("IFLA_INFO_KIND") if info else None
     data = info.get_attr("IFLA_INFO_DATA") if info else None
-    local = data.get_attr("IFLA_IPTUN_LOCAL") if data else None
-    remote = data.get_attr("IFLA_IPTUN_REMOTE") if data else None
+    local = data.get_attr("IFLA_IPIP_LOCAL") if data else None
+    remote = data.get_attr("IFLA_IPIP_REMOTE") if data else None
     return kind, local, remote
 
 
