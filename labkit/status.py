@@ -71,7 +71,9 @@ def lab_status(lab) -> dict:
         data = (lease or {}).get("BackendData") or {}
         vni = data.get("VNI", lab.spec.vni or 1)
         from .flannel.backends.footprint import device_name
-        device = device_name(lab.spec.backend, vni) or ""  # host-gw has no device
+        # the backend the node runs is the one its lease says (udp writes no BackendType)
+        backend = (lease or {}).get("BackendType") or ("udp" if lease else lab.spec.backend)
+        device = device_name(backend, vni) or ""  # host-gw has no device
         kern = netns.netlink.call(node.ns, kernel_state, device)
         docker0 = kern["docker0"][0] if kern["docker0"] else None
         nodes.append({
