@@ -396,6 +396,22 @@ class Lab:
                 out[str(sn)] = (key, value)
         return out
 
+    def capture(self, target: str, iface: str, **kw):
+        """Capture packets on a node's or container's interface (see labkit.capture)."""
+        from .capture import capture
+        return capture(self, target, iface, **kw)
+
+    def network_config(self) -> str | None:
+        """The config as it is in etcd now (a learner may have changed it), or None."""
+        key = f"{self.spec.prefix}/config"
+        try:
+            if self.spec.flavour == "legacy":
+                return V2Client(self.state.etcd_socket).get(key)
+            value, _ = self.etcd().get(key)
+            return value.decode() if value is not None else None
+        except Exception:
+            return None
+
     def status(self) -> dict:
         from .status import lab_status
         return lab_status(self)

@@ -148,16 +148,12 @@ class Netlink:
         self._sockets: dict = {}
 
     def _socket(self, ns: str):
-        """The cached socket for `ns`, reopened if `ns` was deleted and created again
-        since (by any process: a node's docker removes container namespaces itself)."""
+        """The cached socket for `ns` (stale ones are pruned first: a node's docker
+        removes container namespaces itself, and a name can be used again)."""
         from pyroute2 import IPRoute
-        ino = inode(ns)
         cached = self._sockets.get(ns)
-        if cached is not None and cached[0] != ino:
-            self._close(ns)
-            cached = None
         if cached is None:
-            cached = (ino, IPRoute(netns=ns, flags=0))
+            cached = (inode(ns), IPRoute(netns=ns, flags=0))
             self._sockets[ns] = cached
         return cached[1]
 
@@ -169,9 +165,17 @@ class Netlink:
             except Exception:
                 pass
 
+    def _prune(self) -> None:
+        """Close sockets whose namespace is gone or was replaced: an open socket keeps a
+        deleted namespace (and the veth of a stopped container) alive."""
+        for name, (ino, _) in list(self._sockets.items()):
+            if inode(name) != ino:
+                self._close(name)
+
     def call(self, ns: str, fn, *args, **kwargs):
         """Run fn(ipr, *args, **kwargs) with a socket inside `ns`; return its result."""
         def job():
+            self._prune()
             return fn(self._socket(ns), *args, **kwargs)
         if threading.current_thread().name.startswith("labkit-netlink"):
             return job()

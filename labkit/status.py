@@ -55,6 +55,14 @@ def kernel_state(ipr, device: str) -> dict:
     return out
 
 
+def json_network(config: str | None) -> ipaddress.IPv4Network | None:
+    """The Network of a flannel config JSON (any key case, as Go reads it), or None."""
+    if not config:
+        return None
+    from .flannel.config import decode_config
+    return decode_config(config).network
+
+
 def lab_status(lab) -> dict:
     from .docker import containers
     leases = {}
@@ -65,6 +73,10 @@ def lab_status(lab) -> dict:
         leases = {"error": str(e)}
     by_ip = {v.get("PublicIP"): (sn, v) for sn, v in leases.items() if isinstance(v, dict)}
     network = ipaddress.IPv4Network(lab.spec.network)
+    try:  # "in range" means inside the Network flannel is told about now, in etcd
+        network = json_network(lab.network_config()) or network
+    except ValueError:
+        pass
     nodes = []
     for node in lab.nodes:
         sn, lease = by_ip.get(str(node.public_ip), (None, None))
@@ -87,5 +99,5 @@ def lab_status(lab) -> dict:
                            for r in containers.list_all(lab.state, node.name)],
             "kernel": kern,
         })
-    return {"name": lab.spec.name, "network": lab.spec.network, "backend": lab.spec.backend,
+    return {"name": lab.spec.name, "network": str(network), "backend": lab.spec.backend,
             "prefix": lab.spec.prefix, "nodes": nodes}
