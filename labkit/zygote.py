@@ -25,7 +25,8 @@ SOCKET_NAME = "zygote.sock"
 PRELOAD = ("etcd3", "etcd3.events", "grpc", "pyroute2", "pyroute2.netlink.rtnl", "urllib.request",
            "labkit.flannel.daemon", "labkit.flannel.legacy.daemon", "labkit.docker.daemon",
            "labkit.docker.containers", "labkit.flannel.etcd_manager", "labkit.flannel.iface",
-           "labkit.flannel.trafficmngr", "labkit.flannel.backends.vxlan.vxlan", "labkit.flannel.legacy.vxlan")
+           "labkit.flannel.trafficmngr", "labkit.flannel.backends.vxlan.vxlan", "labkit.flannel.legacy.vxlan",
+           "labkit.flannel.backends.udp.udp", "labkit.flannel.backends.hostgw")
 ALLOWED = {m for m in PRELOAD if m.endswith(".daemon")}
 
 

@@ -241,7 +241,8 @@ def _run(sm, bn, events: queue.Queue, stop: list) -> int:
     from .subnet import LeaseWatcher
     lease = bn.lease
     watcher = LeaseWatcher(own_subnet=lease.subnet)
-    log.info("vxlan_network.go", "watching for new subnet leases")
+    # each backend's network file logs this in flannel (vxlan_network.go, route_network.go, ...)
+    log.info(type(bn).__module__.rsplit(".", 1)[-1] + ".go", "watching for new subnet leases")
     leases, rev = sm.get_subnets()
     bn.handle_subnet_events(watcher.reset(leases))
     sm.watch_leases(events.put, rev + 1)
