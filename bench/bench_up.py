@@ -17,33 +17,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from labkit import netns                      # noqa: E402
+from labkit.bench import lab_memory           # noqa: E402
 from labkit.lab import Lab, clean              # noqa: E402
 from labkit.spec import LabSpec                # noqa: E402
-
-
-def pss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def lab_memory(lab) -> tuple[int, int, dict]:
-    """(total PSS in KiB, process count, PSS by program) of the lab's processes."""
-    pids = {p for ns in netns.list_names() if ns.startswith(lab.state.prefix) for p in netns.pids(ns)}
-    by_prog: dict = {}
-    for pid in pids:
-        try:  # the zygote's children carry their service's name (flanneld, docker) in comm
-            prog = open(f"/proc/{pid}/comm").read().strip()
-        except OSError:
-            continue
-        by_prog[prog] = by_prog.get(prog, 0) + pss_kib(pid)
-    return sum(by_prog.values()), len(pids), by_prog
 
 
 def one(n: int, name: str) -> dict:
@@ -58,9 +34,10 @@ def one(n: int, name: str) -> dict:
             if time.monotonic() - t0 > 60:
                 raise SystemExit(f"no ping after 60 s with {n} nodes")
         t_ping = time.monotonic() - t0
-        kib, procs, by_prog = lab_memory(lab)
-        return {"nodes": n, "up": t_up, "first_ping": t_ping, "pss_mib": kib / 1024, "procs": procs,
-                "by_prog": {k: v / 1024 for k, v in sorted(by_prog.items())}}
+        mem = lab_memory(name)
+        return {"nodes": n, "up": t_up, "first_ping": t_ping, "pss_mib": mem["total_kib"] / 1024,
+                "procs": sum(mem["processes"].values()),
+                "by_prog": {k: v / 1024 for k, v in sorted(mem["by_kind_kib"].items())}}
     finally:
         lab.down()
 
