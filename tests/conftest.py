@@ -2,6 +2,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -42,6 +43,29 @@ def labkit(*args, check=False, env=None, **kw):
     if check and r.returncode != 0:
         raise AssertionError(f"labkit {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
+
+
+def wait_for(pred, timeout=10.0, what="condition"):
+    """Poll pred() until it returns something true; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def sh(lab, target, script):
+    """A command line on a node or container that must succeed; returns its stdout."""
+    r = lab.sh(target, script)
+    assert r.returncode == 0, f"{target}: {script}: {r.stderr}"
+    return r.stdout
+
+
+def unreachable(lab):
+    """The pairs of the lab's all-pairs ping matrix that do not answer."""
+    return sorted(p for p, ok in lab.connectivity().items() if not ok)
 
 
 def pytest_collection_modifyitems(config, items):

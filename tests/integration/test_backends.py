@@ -3,39 +3,12 @@ import ipaddress
 import json
 import os
 import re
-import time
 
 import pytest
 
-from conftest import labkit, unique_name
+from conftest import labkit, sh, unique_name, unreachable, wait_for
 
 NET = "10.108.0.0/16"
-
-
-def wait_for(pred, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def sh(lab, target, script):
-    r = lab.sh(target, script)
-    assert r.returncode == 0, f"{target}: {script}: {r.stderr}"
-    return r.stdout
-
-
-def unreachable(lab):
-    """Pairs that do not ping, each failure checked once more: a concurrent exec into one
-    node can fail to start (nsexec's /etc overlay), which is not a network fault."""
-    import concurrent.futures
-    failed = [p for p, ok in lab.connectivity().items() if not ok]
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        again = list(pool.map(lambda p: lab.ping(p[0], p[1], count=2)[0], failed))
-    return sorted(p for p, ok in zip(failed, again) if not ok)
 
 
 def footprint(lab, node):

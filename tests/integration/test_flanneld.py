@@ -5,15 +5,7 @@ import time
 
 import pytest
 
-
-def wait_for(pred, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from conftest import wait_for
 
 
 def kernel(lab, node):

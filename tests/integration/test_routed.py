@@ -10,25 +10,9 @@ import json
 
 import pytest
 
-from conftest import labkit, unique_name
+from conftest import labkit, sh, unique_name, unreachable
 
 SEG = {"master": 0, "node1": 1, "node2": 0, "node3": 1}   # nodes are dealt in turn
-
-
-def sh(lab, target, script):
-    r = lab.sh(target, script)
-    assert r.returncode == 0, f"{target}: {script}: {r.stderr}"
-    return r.stdout
-
-
-def unreachable(lab):
-    """Pairs that do not ping, each failure checked once more: a concurrent exec into one
-    node can fail to start (nsexec's /etc overlay), which is not a network fault."""
-    import concurrent.futures
-    failed = [p for p, ok in lab.connectivity().items() if not ok]
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        again = list(pool.map(lambda p: lab.ping(p[0], p[1], count=2)[0], failed))
-    return sorted(p for p, ok in zip(failed, again) if not ok)
 
 
 def leases_by_ip(lab):
