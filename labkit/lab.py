@@ -356,17 +356,7 @@ class Lab:
         self.progress("docker: " + self.start_docker())
         for node in self.nodes:
             for rec in running[node.name]:
-                if not (containers.get(self.state, node.name, rec["name"]) or {}).get("running"):
-                    # docker deleted the container's namespace, but this process may still hold
-                    # a netlink socket inside it, which keeps it (and its veth) alive: drop it
-                    netns.netlink.forget(rec["netns"])
-                    deadline = time.monotonic() + 5
-                    while netns.netlink.call(node.ns, lambda ipr: ipr.link_lookup(ifname=rec["veth"])) \
-                            and time.monotonic() < deadline:
-                        time.sleep(0.02)
-                    containers.remove(self.state, node.name, rec["name"])  # docker start, in effect
-                    containers.run(self.state, node.name, rec["name"], rec.get("command") or None,
-                                   restart=rec.get("restart", "no"))
+                containers.start(self.state, node.name, rec["name"])  # `docker start`
         converged = self.wait_converged(timeout)
         return f"{old} -> {backend}: {converged}"
 

@@ -170,6 +170,16 @@ def stop(state: LabState, node: str, name: str) -> None:
     _write(_record_path(state, node, name), rec)
 
 
+def start(state: LabState, node: str, name: str) -> dict:
+    """`docker start NAME`: a stopped container runs again, on docker0 as it is now."""
+    rec = get(state, node, name)
+    if rec is None:
+        raise LabError(f"Error response from daemon: No such container: {name}")
+    if rec.pop("running"):
+        return rec
+    return _start(state, node, rec)
+
+
 def remove(state: LabState, node: str, name: str) -> None:
     """`docker rm -f NAME`."""
     stop(state, node, name)

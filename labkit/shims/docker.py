@@ -1,6 +1,6 @@
 """`docker` inside a lab node: the commands the blog (and a flannel debugging session) uses.
 
-run -d / run -it, exec, ps, rm -f, stop, inspect -f '{{.NetworkSettings.IPAddress}}'.
+run -d / run -it, exec, ps, rm -f, stop, start, inspect -f '{{.NetworkSettings.IPAddress}}'.
 A lab container is a network namespace on docker0 sharing the node's files; the
 image name is accepted and not used (see `docker run --help`).
 """
@@ -135,6 +135,14 @@ def cmd_stop(lab, node, argv) -> int:
     return 0
 
 
+def cmd_start(lab, node, argv) -> int:
+    for name in [a for a in argv if not a.startswith("-")]:
+        rec = _get(lab, node, name)
+        containers.start(lab.state, node.name, rec["name"])
+        print(name)
+    return 0
+
+
 def inspect_view(rec: dict) -> dict:
     """The part of `docker inspect` a network lab needs."""
     running = rec["running"]
@@ -184,7 +192,7 @@ def cmd_inspect(lab, node, argv) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "exec": cmd_exec, "ps": cmd_ps, "rm": cmd_rm, "stop": cmd_stop,
+COMMANDS = {"run": cmd_run, "exec": cmd_exec, "ps": cmd_ps, "rm": cmd_rm, "stop": cmd_stop, "start": cmd_start,
             "inspect": cmd_inspect}
 
 

@@ -257,6 +257,8 @@ def test_docker_restart_stops_containers_and_restart_always_brings_them_back(blo
     assert ipaddress.IPv4Address(after) in ipaddress.IPv4Network("10.108.0.0/16")  # on the new docker0
     r = sh(lab, "node1", "docker exec c1 true", ok=False)
     assert r.returncode != 0 and "is not running" in r.stderr
+    sh(lab, "node1", "docker start c1")
+    assert re.search(r"Up .*\s+c1", sh(lab, "node1", "docker ps").stdout)
 
 
 def test_docker_run_it_sh(blog_lab):
