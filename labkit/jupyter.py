@@ -64,7 +64,6 @@ def start(name: str, quiet: bool = False, spec=None, **fields):
     spec.validate()
     if clean(name):
         print(f"(removed a lab {name} left over from an earlier run)", flush=True)
-    forget_sockets(name)
     lab = Lab(spec, progress=(lambda m: None) if quiet else _say)
     _owned[name] = lab
     lab.up()
@@ -116,20 +115,6 @@ def _reap(pid: int, name: str, ino: int, every: float = 0.3) -> None:
         time.sleep(every)
 
 
-def forget_sockets(name: str) -> None:
-    """Close this process's cached netlink sockets into lab `name`'s namespaces.
-
-    labkit keeps one netlink socket per namespace; a socket keeps its namespace (and
-    the namespace's devices) alive. When *another* process deletes a namespace (dockerd
-    stopping a container, a lab removed by `labkit down`), the socket here would keep
-    the old namespace and its veth alive, and a new namespace of the same name would be
-    answered by the old socket. Forgetting them is always safe: they reopen on demand.
-    """
-    from . import netns
-    cache = getattr(netns.netlink, "_sockets", {})
-    for ns in [n for n in list(cache) if n.startswith(f"{name}-")]:
-        netns.netlink.forget(ns)
-
 
 def finish(lab=None) -> None:
     """Remove the lab (by default the one in use) and say so."""
@@ -139,7 +124,6 @@ def finish(lab=None) -> None:
         print("no lab to remove")
         return
     lab.down()
-    forget_sockets(lab.spec.name)
     _owned.pop(lab.spec.name, None)
     if _current is lab:
         _current = None

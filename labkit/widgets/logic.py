@@ -138,17 +138,6 @@ def apply_plan(lab, new_spec) -> list[str]:
     return steps
 
 
-def _wait_link_gone(ns: str, ifname: str, timeout: float = 5.0) -> None:
-    """A deleted namespace takes its devices with it, but the kernel does that a moment
-    later (in a work queue): wait until the old veth's host end has gone."""
-    import time
-    from .. import netns
-    deadline = time.monotonic() + timeout
-    while netns.netlink.call(ns, lambda ipr: ipr.link_lookup(ifname=ifname)):
-        if time.monotonic() > deadline:
-            raise LabError(f"{ifname} in {ns} did not go away after its container stopped")
-        time.sleep(0.02)
-
 
 def adopt_spec(lab, spec) -> None:
     """Make the running lab describe itself with `spec` (its spec.json too), so status and
@@ -169,14 +158,12 @@ def apply_config(lab, new_spec, progress=None):
     before each step. Returns the lab's status afterwards.
     """
     from ..docker import containers as ctr
-    from ..jupyter import forget_sockets
     new_spec.validate()
     steps = apply_plan(lab, new_spec)
     say = progress or (lambda done, total, text: None)
     if new_spec.nodes != lab.spec.nodes:
         say(0, len(steps), steps[0])
         lab.down()
-        forget_sockets(lab.spec.name)
         progress_fn = lab.progress
         lab.__init__(new_spec, progress=progress_fn)   # the same object: the notebook's `lab` stays valid
         say(1, len(steps), steps[1])
@@ -205,14 +192,9 @@ def apply_config(lab, new_spec, progress=None):
         lab.start_docker([node])
     i += 1
     say(i, len(steps), steps[i])
-    forget_sockets(lab.spec.name)   # dockerd deleted the old container namespaces
     for node in lab.nodes:
         for name in running[node.name]:
-            rec = ctr.get(lab.state, node.name, name)
-            if rec is not None and not rec["running"]:
-                ctr.remove(lab.state, node.name, name)
-                _wait_link_gone(node.ns, rec["veth"])
-                ctr.run(lab.state, node.name, name)
+            ctr.start(lab.state, node.name, name)  # `docker start`: docker's restart stopped it
     i += 1
     say(i, len(steps), steps[i])
     lab.wait_converged()
