@@ -21,6 +21,8 @@ EPILOG = """examples:
   labkit logs node1 flanneld
   labkit capture master eth0 udp port 8472 --ping master/c1 node1/c1 --layers
   labkit down                       # or: labkit clean (after a crash)
+  labkit up --blog --name blog      # the blog's cluster: legacy flannel, waiting for `etcdctl set`
+  labkit shell master --name blog   # a root shell on the master (systemctl, docker, ifconfig, etcdctl)
 """
 
 
