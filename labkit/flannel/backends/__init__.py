@@ -21,6 +21,26 @@ REGISTRY = {
 }
 
 
+def decode_backend_config(backend: dict | None, defaults: dict, what: str) -> dict:
+    """A backend's options from the config's Backend object, as Go's encoding/json fills
+    a struct: keys match in any case, null leaves the default, a wrong type is an error
+    worded like Go's ("error decoding VXLAN backend config: json: cannot unmarshal ...")."""
+    cfg = dict(defaults)
+    fields = {k.lower(): k for k in defaults}
+    for key, value in (backend or {}).items():
+        name = fields.get(key.lower())
+        if name is None or value is None:
+            continue
+        want = type(defaults[name])
+        if isinstance(value, bool) != (want is bool) or not isinstance(value, want):
+            kind = {str: "string", bool: "bool", list: "array", dict: "object"}.get(type(value)) \
+                or f"number {value}"
+            raise ValueError(f"error decoding {what} backend config: json: cannot unmarshal {kind} "
+                             f"into Go struct field .{name} of type {'bool' if want is bool else 'int'}")
+        cfg[name] = value
+    return cfg
+
+
 class UnknownBackend(Exception):
     pass
 

@@ -19,6 +19,7 @@ from .. import log
 from ..subnet import LeaseAttrs
 from .kernel import is_missing_link_type, missing_link_type
 from .route_network import RTNH_F_ONLINK, Route, RouteNetwork, go_strerror
+from . import decode_backend_config
 
 SRC = "ipip.go"
 BACKEND_TYPE = "ipip"
@@ -27,14 +28,7 @@ EEXIST = 17
 
 
 def parse_backend_config(backend: dict) -> dict:
-    cfg = {"DirectRouting": False}
-    for key, value in (backend or {}).items():
-        if key.lower() == "directrouting" and value is not None:
-            if not isinstance(value, bool):
-                raise ValueError("error decoding IPIP backend config: json: cannot unmarshal "
-                                 f"{type(value).__name__} into Go struct field .DirectRouting of type bool")
-            cfg["DirectRouting"] = value
-    return cfg
+    return decode_backend_config(backend, {"DirectRouting": False}, "IPIP")
 
 
 def _link_info(link) -> tuple[str | None, str | None, str | None]:

@@ -18,6 +18,7 @@ import threading
 
 from .. import log
 from ..backends.vxlan.device import EEXIST, links_incompat, link_fields
+from ..backends import decode_backend_config
 
 NUD_INCOMPLETE, NUD_REACHABLE, NUD_STALE, NUD_DELAY, NUD_PROBE, NUD_PERMANENT = 0x01, 0x02, 0x04, 0x08, 0x10, 0x80
 AF_BRIDGE = 7
@@ -25,12 +26,8 @@ NTF_SELF = 0x02
 
 
 def parse_backend_config(backend: dict) -> dict:
-    cfg = {"VNI": 1, "Port": 0, "GBP": False}
-    lower = {k.lower(): k for k in cfg}
-    for key, value in (backend or {}).items():
-        if key.lower() in lower:
-            cfg[lower[key.lower()]] = value
-    return cfg
+    """flannel 0.7.1's VXLAN options: VNI, Port, GBP."""
+    return decode_backend_config(backend, {"VNI": 1, "Port": 0, "GBP": False}, "VXLAN")
 
 
 class LegacyVXLANDevice:

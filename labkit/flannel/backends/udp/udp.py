@@ -11,24 +11,15 @@ import ipaddress
 
 from ...subnet import LeaseAttrs
 from .network import UdpNetwork
+from .. import decode_backend_config
 
 SRC = "udp_amd64.go"
 DEFAULT_PORT = 8285
 
 
 def parse_backend_config(backend: dict) -> dict:
-    """{"Port": ...} with flannel's default, keys matched as Go's encoding/json does."""
-    cfg = {"Port": DEFAULT_PORT}
-    for key, value in (backend or {}).items():
-        if key.lower() == "port" and value is not None:  # Go leaves a field alone for null
-            cfg["Port"] = value
-    port = cfg["Port"]
-    if not isinstance(port, int) or isinstance(port, bool):
-        kind = {str: "string", bool: "bool", list: "array", dict: "object"}.get(type(port))
-        kind = kind or f"number {port}"
-        raise ValueError(f"error decoding UDP backend config: json: cannot unmarshal {kind} "
-                         f"into Go struct field .Port of type int")
-    return cfg
+    """{"Port": ...} with flannel's default."""
+    return decode_backend_config(backend, {"Port": DEFAULT_PORT}, "UDP")
 
 
 class UdpBackend:

@@ -12,24 +12,16 @@ from ... import log
 from ...subnet import LeaseAttrs
 from .device import VXLANDevice, VXLANDeviceAttrs
 from .vxlan_network import VXLANNetwork
+from .. import decode_backend_config
 
 SRC = "vxlan.go"
 DEFAULT_VNI = 1
 
 
 def parse_backend_config(backend: dict, ext_mtu: int) -> dict:
-    """The Backend object's fields with flannel's defaults (Go JSON: any key case)."""
-    cfg = {"VNI": DEFAULT_VNI, "Port": 0, "GBP": False, "Learning": False,
-           "DirectRouting": False, "MTU": ext_mtu}
-    lower = {k.lower(): k for k in cfg}
-    for key, value in (backend or {}).items():
-        if key.lower() in lower:
-            cfg[lower[key.lower()]] = value
-    for k in ("VNI", "Port", "MTU"):
-        if not isinstance(cfg[k], int) or isinstance(cfg[k], bool):
-            raise ValueError(f"error decoding VXLAN backend config: json: cannot unmarshal "
-                             f"{type(cfg[k]).__name__} into Go struct field .{k} of type int")
-    return cfg
+    """The Backend object's fields with flannel's defaults (MTU: the external interface's)."""
+    return decode_backend_config(backend, {"VNI": DEFAULT_VNI, "Port": 0, "GBP": False, "Learning": False,
+                                           "DirectRouting": False, "MTU": ext_mtu}, "VXLAN")
 
 
 class VXLANBackend:
