@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 NOTEBOOKS = os.path.join(ROOT, "notebooks")
 NOTEBOOK = "01-etcd-and-config.ipynb"
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("LABKIT_CHROMIUM") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
@@ -35,7 +35,8 @@ def _missing() -> str | None:
     if os.geteuid() != 0:
         return "the notebook builds a lab: needs root"
     if not os.path.exists(CHROMIUM):
-        return f"{CHROMIUM} is missing (apt-get install chromium, or ./run setup)"
+        return (f"{CHROMIUM} is missing (Debian: apt-get install chromium, or ./run setup; Ubuntu's "
+                "chromium is a snap: snap install chromium, then LABKIT_CHROMIUM=/snap/bin/chromium)")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
