@@ -145,6 +145,9 @@ class Node:
                       zygote=self.state.path("zygote.sock"),
                       socket=self.state.etcd_socket if name == "etcd" else None)
         svc.probe = lambda: self._readiness(name, svc)
+        if name == "etcd":
+            from .etcd import mount_data_dir
+            svc.prepare = lambda: mount_data_dir(self.state)
         return svc
 
     def _readiness(self, name: str, svc: Service):

@@ -45,6 +45,7 @@ class Service:
     zygote: str | None = None   # socket of the lab's fork server (labkit.zygote), if any
     socket: str | None = None   # a unix socket it listens on: a dead one's file is removed before start
     probe: Callable[[], Callable[[], bool]] | None = None  # before start: gives "is it ready yet?"
+    prepare: Callable[[], object] | None = None  # run before each start (etcd: its tmpfs)
 
     def pid(self) -> int | None:
         try:
@@ -67,6 +68,8 @@ class Service:
             return pid
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         os.makedirs(os.path.dirname(self.pid_path), exist_ok=True)
+        if self.prepare:
+            self.prepare()
         if self.socket:
             remove_stale_socket(self.socket)
         pid = self._fork_from_zygote()
