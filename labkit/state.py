@@ -192,3 +192,35 @@ def mounts_under(directory: str) -> list[str]:
     except OSError:
         pass
     return sorted(set(found), key=lambda p: (-p.count("/"), p))
+
+
+def leftovers(name: str, base: str | None = None) -> dict:
+    """What of lab `name` still exists on this machine: {kind: [what]}, empty lists when
+    nothing is left. Kinds: netns (with the lab's prefix), state (its folder), lock (its
+    lock file), mounts (anywhere whose source or path is the lab's), processes (any
+    process started for the lab: their environment carries LABKIT_LAB=<name>)."""
+    from . import netns
+    state = LabState(name, base)
+    out = {"netns": [n for n in netns.list_names() if n.startswith(state.prefix)],
+           "state": [state.dir] if os.path.exists(state.dir) else [],
+           "lock": [lock_path(name, base)] if os.path.exists(lock_path(name, base)) else [],
+           "mounts": [], "processes": []}
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                point, source = fields[4], fields[fields.index("-") + 2]
+                if point == state.dir or point.startswith(state.dir + "/") or source == f"labkit-{name}-etcd":
+                    out["mounts"].append(point)
+    except OSError:
+        pass
+    marker = f"LABKIT_LAB={name}".encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if marker in f.read().split(b"\0"):
+                    with open(f"/proc/{pid}/comm") as c:
+                        out["processes"].append(f"{pid} {c.read().strip()}")
+        except OSError:
+            continue
+    return out
