@@ -112,6 +112,34 @@ def test_etcd_down_beyond_a_renewal_then_started_from_a_node_shell(lab):
     peers_learn_a_new_lease(lab)
 
 
+@pytest.mark.timeout(30)
+def test_a_watch_behind_compaction_relists_the_leases(lab, capfd):
+    """registry.go: a watch whose revision etcd compacted away lists every lease again
+    (the daemon diffs that snapshot) and goes on from the list's revision."""
+    import queue
+    import threading
+    from labkit.flannel.etcd_manager import LocalManager, Snapshot
+    client = lab.etcd()
+    rev = client.put(f"{PREFIX}/scratch", "1").header.revision
+    client.put(f"{PREFIX}/scratch", "2")
+    client.compact(rev + 1)
+    got, stop = queue.Queue(), threading.Event()
+    LocalManager(client, PREFIX).watch_leases(got.put, rev, stop)
+    try:
+        snap = got.get(timeout=10)
+        assert isinstance(snap, Snapshot)
+        assert {str(ls.subnet) for ls in snap} == set(lab.leases())
+        peers_learn_a_new_lease(lab)  # the daemons' own watches were not disturbed
+        added = got.get(timeout=10)   # and this watch goes on from the list's revision
+        assert [str(e.lease.subnet) for e in added] == [FAKE]
+    finally:
+        stop.set()
+        client.delete(f"{PREFIX}/scratch")
+    err = capfd.readouterr().err
+    assert (f"etcd watch for {PREFIX}/subnets fell behind compaction horizon (compact rev {rev + 1}), "
+            "re-listing and resuming") in err
+
+
 @pytest.mark.timeout(60)
 def test_flanneld_restart_exit_status_is_systemds(lab):
     sn = lease_of(lab, "node1")
