@@ -126,6 +126,13 @@ def cmd_service(a) -> int:
     if a.action == "status":
         print(f"{a.service}@{a.node}: {svc.status()} (pid {svc.pid() or '-'})")
         return 0 if svc.is_active() else 3
+    if a.action in ("start", "restart"):  # as `systemctl` on the node: done once the unit is ready
+        from .services import systemd_failure
+        why = svc.start_ready(restart=a.action == "restart")
+        if why is not None:
+            print(systemd_failure(a.service, why), file=sys.stderr)
+            return 1
+        return 0
     getattr(svc, a.action)()
     return 0
 

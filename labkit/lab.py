@@ -94,6 +94,11 @@ class Lab:
     def up(self) -> "Lab":
         preflight()
         self.spec.validate()
+        from .state import lab_lock
+        with lab_lock(self.spec.name):  # a second `up` of this name fails here, touching nothing
+            return self._up()
+
+    def _up(self) -> "Lab":
         if self.state.exists() or any(n.startswith(self.state.prefix) for n in netns.list_names()):
             raise LabError(f"a lab named {self.spec.name!r} already exists; remove it with "
                            f"`labkit down --name {self.spec.name}` or pick another --name")
@@ -496,7 +501,15 @@ def clean(name: str) -> list[str]:
     Works from the ownership record *and* the lab's namespace prefix, so it also
     cleans after a crash in the middle of `up`. Touches nothing without the prefix.
     """
-    state = LabState(name)
+    from .state import lab_lock
+    with lab_lock(name, wait=CLEAN_LOCK_WAIT):  # never while another process builds it
+        return _clean(LabState(name))
+
+
+CLEAN_LOCK_WAIT = 60.0
+
+
+def _clean(state: LabState) -> list[str]:
     removed = []
     # 1. services, by pid file (they all live in lab namespaces, but stop them first so
     #    that flanneld and docker do not react to devices vanishing under them)
@@ -515,7 +528,13 @@ def clean(name: str) -> list[str]:
         if ns.startswith(state.prefix) and netns.exists(ns):
             netns.delete(ns)
             removed.append(f"netns {ns}")
-    # 3. the state folder
+    # 3. mounts below the state folder (etcd's tmpfs): recorded ones and any left there
+    from .state import mounts_under
+    for point in mounts_under(state.dir):
+        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", point], capture_output=True)  # busy: detach it
+        removed.append(f"mount {point}")
+    # 4. the state folder
     if os.path.isdir(state.dir):
         state.remove()
         removed.append(f"state {state.dir}")

@@ -138,11 +138,46 @@ class Node:
         else:
             from .errors import LabError
             raise LabError(f"Unit {name}.service not found.")
-        return Service(name=name, ns=self.ns, argv=argv,
-                       log_path=self.dir("log", f"{name}.log"), pid_path=self.dir("pid", f"{name}.pid"),
-                       view=self.view(), env=self.env(),
-                       cwd=self.state.dir if name == "etcd" else None,
-                       zygote=self.state.path("zygote.sock"))
+        svc = Service(name=name, ns=self.ns, argv=argv,
+                      log_path=self.dir("log", f"{name}.log"), pid_path=self.dir("pid", f"{name}.pid"),
+                      view=self.view(), env=self.env(),
+                      cwd=self.state.dir if name == "etcd" else None,
+                      zygote=self.state.path("zygote.sock"),
+                      socket=self.state.etcd_socket if name == "etcd" else None)
+        svc.probe = lambda: self._readiness(name, svc)
+        if name == "etcd":
+            from .etcd import mount_data_dir
+            svc.prepare = lambda: mount_data_dir(self.state)
+        return svc
+
+    def _readiness(self, name: str, svc: Service):
+        """Taken just before a start: a function telling when the unit has signalled ready
+        (Type=notify): flanneld once it has (re)written subnet.env, docker once docker0
+        is set up by this dockerd, etcd once it answers /health."""
+        if name == "flanneld":
+            def mtime():
+                try:
+                    return os.stat(self.subnet_file).st_mtime_ns
+                except FileNotFoundError:
+                    return None
+            before = mtime()
+            return lambda: mtime() not in (None, before)
+        if name == "docker":
+            from .docker.containers import daemon_info
+
+            def docker_ready():
+                info = daemon_info(self.state, self.name)
+                return bool(info) and info["pid"] == svc.pid()
+            return docker_ready
+        from .etcd import http_request
+
+        def etcd_ready():
+            try:
+                status, body = http_request(self.state.etcd_socket, "GET", "/health", timeout=1.0)
+                return status == 200 and body.get("health") in ("true", True)
+            except OSError:
+                return False
+        return etcd_ready
 
     def services(self) -> list[str]:
         return (["etcd"] if self.is_master else []) + list(SERVICE_NAMES)

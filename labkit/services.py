@@ -9,9 +9,11 @@ the old process dies, a new one starts and reads etcd and subnet.env afresh.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from . import netns
 from .errors import LabError
@@ -41,6 +43,9 @@ class Service:
     env: dict | None = None
     cwd: str | None = None
     zygote: str | None = None   # socket of the lab's fork server (labkit.zygote), if any
+    socket: str | None = None   # a unix socket it listens on: a dead one's file is removed before start
+    probe: Callable[[], Callable[[], bool]] | None = None  # before start: gives "is it ready yet?"
+    prepare: Callable[[], object] | None = None  # run before each start (etcd: its tmpfs)
 
     def pid(self) -> int | None:
         try:
@@ -63,6 +68,10 @@ class Service:
             return pid
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         os.makedirs(os.path.dirname(self.pid_path), exist_ok=True)
+        if self.prepare:
+            self.prepare()
+        if self.socket:
+            remove_stale_socket(self.socket)
         pid = self._fork_from_zygote()
         if pid is None:
             with open(self.log_path, "ab") as log:
@@ -113,9 +122,61 @@ class Service:
         self.stop()
         return self.start()
 
+    def start_ready(self, restart: bool = False, timeout: float = 15.0) -> str | None:
+        """`systemctl start|restart` of a Type=notify unit: None once the service says it is
+        ready, else systemd's reason: it exited first, or missed its start timeout (then
+        it is stopped, as systemd does)."""
+        ready = self.probe() if self.probe else (lambda: True)
+        if restart:
+            self.stop()
+        elif self.is_active():
+            return None
+        try:
+            self.start()
+        except LabError:
+            return "the control process exited with error code"
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.is_active():
+                return "the control process exited with error code"
+            if ready():
+                return None
+            if time.monotonic() > deadline:
+                self.stop()
+                return "a timeout was exceeded"
+            time.sleep(0.05)
+
     def log(self) -> str:
         try:
             with open(self.log_path, errors="replace") as f:
                 return f.read()
         except FileNotFoundError:
             return ""
+
+
+def systemd_failure(unit: str, why: str) -> str:
+    """What systemctl prints when a start job fails."""
+    return (f"Job for {unit}.service failed because {why}.\n"
+            f'See "systemctl status {unit}.service" and "journalctl -xe" for details.')
+
+
+def remove_stale_socket(path: str) -> bool:
+    """Remove a unix socket file nobody listens on any more (left by a killed process).
+
+    A socket file outlives its process: after `kill -9` the next start fails with
+    "bind: address already in use". A live listener answers connect(), and its file
+    is left alone; only a refused connection (no listener) removes it."""
+    if not os.path.exists(path):
+        return False
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(1.0)
+        s.connect(path)
+        return False
+    except ConnectionRefusedError:
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()

@@ -5,20 +5,28 @@ namespaces it describes; ``LABKIT_RUN_DIR`` moves it)::
 
     spec.json                   the LabSpec the lab was built from
     owned                       one line per created namespace, written *before* creating it
-    etcd/                       etcd's data dir; etcd:2379 is its unix socket for the lab process
+    etcd/                       etcd's data dir, a tmpfs of its own (etcd.DATA_DIR_SIZE); etcd:2379
+                                is its unix socket for the lab process
     nodes/<node>/run/flannel/   bind-mounted on /run/flannel inside the node
     nodes/<node>/log/<svc>.log  service logs (`labkit logs`, `journalctl -u`)
     nodes/<node>/pid/<svc>.pid  service pids
 
 The record is what makes cleanup safe after a crash: `clean` removes what is listed
 here plus namespaces carrying the lab's prefix, and nothing else.
+
+Beside the folder, ``/run/labkit/.<lab>.lock`` exists while a process builds or removes
+the lab: an flock held for the whole of `up`, `down` and `clean` (see :func:`lab_lock`).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+import time
 
+from .errors import LabError
 from .spec import LabSpec, check_lab_name
 
 DEFAULT_BASE = "/run/labkit"
@@ -85,7 +93,7 @@ class LabState:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _write_json(self, name: str, data) -> None:
-        tmp = self.path(name + ".tmp")
+        tmp = self.path(f"{name}.{os.getpid()}.tmp")  # two writers never share a temporary file
         with open(tmp, "w") as f:
             json.dump(data, f, indent=2)
         os.replace(tmp, self.path(name))
@@ -97,3 +105,122 @@ def list_labs(base: str | None = None) -> list[str]:
                       if os.path.exists(os.path.join(base or base_dir(), d, "spec.json")))
     except FileNotFoundError:
         return []
+
+
+class LabBusy(LabError):
+    """Another process holds the lab's lock (it is building or removing that lab)."""
+
+
+_held: dict[str, list] = {}  # lab name -> [fd, depth]: the lock is re-entrant within a process
+
+
+def lock_path(name: str, base: str | None = None) -> str:
+    return os.path.join(base or base_dir(), f".{check_lab_name(name)}.lock")
+
+
+def _holder(path: str) -> str:
+    try:
+        with open(path) as f:
+            pid = f.read().strip()
+        return f" (pid {pid})" if pid else ""
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def lab_lock(name: str, wait: float = 0.0, base: str | None = None):
+    """Hold lab `name`'s lock (flock) for the block: one builder or remover at a time.
+
+    `wait` seconds are spent waiting for another holder, then :class:`LabBusy`. The
+    kernel drops the lock when its holder dies (even by SIGKILL), so a crashed `up`
+    never blocks the `clean` after it. The file is removed by its last holder, and a
+    waiter that locked a file removed meanwhile tries again on the new one."""
+    if name in _held:
+        _held[name][1] += 1
+        try:
+            yield
+        finally:
+            _held[name][1] -= 1
+        return
+    path = lock_path(name, base)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    deadline = time.monotonic() + wait
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                raise LabBusy(f"lab {name} is being built or removed by another process{_holder(path)}; "
+                              "wait for it, or pick another --name") from None
+            time.sleep(0.05)
+            continue
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # locked a file its holder had just removed: lock the current one
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held[name] = [fd, 1]
+    try:
+        yield
+    finally:
+        _held[name][1] -= 1
+        if _held[name][1] == 0:
+            del _held[name]
+            try:
+                os.unlink(path)  # still holding it: nobody else can be using this file
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+
+def mounts_under(directory: str) -> list[str]:
+    """Mount points at or below `directory` in our mount namespace, deepest first."""
+    directory = os.path.realpath(directory)
+    found = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = line.split()[4].encode().decode("unicode_escape")  # \040 for a space
+                if point == directory or point.startswith(directory + "/"):
+                    found.append(point)
+    except OSError:
+        pass
+    return sorted(set(found), key=lambda p: (-p.count("/"), p))
+
+
+def leftovers(name: str, base: str | None = None) -> dict:
+    """What of lab `name` still exists on this machine: {kind: [what]}, empty lists when
+    nothing is left. Kinds: netns (with the lab's prefix), state (its folder), lock (its
+    lock file), mounts (anywhere whose source or path is the lab's), processes (any
+    process started for the lab: their environment carries LABKIT_LAB=<name>)."""
+    from . import netns
+    state = LabState(name, base)
+    out = {"netns": [n for n in netns.list_names() if n.startswith(state.prefix)],
+           "state": [state.dir] if os.path.exists(state.dir) else [],
+           "lock": [lock_path(name, base)] if os.path.exists(lock_path(name, base)) else [],
+           "mounts": [], "processes": []}
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                point, source = fields[4], fields[fields.index("-") + 2]
+                if point == state.dir or point.startswith(state.dir + "/") or source == f"labkit-{name}-etcd":
+                    out["mounts"].append(point)
+    except OSError:
+        pass
+    marker = f"LABKIT_LAB={name}".encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if marker in f.read().split(b"\0"):
+                    with open(f"/proc/{pid}/comm") as c:
+                        out["processes"].append(f"{pid} {c.read().strip()}")
+        except OSError:
+            continue
+    return out

@@ -238,6 +238,7 @@ def main(argv=None) -> int:
 
 
 def _run(sm, bn, events: queue.Queue, stop: list) -> int:
+    from .etcd_manager import Snapshot
     from .subnet import LeaseWatcher
     lease = bn.lease
     watcher = LeaseWatcher(own_subnet=lease.subnet)
@@ -256,6 +257,14 @@ def _run(sm, bn, events: queue.Queue, stop: list) -> int:
             batch = []
         if stop:
             break
+        if isinstance(batch, Snapshot):  # the watch fell behind compaction: diff a fresh list
+            if not any(l.subnet == lease.subnet for l in batch):
+                # resyncWatchSubnet: our key is gone, which reads as the lease being removed
+                log.error("local_manager.go", "Lease has been revoked. Shutting down daemon.")
+                log.info(SRC, "Waiting for all goroutines to exit")
+                return _exit_cleanly()
+            bn.handle_subnet_events(watcher.reset(list(batch)))
+            batch = []
         for e in batch or []:
             if e.lease.subnet != lease.subnet:
                 continue
@@ -275,12 +284,20 @@ def _run(sm, bn, events: queue.Queue, stop: list) -> int:
                          time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(lease.expiration)))
                 renew_at = time.time() + sm.next_renewal(lease)
             except Exception as e:
-                log.error("local_manager.go", f"Error renewing lease (trying again in 1 min): {e}")
-                renew_at = time.time() + 60
+                from .etcd_manager import go_error
+                log.error("local_manager.go", f"Error renewing lease (trying again in 1 min): {go_error(e)}")
+                renew_at = time.time() + _renew_retry(sm)
             log.info("local_manager.go", f"Waiting for {go_duration(max(0, renew_at - time.time()))} "
                                          "to renew lease")
     log.info(SRC, "shutdownHandler sent cancel signal...")
     return _exit_cleanly()
+
+
+def _renew_retry(sm) -> float:
+    """flannel retries a failed renewal after 1 min, with its 24 h TTL and 60 min margin;
+    a lab with shortened timers (-lab-subnet-ttl, -lab-renew-margin-seconds) shortens
+    the retry in proportion (margin/60, at least 1 s), so that it still comes before expiry."""
+    return 60.0 if sm.renew_margin >= 3600 else max(1.0, sm.renew_margin / 60)
 
 
 def _exit_cleanly() -> int:

@@ -155,36 +155,129 @@ class LocalManager:
             return float("inf")
         return max(0.0, lease.expiration - time.time() - self.renew_margin)
 
-    # -- watch (WatchLeases) --------------------------------------------------------------
-    def watch_leases(self, callback, start_revision: int):
-        """Call callback(list[Event]) for each etcd watch response on <prefix>/subnets/.
+    # -- watch (WatchLeases / registry.watchSubnets) ------------------------------------
+    def watch_leases(self, callback, start_revision: int, stop=None):
+        """Watch <prefix>/subnets/ from `start_revision` in a thread, for as long as flanneld runs.
 
-        DELETE events carry only the subnet; LeaseWatcher fills in the cached lease.
+        callback(list[Event]) gets each etcd watch response's events (DELETE events
+        carry only the subnet; LeaseWatcher fills in the cached lease), and
+        callback(Snapshot) a fresh list of every lease when the watch fell behind
+        etcd's compaction (the caller diffs it, as LeaseWatcher.Reset does).
+        As in flannel's watchSubnets, a watch stream that breaks (etcd restarted,
+        killed, unreachable) is opened again from the revision after the last one
+        seen, after a back-off of 100 ms doubling up to 5 s, reset by every answer.
         """
-        import etcd3.events as ev
+        import threading
+        stop = stop or threading.Event()
+        threading.Thread(target=self._watch_loop, args=(callback, start_revision, stop),
+                         daemon=True, name="watchSubnets").start()
+        return stop
 
-        def on_response(resp):
-            if isinstance(resp, Exception):
-                log.warning("registry.go", f"Watch of subnet failed with error {resp}")
+    def _watch_loop(self, callback, since: int, stop) -> None:
+        import threading
+        key = f"{self.prefix}/subnets"  # path.Join: no trailing slash in flannel's messages
+        backoff = WATCH_INITIAL_BACKOFF
+        while not stop.is_set():
+            ended = threading.Event()  # ends this stream's request side (no thread left behind)
+            try:
+                for resp in self._watch_stream(since, stop, ended):
+                    if resp.compact_revision:
+                        raise _Compacted(resp.compact_revision)
+                    if resp.canceled:
+                        raise _Closed(resp.cancel_reason or "watch canceled")
+                    backoff = WATCH_INITIAL_BACKOFF  # reset on every answer
+                    if resp.header.revision:
+                        since = resp.header.revision + 1
+                    batch = self._events_of(resp)
+                    if batch:
+                        callback(batch)
+                err = "watch stream ended"
+            except _Compacted as c:
+                log.warning("registry.go", f"etcd watch for {key} fell behind compaction horizon "
+                                           f"(compact rev {c.rev}), re-listing and resuming")
+                while not stop.is_set():
+                    try:
+                        leases, rev = self.get_subnets()
+                        callback(Snapshot(leases))
+                        since = rev + 1
+                        backoff = WATCH_INITIAL_BACKOFF
+                        break
+                    except Exception as e:
+                        log.error("registry.go", f"failed to re-list subnets after compaction: {go_error(e)}")
+                        stop.wait(backoff)
+                        backoff = min(backoff * 2, WATCH_MAX_BACKOFF)
+                continue
+            except Exception as e:
+                err = go_error(e)
+            finally:
+                ended.set()
+            if stop.is_set():
                 return
-            batch = []
-            for e in resp.events:
-                key = e.key.decode()
-                subnet = parse_subnet_key(key)
-                if subnet is None:
-                    continue
-                if isinstance(e, ev.PutEvent):
-                    lease = self._lease_from_kv(key, e.value, getattr(e, "lease", 1) or 0)
-                    if lease is not None:
-                        batch.append(Event("added", lease))
-                elif isinstance(e, ev.DeleteEvent):
-                    batch.append(Event("removed", Lease(subnet=subnet, attrs=LeaseAttrs(public_ip=""),
-                                                       expiration=None, key=key)))
-            if batch:
-                callback(batch)
+            log.warning("registry.go", f"etcd watch channel for {key} closed ({err}), "
+                                       f"reconnecting from rev {since}...")
+            stop.wait(backoff)
+            backoff = min(backoff * 2, WATCH_MAX_BACKOFF)
 
-        return self.client.add_watch_prefix_callback(f"{self.prefix}/subnets/", on_response,
-                                                     start_revision=start_revision)
+    def _watch_stream(self, since: int, stop, ended):
+        """One gRPC Watch stream on the prefix (etcd.WithRequireLeader, WithPrefix, WithRev)."""
+        from etcd3 import etcdrpc, utils
+        prefix = f"{self.prefix}/subnets/".encode()
+        create = etcdrpc.WatchCreateRequest(key=prefix, range_end=utils.increment_last_byte(prefix),
+                                            start_revision=since)
+
+        def requests():  # keep our side of the stream open until flanneld stops
+            yield etcdrpc.WatchRequest(create_request=create)
+            while not (stop.is_set() or ended.wait(0.5)):
+                pass
+        stub = etcdrpc.WatchStub(self.client.channel)  # our own stream, not python-etcd3's Watcher
+        return stub.Watch(requests(), metadata=(("hasleader", "true"),))
+
+    def _events_of(self, resp) -> list[Event]:
+        batch = []
+        for e in resp.events:
+            key = e.kv.key.decode()
+            subnet = parse_subnet_key(key)
+            if subnet is None:
+                continue
+            if e.type == 0:  # PUT
+                lease = self._lease_from_kv(key, e.kv.value, e.kv.lease)
+                if lease is not None:
+                    batch.append(Event("added", lease))
+            else:  # DELETE, also when the key's lease expired
+                batch.append(Event("removed", Lease(subnet=subnet, attrs=LeaseAttrs(public_ip=""),
+                                                   expiration=None, key=key)))
+        return batch
 
 
-__all__ = ["LocalManager", "LeaseWatcher", "ConfigNotFound", "SubnetAlreadyExists", "connect"]
+WATCH_INITIAL_BACKOFF = 0.1  # registry.go: initialBackoff 100 ms, doubled up to maxBackoff 5 s
+WATCH_MAX_BACKOFF = 5.0
+
+
+class Snapshot(list):
+    """Every lease, listed again after the watch fell behind etcd's compaction."""
+
+
+class _Compacted(Exception):
+    def __init__(self, rev: int):
+        super().__init__(rev)
+        self.rev = rev
+
+
+class _Closed(Exception):
+    pass
+
+
+def go_error(e: BaseException) -> str:
+    """An error on one line, as Go's %v prints a gRPC status: `rpc error: code = Unavailable desc = ...`."""
+    import grpc
+    if isinstance(e, grpc.RpcError) and hasattr(e, "code"):
+        code = "".join(w.title() for w in e.code().name.split("_"))
+        return f"rpc error: code = {code} desc = {' '.join(str(e.details() or '').split())}"
+    cause = e.__cause__ or e.__context__
+    if isinstance(cause, grpc.RpcError) and not str(e):
+        return go_error(cause)
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+__all__ = ["LocalManager", "LeaseWatcher", "ConfigNotFound", "SubnetAlreadyExists", "Snapshot", "connect",
+           "go_error"]

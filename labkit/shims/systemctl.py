@@ -2,7 +2,8 @@
 
 Like systemd with ``Type=notify`` units, ``start``/``restart`` return only once the
 service says it is ready: flanneld when it has (re)written /run/flannel/subnet.env,
-docker when docker0 is configured. That is what makes ``systemctl restart flanneld
+docker when docker0 is configured, etcd when it answers /health (``labkit service``
+does the same, see ``Service.start_ready``); a unit that exits first fails the job. That is what makes ``systemctl restart flanneld
 docker`` safe: docker starts after flanneld has written the file docker reads.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 import time
 
 from . import START_ORDER, UNITS, current, run
+from ..services import systemd_failure
 
 READY_TIMEOUT = 15.0  # systemd's is 90 s; a lab learner should not wait that long
 
@@ -20,49 +22,11 @@ def _unit(name: str) -> str:
     return name[:-8] if name.endswith(".service") else name
 
 
-def _mtime(path):
-    try:
-        return os.stat(path).st_mtime_ns
-    except FileNotFoundError:
-        return None
-
-
-def _wait_ready(lab, node, unit, svc, before) -> bool:
-    from ..docker.containers import daemon_info
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if not svc.is_active():
-            return False
-        if unit == "flanneld" and _mtime(node.subnet_file) not in (None, before):
-            return True
-        if unit == "docker":
-            info = daemon_info(lab.state, node.name)
-            if info and info["pid"] == svc.pid():
-                return True
-        if unit == "etcd":
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def _start(lab, node, unit, restart: bool) -> int:
-    svc = node.service(unit)
-    before = _mtime(node.subnet_file)
-    if restart:
-        svc.restart()
-    elif svc.is_active():
+    why = node.service(unit).start_ready(restart=restart, timeout=READY_TIMEOUT)
+    if why is None:
         return 0
-    else:
-        svc.start()
-    if _wait_ready(lab, node, unit, svc, before):
-        return 0
-    if svc.is_active():  # systemd kills a unit that misses its start timeout
-        svc.stop()
-        why = "a timeout was exceeded"
-    else:
-        why = "the control process exited with error code"
-    print(f"Job for {unit}.service failed because {why}.\n"
-          f'See "systemctl status {unit}.service" and "journalctl -xe" for details.', file=sys.stderr)
+    print(systemd_failure(unit, why), file=sys.stderr)
     return 1
 
 

@@ -112,14 +112,27 @@ class Daemon:
                     changes, index = self.reg.watch_subnets(index)
                     if gen == self.generation:
                         self.events.put(("watch", changes))
+                    continue
                 except EtcdError as e:
-                    if e.code == 401:  # index cleared from history: re-list
+                    if e.code == 401:  # index cleared from history: re-list (leasesWatchReset)
                         log.warning("local_manager.go", "Watch of subnet leases failed because etcd "
                                                         "index outside history window")
-                        self.events.put(("reset", None))
-                        _, index = self.reg.get_subnets()
-                except Exception:
-                    time.sleep(1)
+                        try:
+                            nodes, index = self.reg.get_subnets()
+                            if gen == self.generation:
+                                self.events.put(("reset", nodes))
+                            continue
+                        except Exception as e2:
+                            e = e2
+                    err = e
+                except Exception as e:  # etcd restarted, killed, unreachable: watch again in 1 s
+                    err = e
+                if gen != self.generation or self.stop:
+                    return
+                import http.client
+                why = "unexpected EOF" if isinstance(err, http.client.IncompleteRead) else " ".join(str(err).split())
+                log.error("watch.go", f"Watch subnets: {why}")  # a long poll cut by etcd going away
+                time.sleep(1)
         threading.Thread(target=loop, args=(since,), daemon=True, name="watch").start()
 
     def run_once(self) -> bool:
@@ -160,6 +173,13 @@ class Daemon:
                 return False
             if item and item[0] == "miss":
                 bn.handle_miss(item[1])
+            elif item and item[0] == "reset":  # a fresh list after a lost index: diff it
+                leases = [l for l in (to_lease(n["key"], n["value"], n["ttl"]) for n in item[1]) if l]
+                if not any(l.subnet == lease.subnet for l in leases):
+                    log.warning(SRC, "Lease has been revoked")
+                    return True
+                for out in watcher.reset(leases):
+                    bn.handle_event(out.type, out.lease)
             elif item and item[0] == "watch":
                 for action, key, value in item[1]:
                     sn = parse_subnet_key(key)

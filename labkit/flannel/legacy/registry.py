@@ -21,6 +21,15 @@ class EtcdError(Exception):
         super().__init__(f"{self.code}: {body.get('message')} ({body.get('cause')}) [{body.get('index')}]")
 
 
+def _go_dial_error(endpoint: str, e: Exception) -> str:
+    """A failed connection as Go's net package words it: `dial tcp 1.2.3.4:2379: ... connection refused`."""
+    reason = getattr(e, "reason", e)
+    if isinstance(reason, ConnectionRefusedError):
+        u = urllib.parse.urlparse(endpoint)
+        return f"dial tcp {u.hostname}:{u.port or 2379}: getsockopt: connection refused"
+    return " ".join(str(reason).split())
+
+
 class V2Registry:
     def __init__(self, endpoints: str, prefix: str):
         self.endpoints = [e.strip().rstrip("/") for e in endpoints.split(",") if e.strip()]
@@ -42,7 +51,7 @@ class V2Registry:
                 body = json.loads(e.read() or b"{}")
                 raise EtcdError(body) from None
             except (urllib.error.URLError, OSError) as e:
-                last = e
+                last = _go_dial_error(ep, e)
         raise ConnectionError(f"client: etcd cluster is unavailable or misconfigured; error #0: {last}")
 
     # -- config and leases ------------------------------------------------------------------

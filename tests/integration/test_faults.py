@@ -1,0 +1,317 @@
+"""Faults injected into real labs: what flannel does about each, and that nothing leaks.
+
+Small labs (2 nodes), short lease TTLs; one lab is shared by the tests whose faults are
+independent and that leave it as they found it. Already covered in test_flanneld.py and
+not repeated here: a deleted lease (peers drop its entries, its owner stops with "Lease
+has been revoked. Shutting down daemon.", a restart takes the subnet back) and lease
+expiry without flanneld (test_lease_is_renewed_before_expiry_and_expires_without_flanneld);
+here renewal is checked across an etcd outage instead.
+"""
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, labkit, unique_name, unreachable, wait_for
+
+PREFIX = "/coreos.com/network"
+WATCH_CLOSED = f"etcd watch channel for {PREFIX}/subnets closed ("  # registry.go, watchSubnets
+RENEW_FAILED = "Error renewing lease (trying again in 1 min)"       # local_manager.go
+RENEWED = "Lease renewed, new expiration"
+
+
+def nothing_left(name):
+    from labkit.state import leftovers
+    left = {k: v for k, v in leftovers(name).items() if v}
+    assert not left, f"lab {name} left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """One 2-node lab with a container each and a 6 s lease TTL (renewed every 3 s)."""
+    from labkit.lab import Lab, clean
+    from labkit.spec import LabSpec
+    name = unique_name("ct")
+    try:
+        yield Lab(LabSpec(name=name, nodes=2, containers=1, lease_ttl=6, renew_margin=3)).up()
+    finally:
+        clean(name)
+        nothing_left(name)
+
+
+def cli(lab, *args, **kw):
+    return labkit(*args, "--name", lab.spec.name, **kw)
+
+
+def on_node(lab, node, script):
+    return lab.sh(node, script, timeout=30)
+
+
+def lease_of(lab, node):
+    ip = str(lab.node(node).public_ip)
+    return next(sn for sn, (_, v) in lab.leases().items() if f'"PublicIP":"{ip}"' in v)
+
+
+def flannel_routes(lab, node):
+    r = on_node(lab, node, "ip -4 route show dev flannel.1")
+    return {ln.split()[0] for ln in r.stdout.splitlines() if ln.strip()}
+
+
+FAKE = "10.108.250.0/24"  # a lease nobody runs: only the watch can tell the nodes about it
+
+
+def peers_learn_a_new_lease(lab):
+    """Put a lease into etcd as a joining node would: every flanneld must program it, then
+    drop it when it is deleted. Only a live watch does that."""
+    key = f"{PREFIX}/subnets/{FAKE.replace('/', '-')}"
+    lab.etcd().put(key, '{"PublicIP":"192.168.50.99","PublicIPv6":null,"BackendType":"vxlan",'
+                        '"BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:99"}}')
+    for node in ("master", "node1"):
+        wait_for(lambda: FAKE in flannel_routes(lab, node), timeout=10, what=f"{node} to learn {FAKE}")
+    lab.etcd().delete(key)
+    for node in ("master", "node1"):
+        wait_for(lambda: FAKE not in flannel_routes(lab, node), timeout=10, what=f"{node} to drop {FAKE}")
+
+
+@pytest.mark.timeout(60)
+def test_etcd_restart_keeps_the_watch_and_renewal(lab):
+    logs = {n: lab.service(n, "flanneld").log() for n in ("master", "node1")}
+    renewals = lab.service("node1", "flanneld").log().count(RENEWED)
+    r = cli(lab, "service", "master", "etcd", "restart")
+    assert r.returncode == 0, r.stderr
+    # `restart` returns once etcd answers /health, as systemctl does for a notify unit
+    assert lab.etcd().get(f"{PREFIX}/config")[0] is not None
+    peers_learn_a_new_lease(lab)
+    for node in ("master", "node1"):
+        new = lab.service(node, "flanneld").log()[len(logs[node]):]
+        assert WATCH_CLOSED in new, new
+        # one line per failure, in flannel's words: no multi-line gRPC dump
+        assert "_MultiThreadedRendezvous" not in new and "\n\t" not in new
+        assert all(ln[:1] in "IWEF" for ln in new.splitlines())
+    wait_for(lambda: lab.service("node1", "flanneld").log().count(RENEWED) > renewals, timeout=10,
+             what="a renewal after the restart")
+    assert not unreachable(lab)
+
+
+@pytest.mark.timeout(60)
+def test_etcd_down_beyond_a_renewal_then_started_from_a_node_shell(lab):
+    svc = lab.service("master", "etcd")
+    fl = lab.service("node1", "flanneld")
+    before = fl.log()
+    svc.stop()
+    wait_for(lambda: RENEW_FAILED in fl.log()[len(before):], timeout=10, what="a failed renewal")
+    r = on_node(lab, "master", "systemctl start etcd")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: RENEWED in fl.log()[len(before):].split(RENEW_FAILED, 1)[1], timeout=10,
+             what="the renewal retried and done")
+    assert lease_of(lab, "node1")
+    peers_learn_a_new_lease(lab)
+
+
+@pytest.mark.timeout(30)
+def test_a_watch_behind_compaction_relists_the_leases(lab, capfd):
+    """registry.go: a watch whose revision etcd compacted away lists every lease again
+    (the daemon diffs that snapshot) and goes on from the list's revision."""
+    import queue
+    import threading
+    from labkit.flannel.etcd_manager import LocalManager, Snapshot
+    client = lab.etcd()
+    rev = client.put(f"{PREFIX}/scratch", "1").header.revision
+    client.put(f"{PREFIX}/scratch", "2")
+    client.compact(rev + 1)
+    got, stop = queue.Queue(), threading.Event()
+    LocalManager(client, PREFIX).watch_leases(got.put, rev, stop)
+    try:
+        snap = got.get(timeout=10)
+        assert isinstance(snap, Snapshot)
+        assert {str(ls.subnet) for ls in snap} == set(lab.leases())
+        peers_learn_a_new_lease(lab)  # the daemons' own watches were not disturbed
+        added = got.get(timeout=10)   # and this watch goes on from the list's revision
+        assert [str(e.lease.subnet) for e in added] == [FAKE]
+    finally:
+        stop.set()
+        client.delete(f"{PREFIX}/scratch")
+    err = capfd.readouterr().err
+    assert (f"etcd watch for {PREFIX}/subnets fell behind compaction horizon (compact rev {rev + 1}), "
+            "re-listing and resuming") in err
+
+
+@pytest.mark.timeout(60)
+def test_flanneld_restart_exit_status_is_systemds(lab):
+    sn = lease_of(lab, "node1")
+    r = cli(lab, "service", "node1", "flanneld", "restart")
+    assert r.returncode == 0, r.stderr
+    assert lease_of(lab, "node1") == sn
+    assert f"Found lease (ip: {sn} ipv6: ::/0) for current IP (192.168.50.2), reusing" in \
+        lab.service("node1", "flanneld").log()
+    good = lab.network_config()
+    lab.write_config('{"Network":"10.108.0.0/16","Backend":{"Type":"bogus"}}')
+    try:
+        r = cli(lab, "service", "node1", "flanneld", "restart")
+        assert r.returncode == 1
+        assert "Job for flanneld.service failed because the control process exited with error code." in r.stderr
+        assert "Error fetching backend: unknown backend type: bogus" in lab.service("node1", "flanneld").log()
+        r = on_node(lab, "node1", "systemctl restart flanneld")
+        assert r.returncode == 1
+        assert "Job for flanneld.service failed because the control process exited with error code." in r.stderr
+        assert cli(lab, "service", "node1", "flanneld", "status").returncode == 3
+    finally:
+        lab.write_config(good)
+    assert cli(lab, "service", "node1", "flanneld", "start").returncode == 0
+    assert lease_of(lab, "node1") == sn
+    assert not unreachable(lab)
+
+
+@pytest.mark.timeout(60)
+def test_flanneld_kill9_then_systemctl_start_keeps_the_subnet(lab):
+    sn = lease_of(lab, "node1")
+    svc = lab.service("node1", "flanneld")
+    os.kill(svc.pid(), signal.SIGKILL)
+    wait_for(lambda: not svc.is_active(), what="flanneld to die")
+    assert on_node(lab, "master", "ping -c1 -W2 " + lab.resolve("node1/c1")[1]["ip"]).returncode == 0
+    r = on_node(lab, "node1", "systemctl start flanneld")
+    assert r.returncode == 0, r.stderr
+    assert lease_of(lab, "node1") == sn
+    own = ipaddress.IPv4Interface(lab.node("node1").subnet_env()["FLANNEL_SUBNET"]).network
+    assert own == ipaddress.IPv4Network(sn)
+    assert not unreachable(lab)
+
+
+@pytest.mark.timeout(60)
+def test_uplink_down_and_up(lab):
+    """flannel does nothing about a link going down: the overlay pauses and comes back
+    with the link, with the same flanneld, lease and kernel entries."""
+    pid, routes = lab.service("node1", "flanneld").pid(), flannel_routes(lab, "node1")
+    on_node(lab, "node1", "ip link set eth0 down")
+    try:
+        assert not lab.ping("master/c1", "node1/c1")[0]
+    finally:
+        on_node(lab, "node1", "ip link set eth0 up")
+    wait_for(lambda: lab.ping("master/c1", "node1/c1")[0], timeout=15, what="the overlay back")
+    assert lab.service("node1", "flanneld").pid() == pid
+    assert flannel_routes(lab, "node1") == routes
+    assert not unreachable(lab)
+
+
+@pytest.mark.timeout(60)
+def test_docker_restart_on_a_node(lab):
+    from labkit.docker import containers
+    bip = lab.sh("node1", "ip -4 -o addr show docker0").stdout.split()[3]
+    r = on_node(lab, "node1", "systemctl restart docker")
+    assert r.returncode == 0, r.stderr
+    assert lab.sh("node1", "ip -4 -o addr show docker0").stdout.split()[3] == bip  # --bip from subnet.env
+    # without live-restore, stopping dockerd stopped the container: `docker start` it
+    assert not containers.get(lab.state, "node1", "c1")["running"]
+    containers.start(lab.state, "node1", "c1")
+    assert not unreachable(lab)
+
+
+@pytest.mark.timeout(60)
+def test_flannel_device_deleted_is_back_after_a_restart(lab):
+    """Before v0.27.4 flannel noticed a deleted flannel.1 only when restarted: the restart
+    creates it again, with this node's lease, and every pair answers."""
+    on_node(lab, "node1", "ip link del flannel.1")
+    assert not lab.ping("master/c1", "node1/c1")[0]
+    assert cli(lab, "service", "node1", "flanneld", "restart").returncode == 0
+    assert flannel_routes(lab, "node1")
+    wait_for(lambda: not unreachable(lab), timeout=15, what="every pair to answer")
+
+
+@pytest.mark.xfail(strict=True, reason="flannel >= v0.27.4 recreates a deleted flannel.1 "
+                   "(vxlan_network.go watchVXLANDevice); labkit's vxlan backend does not yet")
+@pytest.mark.timeout(30)
+def test_flannel_device_deleted_is_recreated_by_a_running_flanneld(lab):
+    svc = lab.service("node1", "flanneld")
+    before = svc.log()
+    on_node(lab, "node1", "ip link del flannel.1")
+    try:
+        wait_for(lambda: "VXLAN device flannel.1 recreated successfully" in svc.log()[len(before):],
+                 timeout=5, what="flanneld to recreate flannel.1")
+        assert "Interface flannel.1 deleted" in svc.log()[len(before):]
+    finally:
+        if on_node(lab, "node1", "ip link show flannel.1").returncode != 0:
+            cli(lab, "service", "node1", "flanneld", "restart")
+
+
+@pytest.mark.timeout(90)
+def test_etcd_kill9_stale_socket_then_add_node(lab):
+    """Last user of the shared lab: it grows by a node."""
+    svc = lab.service("master", "etcd")
+    os.kill(svc.pid(), signal.SIGKILL)
+    wait_for(lambda: not svc.is_active(), what="etcd to die")
+    assert os.path.exists(lab.state.etcd_socket)  # the dead etcd's socket file stays
+    r = cli(lab, "service", "master", "etcd", "start")
+    assert r.returncode == 0, r.stderr + svc.log()[-2000:]
+    assert "address already in use" not in svc.log()
+    assert cli(lab, "service", "master", "etcd", "status").returncode == 0
+    r = cli(lab, "add-node", timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    from labkit.lab import Lab
+    grown = Lab.attach(lab.spec.name)
+    sn = lease_of(grown, "node2")
+    for node in ("master", "node1"):
+        assert sn in flannel_routes(grown, node)
+    assert not unreachable(grown)
+
+
+# -- building and removing labs ----------------------------------------------------------
+
+@pytest.mark.timeout(90)
+def test_two_ups_with_one_name(lab_name_ct):
+    name = lab_name_ct
+    cmd = [sys.executable, "-m", "labkit.cli", "up", "--name", name, "--nodes", "2"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [(p.wait(timeout=80), *p.communicate()) for p in procs]
+    assert sorted(rc for rc, _, _ in outs) == [0, 1], outs
+    _, _, err = next(o for o in outs if o[0] == 1)
+    assert (f"lab {name} is being built or removed by another process" in err
+            or f"a lab named '{name}' already exists" in err), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    # the finished lab was not touched by the loser, and a third `up` is refused too
+    assert "2 of 2 pairs reachable" in labkit("check", "--name", name).stdout
+    r = labkit("up", "--name", name, "--nodes", "2")
+    assert r.returncode == 1 and f"a lab named '{name}' already exists" in r.stderr
+    assert "2 of 2 pairs reachable" in labkit("check", "--name", name).stdout
+    assert labkit("down", "--name", name).returncode == 0
+    nothing_left(name)
+
+
+@pytest.fixture
+def lab_name_ct():
+    from labkit.lab import clean
+    name = unique_name("ct")
+    yield name
+    clean(name)
+
+
+STEPS = ["underlay", "etcd", "network config", "flanneld", "docker", "containers", "converge"]
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("step", STEPS)
+def test_sigkill_of_up_at_each_step_then_clean_leaves_nothing(step, lab_name_ct):
+    name = lab_name_ct
+    p = subprocess.Popen([sys.executable, "-m", "labkit.cli", "up", "--name", name, "--nodes", "2",
+                          "--containers", "1"], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in p.stdout:
+        seen.append(line)
+        if line.rstrip().endswith(f"] {step} ..."):
+            time.sleep(0.05)  # into the step
+            p.kill()
+            break
+    p.wait(timeout=10)
+    assert p.returncode == -signal.SIGKILL, "".join(seen)
+    from labkit.state import leftovers
+    assert any(leftovers(name).values())  # something to clean
+    r = labkit("clean", "--name", name)
+    assert r.returncode == 0, r.stderr
+    nothing_left(name)
+    assert labkit("clean", "--name", name).returncode == 0  # twice is harmless
+    nothing_left(name)
