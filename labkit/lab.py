@@ -21,7 +21,7 @@ import subprocess
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 from . import netns
 from .errors import LabError

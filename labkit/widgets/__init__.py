@@ -1,4 +1,4 @@
 """``from labkit.widgets import ConfigPanel``: the panels live in :mod:`labkit.notebook.widgets`."""
-from ..notebook.widgets import CapturePanel, ConfigPanel, ConnectivityMatrix, LabView  # noqa: F401
+from ..notebook.widgets import CapturePanel, ConfigPanel, ConnectivityMatrix, LabView
 
-__all__ = ["ConfigPanel", "LabView", "ConnectivityMatrix", "CapturePanel"]
+__all__ = ["CapturePanel", "ConfigPanel", "ConnectivityMatrix", "LabView"]
