@@ -41,7 +41,7 @@ def cmd_up(a) -> int:
                        containers=a.containers, underlay=a.underlay, mtu=a.mtu, prefix=a.etcd_prefix,
                        seed=a.seed, flavour=a.flavour or "modern", write_config=not a.no_config,
                        segments=a.segments)
-    Lab(spec, progress=_progress).up()
+    Lab(spec, progress=_progress, built_by="labkit up").up()
     if not spec.write_config:
         print(f"\nflanneld is waiting for {spec.prefix}/config: write it on the master, e.g.\n"
               f"  labkit shell master --name {a.name}\n"
@@ -60,20 +60,21 @@ def cmd_status(a) -> int:
     from .lab import Lab
     st = Lab.attach(a.name).status()
     if a.json:
-        for n in st["nodes"]:
-            n.pop("kernel", None)
-        print(json.dumps(st, indent=2))
-        return 0
-    print(f"lab {st['name']}: Network {st['network']}, backend {st['backend']}, etcd prefix {st['prefix']}")
+        print(st.to_json(kernel=False))
+        return 0 if st.etcd_ok else 2
+    print(f"lab {st.name}: Network {st.network}, backend {st.backend}, etcd prefix {st.prefix}")
+    if not st.etcd_ok:
+        print(f"WARNING: {st.etcd_error}: leases and the config in etcd are unknown, IN RANGE cannot "
+              f"be judged (is etcd running? labkit service master etcd status --name {st.name})")
     rows = [["NODE", "NAMESPACE", "PUBLIC IP", "SUBNET", "VTEP MAC", "DOCKER0", "IN RANGE",
              "FLANNELD", "DOCKER", "CONTAINERS"]]
-    for n in st["nodes"]:
-        rows.append([n["name"], n["namespace"], n["public_ip"], n["subnet"] or "-", n["vtep_mac"] or "-",
-                     n["docker0"] or "-", "yes" if n["docker0_in_network"] else "NO",
-                     n["services"]["flanneld"], n["services"]["docker"],
-                     " ".join(f"{c['name']}={c['ip'] or 'stopped'}" for c in n["containers"]) or "-"])
+    for n in st.nodes:
+        rows.append([n.name, n.namespace, n.public_ip, n.subnet or "-", n.vtep_mac or "-",
+                     n.docker0 or "-", {True: "yes", False: "NO", None: "?"}[n.in_range],
+                     n.services["flanneld"], n.services["docker"],
+                     " ".join(f"{c.name}={c.ip or 'stopped'}" for c in n.containers) or "-"])
     print(_table(rows))
-    return 0
+    return 0 if st.etcd_ok else 2
 
 
 def cmd_exec(a) -> int:
@@ -141,6 +142,25 @@ def cmd_add_node(a) -> int:
     from .lab import Lab
     node = Lab.attach(a.name, progress=_progress).add_node()
     print(f"{node.name} joined: {node.public_ip}, subnet {node.subnet_env().get('FLANNEL_SUBNET', '-')}")
+    return 0
+
+
+def cmd_reconfigure(a) -> int:
+    import dataclasses
+    from .lab import Lab
+    lab = Lab.attach(a.name, progress=_progress)
+    given = {"network": a.network, "subnet_len": a.subnet_len, "backend": a.backend, "vni": a.vni,
+             "port": a.port, "direct_routing": a.direct_routing, "nodes": a.nodes}
+    new = dataclasses.replace(lab.spec, **{k: v for k, v in given.items() if v is not None})
+    plan = lab.plan(new, clean=not a.keep_leftovers, revoke=not a.no_revoke)
+    if not plan:
+        print(f"lab {a.name}: nothing to change")
+        return 0
+    res = lab.reconfigure(new, clean=not a.keep_leftovers, revoke=not a.no_revoke,
+                          progress=lambda i, n, text: _progress(f"[{i + 1}/{n}] {text}") if i < n else None)
+    for s in res.steps:
+        print(f"  {s.seconds:6.2f}s  {s.step}: {s.detail}")
+    print(f"lab {a.name}: {res.summary()}")
     return 0
 
 
@@ -263,6 +283,20 @@ def build_parser() -> argparse.ArgumentParser:
     bn.set_defaults(fn=cmd_bench)
 
     add("add-node", cmd_add_node, "a new node joins the running lab (flanneld, docker, containers)")
+    rc = add("reconfigure", cmd_reconfigure, "change a running lab's network config and node count "
+                                             "(flanneld and docker restarted on every node)")
+    rc.add_argument("--network", help="flannel Network")
+    rc.add_argument("--subnet-len", type=int, help="flannel SubnetLen")
+    rc.add_argument("--backend", help="Backend.Type (vxlan, udp, host-gw, ...)")
+    rc.add_argument("--vni", type=int, help="VXLAN VNI")
+    rc.add_argument("--port", type=int, help="backend UDP port")
+    rc.add_argument("--direct-routing", action=argparse.BooleanOptionalAction, default=None,
+                    help="VXLAN DirectRouting")
+    rc.add_argument("--nodes", type=int, help="node count: nodes join or leave (the last ones)")
+    rc.add_argument("--keep-leftovers", action="store_true",
+                    help="keep the previous backend's devices and routes (flanneld never removes them)")
+    rc.add_argument("--no-revoke", action="store_true",
+                    help="a leaving node's lease is left to expire, as a crashed node's is")
     add("down", cmd_down, "remove the lab (everything it created)")
     add("clean", cmd_down, "remove everything the lab owns, even after a crash (idempotent)")
     cp = add("capture", cmd_capture, "capture packets on a node's (or container's) interface, decoded "

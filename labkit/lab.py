@@ -12,15 +12,20 @@ What it writes to its state folder is the spec and the list of what it created, 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
 import time
+import urllib.parse
+from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from . import netns
 from .errors import LabError
-from .etcd import V2Client, wait_healthy, v3_client
+from .etcd import V2Client, http_request, wait_healthy, v3_client
 from .node import Node
 from .spec import LabSpec, check_lab_name
 from .state import LabState
@@ -41,15 +46,50 @@ def preflight() -> None:
         raise LabError("missing programs: " + ", ".join(missing) + "; run ./run setup to install them")
 
 
-def _node_port(ipr, name):
-    return ipr.link_lookup(ifname=name)
+# What a running cluster can change (flannel's network config, and the node count);
+# every other LabSpec field shapes what `up` built and needs a rebuild.
+RECONFIGURABLE = ("network", "subnet_len", "backend", "vni", "port", "direct_routing", "extra_config",
+                  "nodes")
+
+
+@dataclass
+class StepResult:
+    """One step of a reconfiguration, as done: what, what came of it, how long it took."""
+    step: str
+    detail: str
+    seconds: float
+
+
+@dataclass
+class ReconfigureResult:
+    """What `Lab.reconfigure` did, step by step, with timings (data, not text)."""
+    old: LabSpec
+    new: LabSpec
+    steps: list[StepResult] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.steps)
+
+    @property
+    def changed(self) -> list[str]:
+        return [f for f in RECONFIGURABLE if getattr(self.old, f) != getattr(self.new, f)]
+
+    def summary(self) -> str:
+        what = ", ".join(self.changed) or "nothing"
+        return f"changed {what} in {len(self.steps)} steps, {self.seconds:.2f}s"
+
+
+Progress = Callable[[int, int, str], None]
 
 
 class Lab:
-    def __init__(self, spec: LabSpec | None = None, *, progress=None, **fields):
+    def __init__(self, spec: LabSpec | None = None, *, progress=None, built_by: str | None = None,
+                 **fields):
         self.spec = spec if spec is not None else LabSpec(**fields)
         self.state = LabState(check_lab_name(self.spec.name))
         self.progress = progress or (lambda msg: None)
+        self.built_by = built_by or "a python process"   # recorded in owner.json by up()
         self.nodes = [Node(self.state, self.spec, i) for i in range(self.spec.nodes)]
         self._etcd = None
 
@@ -105,6 +145,7 @@ class Lab:
         t0 = time.monotonic()
         try:
             self.state.create(self.spec)
+            self.state.set_owner(self.built_by)
             self._step("underlay", self._build_underlay)
             self.zygote().start()  # imports while etcd starts; see labkit/zygote.py
             self._step("etcd", self._start_etcd)
@@ -250,24 +291,107 @@ class Lab:
         return self.node(node).service(name)
 
     def add_node(self) -> Node:
-        """A new node joins the running lab: plugged in, then flanneld, docker, containers."""
-        self.spec.nodes += 1
-        self.spec.validate()
-        node = Node(self.state, self.spec, len(self.nodes))
+        """A new node joins the running lab: plugged in, then flanneld, docker, containers.
+
+        If any step fails the half-joined node is removed again (its services, lease,
+        namespaces and record) and the lab is left as it was.
+        """
+        new = dataclasses.replace(self.spec, nodes=self.spec.nodes + 1).validate()
+        node = Node(self.state, new, len(self.nodes))
+        self._adopt(new)
         self.nodes.append(node)
-        self.state.create(self.spec)  # the spec on disk now has one more node
-        self.state.record("netns", node.ns)
-        netns.add(node.ns)
-        self._attach(node)
-        node.prepare()
-        self.start_flanneld([node], wait=self.spec.write_config)
-        self.start_docker([node])
-        from .docker import containers
-        for i in range(1, self.spec.containers + 1):
-            containers.run(self.state, node.name, f"c{i}")
-        if self.spec.write_config:
-            self.wait_converged()
+        try:
+            self.state.create(self.spec)  # the spec on disk now has one more node
+            self.state.record("netns", node.ns)
+            netns.add(node.ns)
+            self._attach(node)
+            node.prepare()
+            self.start_flanneld([node], wait=self.spec.write_config)
+            self.start_docker([node])
+            from .docker import containers
+            for i in range(1, self.spec.containers + 1):
+                containers.run(self.state, node.name, f"c{i}")
+            if self.spec.write_config:
+                self.wait_converged()
+        except BaseException as e:
+            self.progress(f"{node.name} did not join ({e}); removing it")
+            try:
+                self.remove_node(node.name, revoke=True)
+            except Exception as e2:  # keep the first error; say what is left
+                self.progress(f"removing {node.name} failed too: {e2}")
+            raise
         return node
+
+    def remove_node(self, name: str | None = None, revoke: bool = True) -> str:
+        """The last node leaves: its flanneld stops, its lease is revoked in etcd (peers drop
+        its routes at once; ``revoke=False`` leaves the lease to expire, as a crashed node's
+        does), then its services, containers and namespaces go."""
+        node = self.nodes[-1]
+        if name is not None and name != node.name:
+            raise LabError(f"only the last node ({node.name}) can be removed, not {name}")
+        if node.is_master:
+            raise LabError("the master runs etcd: it cannot be removed (labkit down removes the lab)")
+        said = []
+        node.service("flanneld").stop()
+        if revoke:
+            try:
+                said.append(self._revoke_lease(node))
+            except Exception as e:  # the node goes anyway; its lease then expires
+                said.append(f"lease not revoked ({e})")
+        from .docker import containers
+        node.service("docker").stop()
+        spaces = [r["netns"] for r in containers.list_all(self.state, node.name)]
+        spaces += [n for n in netns.list_names() if n.startswith(f"{node.ns}-")]
+        for ns in sorted(set(spaces)) + [node.ns]:
+            if netns.exists(ns):
+                netns.delete(ns)
+        shutil.rmtree(self.state.node_dir(node.name), ignore_errors=True)
+        self.nodes.pop()
+        self._adopt(dataclasses.replace(self.spec, nodes=len(self.nodes)))
+        self.state.create(self.spec)
+        said.append(f"namespace {node.ns} removed")
+        return "; ".join(s for s in said if s)
+
+    def _revoke_lease(self, node: Node) -> str:
+        """Revoke (etcd v3) or delete (v2) the node's lease, found by its PublicIP."""
+        for sn, (key, value) in self.leases().items():
+            try:
+                if json.loads(value).get("PublicIP") != str(node.public_ip):
+                    continue
+            except ValueError:
+                continue
+            if self.spec.flavour == "legacy":
+                http_request(self.state.etcd_socket, "DELETE", "/v2/keys" + urllib.parse.quote(key))
+                return f"lease {sn} deleted"
+            _, meta = self.etcd().get(key)
+            if meta is not None and meta.lease_id:
+                self.etcd().revoke_lease(meta.lease_id)
+            else:
+                self.etcd().delete(key)
+            return f"lease {sn} revoked"
+        return "no lease to revoke"
+
+    def _adopt(self, spec: LabSpec) -> None:
+        self.spec = spec
+        for node in self.nodes:
+            node.spec = spec
+
+    def containers(self, node: str | None = None) -> list[dict]:
+        """`docker ps -a` of a node (or of every node): name, ip, running, netns, ..."""
+        from .docker import containers
+        names = [node] if node is not None else [n.name for n in self.nodes]
+        return [r for n in names for r in containers.list_all(self.state, n)]
+
+    def etcd_health(self, timeout: float = 1.0) -> str | None:
+        """None when etcd answers /health, else why not (asked quickly: a stopped etcd
+        must not make `status` hang for the client's 10 s timeout)."""
+        try:
+            code, body = http_request(self.state.etcd_socket, "GET", "/health", timeout=timeout)
+        except OSError as e:
+            return f"etcd is not reachable ({e.strerror or e})"
+        if code != 200 or body.get("health") not in ("true", True):
+            return f"etcd is unhealthy ({code} {body})"
+        return None
 
     def _start_containers(self) -> str:
         from .docker import containers
@@ -300,6 +424,20 @@ class Lab:
             return netns.netlink.call(node.ns, fdb)
         return self._peer_routes(node)
 
+    def _routed(self, node: Node) -> set:
+        """The subnets of the Network this node has a gateway route to."""
+        net = ipaddress.IPv4Network(self.spec.network)
+
+        def routed(ipr):
+            out = set()
+            for r in ipr.get_routes(family=2):
+                if r.get_attr("RTA_DST") and r.get_attr("RTA_GATEWAY"):
+                    sn = ipaddress.IPv4Network(f"{r.get_attr('RTA_DST')}/{r['dst_len']}")
+                    if sn.subnet_of(net):
+                        out.add(sn)
+            return out
+        return netns.netlink.call(node.ns, routed)
+
     def _peer_routes(self, node: Node) -> int:
         net = ipaddress.IPv4Network(self.spec.network)
         own = node.subnet_env().get("FLANNEL_SUBNET")
@@ -320,50 +458,137 @@ class Lab:
             routed = peers_handled(self.spec.backend, node.service("flanneld").log(), routed) - {own_net}
         return len(routed)
 
-    def switch_backend(self, backend: str, clean: bool = True, timeout: float = 30, **fields) -> str:
-        """Move the running lab to another backend the way an admin does, on every node.
+    # -- reconfiguration -------------------------------------------------------------------
+    def _check_reconfigurable(self, new: LabSpec) -> None:
+        fixed = [f.name for f in dataclasses.fields(LabSpec)
+                 if f.name not in RECONFIGURABLE and getattr(new, f.name) != getattr(self.spec, f.name)]
+        if fixed:
+            detail = ", ".join(f"{f} {getattr(self.spec, f)!r} -> {getattr(new, f)!r}" for f in fixed)
+            raise LabError(f"a running lab cannot change {', '.join(fixed)} ({detail}): that needs a "
+                           f"rebuild (`labkit down --name {self.spec.name}`, then `labkit up` with the new "
+                           "values); reconfigure changes the network config and the node count only")
 
-        1. put the new network config into etcd (flanneld reads it only at start);
-        2. stop flanneld; with `clean`, remove what the previous backend left in the
-           kernel (flanneld itself never does: flannel/backends/footprint.py says what
-           each backend leaves and why it matters), like ``ip link del flannel.1``;
-        3. start flanneld: each node keeps its subnet (its lease is found by PublicIP)
-           and writes FLANNEL_MTU for the new backend;
-        4. restart docker, which reads subnet.env only when it starts, then start again
-           the containers that docker's stop took down;
-        5. wait until every node has programmed every peer.
+    def _steps(self, new: LabSpec, clean: bool, revoke: bool, timeout: float) -> list:
+        """[(text, fn)]: the plan and what carries it out, from one list so they agree."""
+        old = self.spec
+        steps = []
+        for node in reversed(self.nodes[new.nodes:]):
+            how = ("revoke its lease (peers drop its routes now)" if revoke
+                   else "leave its lease to expire (as after a crash)")
+            steps.append((f"{node.name}: stop flanneld, {how}, remove its namespaces",
+                          lambda n=node: self._remove_and_wait(n, revoke, timeout)))
+        if new.network_config_json() != old.network_config_json():
+            running: dict = {}
+
+            def write():
+                running.update({n.name: [r["name"] for r in self.containers(n.name) if r["running"]]
+                                for n in self.nodes})
+                self._adopt(dataclasses.replace(self.spec, **{f: getattr(new, f) for f in RECONFIGURABLE
+                                                              if f != "nodes"}))
+                self.state.create(self.spec)  # spec.json: `labkit status` shows the new config
+                return self.write_config()
+            steps.append((f"etcdctl put {new.prefix}/config '{new.network_config_json()}'", write))
+            steps.append(("flanneld: stop on every node", self._stop_flanneld))
+            if clean:
+                steps.append((f"remove what {old.backend} left behind (like `ip link del flannel.1`)",
+                              lambda: self._remove_leftovers(old.network)))
+            steps.append(("flanneld: start on every node (each keeps its subnet)", self.start_flanneld))
+            steps.append(("docker: restart on every node (it reads FLANNEL_MTU at start)", self._restart_docker))
+            steps.append(("containers: start again the ones docker stopped",
+                          lambda: self._restart_containers(running)))
+        for _ in range(len(self.nodes), new.nodes):
+            steps.append(("add a node: underlay, flanneld, docker, containers", self._join))
+        if steps and self.spec.write_config:
+            steps.append(("wait for routes to every peer", lambda: self.wait_converged(timeout)))
+        return steps
+
+    def plan(self, new_spec: LabSpec, *, clean: bool = True, revoke: bool = True) -> list[str]:
+        """The steps `reconfigure(new_spec)` will take, in order (empty: nothing changes).
+        Raises LabError when `new_spec` changes a field only a rebuild can change."""
+        new_spec.validate()
+        self._check_reconfigurable(new_spec)
+        return [text for text, _ in self._steps(new_spec, clean, revoke, 30)]
+
+    def reconfigure(self, new_spec: LabSpec, *, clean: bool = True, revoke: bool = True,
+                    progress: Progress | None = None, timeout: float = 30) -> ReconfigureResult:
+        """Change a running cluster to `new_spec`: its network config and node count.
+
+        The config change is what an admin does on every node: the new config in etcd,
+        flanneld stopped, the previous backend's leftovers removed (flanneld never does
+        that itself; ``clean=False`` keeps them, to look at them), flanneld started (each
+        node keeps its subnet), docker restarted (it reads FLANNEL_MTU only at start),
+        its containers started again. Nodes leave first (``revoke`` as in remove_node)
+        and join last (add_node). `progress(done, total, text)` is called before each step.
+        """
+        new_spec.validate()
+        self._check_reconfigurable(new_spec)
+        steps = self._steps(new_spec, clean, revoke, timeout)
+        say = progress or (lambda done, total, text: self.progress(f"[{done + 1}/{total}] {text}"))
+        result = ReconfigureResult(old=self.spec, new=new_spec)
+        for i, (text, fn) in enumerate(steps):
+            say(i, len(steps), text)
+            t = time.monotonic()
+            detail = fn()
+            result.steps.append(StepResult(text, detail or "done", time.monotonic() - t))
+        if progress is not None:
+            progress(len(steps), len(steps), "done")
+        return result
+
+    def _join(self) -> str:
+        node = self.add_node()
+        return f"{node.name} joined with {node.subnet_env().get('FLANNEL_SUBNET', '-')}"
+
+    def _remove_and_wait(self, node: Node, revoke: bool, timeout: float) -> str:
+        subnet = node.subnet_env().get("FLANNEL_SUBNET")
+        said = self.remove_node(node.name, revoke=revoke)
+        if revoke and subnet and self.spec.flavour != "legacy" and self.spec.backend != "udp":
+            gone = ipaddress.IPv4Interface(subnet).network
+            deadline = time.monotonic() + timeout
+            while any(gone in self._routed(n) for n in self.nodes):
+                if time.monotonic() > deadline:
+                    raise LabError(f"peers still route {gone} {timeout:.0f}s after its lease was revoked")
+                time.sleep(0.05)
+            said += f"; no peer routes {gone} any more"
+        return said
+
+    def _stop_flanneld(self) -> str:
+        for node in self.nodes:
+            node.service("flanneld").stop()
+        return f"stopped on {len(self.nodes)} nodes"
+
+    def _remove_leftovers(self, old_network: str) -> str:
+        from .flannel.backends.footprint import remove_leftovers
+        done = []
+        for node in self.nodes:
+            for net in dict.fromkeys([old_network, self.spec.network]):
+                done += [f"{node.name}: {d}" for d in netns.netlink.call(node.ns, remove_leftovers, net)]
+        return "; ".join(done) or "nothing left behind"
+
+    def _restart_docker(self) -> str:
+        for node in self.nodes:
+            node.service("docker").stop()
+        return self.start_docker()
+
+    def _restart_containers(self, running: dict) -> str:
+        from .docker import containers
+        started = []
+        for node in self.nodes:
+            for name in running.get(node.name, []):
+                rec = containers.start(self.state, node.name, name)  # `docker start`
+                started.append(f"{node.name}/{name}={rec.get('ip')}")
+        return ", ".join(started) or "no containers"
+
+    def switch_backend(self, backend: str, clean: bool = True, timeout: float = 30, **fields) -> str:
+        """Move the running lab to another backend: a thin wrapper over reconfigure.
+
         `fields` are other LabSpec fields (port, vni, direct_routing, ...); the Backend
         options of the previous config are not carried over, as in a freshly written one.
         """
-        import dataclasses
-        from .docker import containers
-        from .flannel.backends.footprint import remove_leftovers
         fields = {"vni": None, "port": None, "direct_routing": False, **fields}
-        new = dataclasses.replace(self.spec, backend=backend, **fields).validate()
         old = self.spec.backend
-        self.spec = new
-        for node in self.nodes:
-            node.spec = new
-        self.state.create(new)  # spec.json: `labkit status` shows the new backend
-        self.progress(self.write_config())
-        for node in self.nodes:
-            node.service("flanneld").stop()
-        if clean:
-            for node in self.nodes:
-                done = netns.netlink.call(node.ns, remove_leftovers, self.spec.network)
-                if done:
-                    self.progress(f"{node.name}: {'; '.join(done)}")
-        running = {n.name: [r for r in containers.list_all(self.state, n.name) if r["running"]]
-                   for n in self.nodes}
-        self.progress("flanneld: " + self.start_flanneld())
-        for node in self.nodes:
-            node.service("docker").stop()
-        self.progress("docker: " + self.start_docker())
-        for node in self.nodes:
-            for rec in running[node.name]:
-                containers.start(self.state, node.name, rec["name"])  # `docker start`
-        converged = self.wait_converged(timeout)
-        return f"{old} -> {backend}: {converged}"
+        res = self.reconfigure(dataclasses.replace(self.spec, backend=backend, **fields), clean=clean,
+                               timeout=timeout)
+        return f"{old} -> {backend}: {res.steps[-1].detail if res.steps else 'nothing to change'}"
 
     # -- teardown ------------------------------------------------------------------------
     def down(self) -> None:
@@ -407,7 +632,8 @@ class Lab:
         except Exception:
             return None
 
-    def status(self) -> dict:
+    def status(self):
+        """The lab as etcd and the kernel see it now (a status.LabStatus)."""
         from .status import lab_status
         return lab_status(self)
 

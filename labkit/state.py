@@ -4,6 +4,7 @@ Layout (``/run/labkit/<lab>/``; tmpfs, so it goes away with a reboot exactly lik
 namespaces it describes; ``LABKIT_RUN_DIR`` moves it)::
 
     spec.json                   the LabSpec the lab was built from
+    owner.json                  who built it: pid, its start time, "labkit up" / "notebook kernel"
     owned                       one line per created namespace, written *before* creating it
     etcd/                       etcd's data dir, a tmpfs of its own (etcd.DATA_DIR_SIZE); etcd:2379
                                 is its unix socket for the lab process
@@ -89,6 +90,22 @@ class LabState:
             return []
         return [n.strip() for k, n in lines if k == kind]
 
+    def set_owner(self, by: str, pid: int | None = None) -> None:
+        """Record the process that built the lab, so nobody else removes it by mistake."""
+        pid = pid or os.getpid()
+        self._write_json("owner.json", {"pid": pid, "start": _starttime(pid), "by": by})
+
+    def owner(self) -> dict | None:
+        """{pid, start, by, alive} of the process that built the lab (None: no record).
+        `alive` is false once that process is gone (or its pid was reused)."""
+        try:
+            with open(self.path("owner.json")) as f:
+                rec = json.load(f)
+        except (OSError, ValueError):
+            return None
+        rec["alive"] = rec.get("start") is not None and _starttime(rec.get("pid", 0)) == rec["start"]
+        return rec
+
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -97,6 +114,16 @@ class LabState:
         with open(tmp, "w") as f:
             json.dump(data, f, indent=2)
         os.replace(tmp, self.path(name))
+
+
+def _starttime(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat (None for a dead or zombie process)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] == "Z" else fields[19]
+    except (OSError, IndexError):
+        return None
 
 
 def list_labs(base: str | None = None) -> list[str]:

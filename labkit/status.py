@@ -1,12 +1,15 @@
 """What the lab looks like right now, read from etcd and the kernel (never from a cache).
 
 One function per source, so a notebook can show "the etcd lease" next to "the kernel
-entries it produced" for the same node.
+entries it produced" for the same node. The result is typed (:class:`LabStatus`,
+:class:`NodeStatus`): the CLI, the widgets and the notebooks read attributes, and
+``to_dict()`` is the JSON of ``labkit status --json``.
 """
 from __future__ import annotations
 
 import ipaddress
 import json
+from dataclasses import dataclass, field
 
 from . import netns
 
@@ -63,41 +66,126 @@ def json_network(config: str | None) -> ipaddress.IPv4Network | None:
     return decode_config(config).network
 
 
-def lab_status(lab) -> dict:
-    from .docker import containers
-    leases = {}
-    try:
-        for sn, (key, value) in lab.leases().items():
-            leases[sn] = {"key": key, **json.loads(value)}
-    except Exception as e:  # etcd down: say so, keep showing the kernel
-        leases = {"error": str(e)}
-    by_ip = {v.get("PublicIP"): (sn, v) for sn, v in leases.items() if isinstance(v, dict)}
+def docker0_in_range(docker0: str | None, subnet: str | None, network: str | None) -> bool | None:
+    """docker0 is right when its address lies in the node's *own* leased subnet, and that
+    in the Network: that is where flannel routes the node's containers. None when the
+    lease is unknown because etcd cannot be read (nothing to judge against)."""
+    if not docker0:
+        return False
+    ip = ipaddress.IPv4Interface(docker0).ip
+    if network:
+        try:
+            if ip not in ipaddress.IPv4Network(network, strict=False):
+                return False
+        except ValueError:
+            pass
+    if not subnet:
+        return False
+    return ip in ipaddress.IPv4Network(subnet)
+
+
+@dataclass
+class ContainerStatus:
+    name: str
+    ip: str | None
+    running: bool
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "ip": self.ip, "running": self.running}
+
+
+@dataclass
+class NodeStatus:
+    name: str
+    namespace: str
+    public_ip: str
+    subnet: str | None                 # the node's lease in etcd (None: none, or etcd down)
+    vtep_mac: str | None
+    lease: dict | None                 # the lease JSON, with its etcd "key"
+    docker0: str | None
+    docker0_in_network: bool           # docker0 inside the Network in etcd
+    in_range: bool | None              # ...and inside the node's own lease (None: lease unknown)
+    services: dict = field(default_factory=dict)
+    subnet_env: dict = field(default_factory=dict)
+    containers: list[ContainerStatus] = field(default_factory=list)
+    kernel: dict = field(default_factory=dict)
+
+    def to_dict(self, kernel: bool = True) -> dict:
+        d = {"name": self.name, "namespace": self.namespace, "public_ip": self.public_ip,
+             "subnet": self.subnet, "vtep_mac": self.vtep_mac, "lease": self.lease,
+             "docker0": self.docker0, "docker0_in_network": self.docker0_in_network,
+             "in_range": self.in_range, "services": dict(self.services),
+             "subnet_env": dict(self.subnet_env), "containers": [c.to_dict() for c in self.containers]}
+        if kernel:
+            d["kernel"] = self.kernel
+        return d
+
+
+@dataclass
+class LabStatus:
+    name: str
+    network: str
+    backend: str
+    prefix: str
+    nodes: list[NodeStatus]
+    etcd_error: str | None = None      # why etcd could not be read (None: it answered)
+
+    @property
+    def etcd_ok(self) -> bool:
+        return self.etcd_error is None
+
+    def node(self, name: str) -> NodeStatus:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def to_dict(self, kernel: bool = True) -> dict:
+        return {"name": self.name, "network": self.network, "backend": self.backend,
+                "prefix": self.prefix, "etcd_error": self.etcd_error,
+                "nodes": [n.to_dict(kernel=kernel) for n in self.nodes]}
+
+    def to_json(self, kernel: bool = False) -> str:
+        return json.dumps(self.to_dict(kernel=kernel), indent=2)
+
+
+def lab_status(lab) -> LabStatus:
+    """Read etcd (leases, config) and every node's kernel. With etcd down the kernel's
+    side is still shown and `etcd_error` says why the leases are missing."""
+    etcd_error = lab.etcd_health()
+    leases: dict = {}
+    if etcd_error is None:
+        try:
+            for sn, (key, value) in lab.leases().items():
+                leases[sn] = {"key": key, **json.loads(value)}
+        except Exception as e:  # etcd went away between the two calls
+            etcd_error = str(e) or type(e).__name__
+    by_ip = {v.get("PublicIP"): (sn, v) for sn, v in leases.items()}
     network = ipaddress.IPv4Network(lab.spec.network)
-    try:  # "in range" means inside the Network flannel is told about now, in etcd
-        network = json_network(lab.network_config()) or network
-    except ValueError:
-        pass
+    if etcd_error is None:
+        try:  # "in range" means inside the Network flannel is told about now, in etcd
+            network = json_network(lab.network_config()) or network
+        except ValueError:
+            pass
+    from .flannel.backends.footprint import device_name
     nodes = []
     for node in lab.nodes:
         sn, lease = by_ip.get(str(node.public_ip), (None, None))
         data = (lease or {}).get("BackendData") or {}
         vni = data.get("VNI", lab.spec.vni or 1)
-        from .flannel.backends.footprint import device_name
         # the backend the node runs is the one its lease says (udp writes no BackendType)
         backend = (lease or {}).get("BackendType") or ("udp" if lease else lab.spec.backend)
         device = device_name(backend, vni) or ""  # host-gw has no device
         kern = netns.netlink.call(node.ns, kernel_state, device)
         docker0 = kern["docker0"][0] if kern["docker0"] else None
-        nodes.append({
-            "name": node.name, "namespace": node.ns, "public_ip": str(node.public_ip),
-            "subnet": sn, "vtep_mac": data.get("VtepMAC"), "lease": lease,
-            "docker0": docker0,
-            "docker0_in_network": bool(docker0 and ipaddress.IPv4Interface(docker0).ip in network),
-            "services": {s: node.service(s).status() for s in node.services()},
-            "subnet_env": node.subnet_env(),
-            "containers": [{"name": r["name"], "ip": r.get("ip"), "running": r["running"]}
-                           for r in containers.list_all(lab.state, node.name)],
-            "kernel": kern,
-        })
-    return {"name": lab.spec.name, "network": str(network), "backend": lab.spec.backend,
-            "prefix": lab.spec.prefix, "nodes": nodes}
+        in_net = bool(docker0 and ipaddress.IPv4Interface(docker0).ip in network)
+        in_range = None if etcd_error is not None else docker0_in_range(docker0, sn, str(network))
+        nodes.append(NodeStatus(
+            name=node.name, namespace=node.ns, public_ip=str(node.public_ip), subnet=sn,
+            vtep_mac=data.get("VtepMAC"), lease=lease, docker0=docker0, docker0_in_network=in_net,
+            in_range=in_range, services={s: node.service(s).status() for s in node.services()},
+            subnet_env=node.subnet_env(),
+            containers=[ContainerStatus(r["name"], r.get("ip"), r["running"]) for r in lab.containers(node.name)],
+            kernel=kern))
+    return LabStatus(name=lab.spec.name, network=str(network), backend=lab.spec.backend,
+                     prefix=lab.spec.prefix, nodes=nodes, etcd_error=etcd_error)

@@ -108,7 +108,7 @@ def test_problem_1_docker_not_restarted_after_flanneld(blog_lab):
     sh(lab, "master", "systemctl restart flanneld")        # docker not restarted
     sh(lab, "node1", RESTART)                              # node1 done right
     assert inet(ifconfig(lab, "master", "docker0"))[0] == "172.17.0.1"
-    assert lab.status()["nodes"][0]["docker0_in_network"] is False
+    assert lab.status().nodes[0].docker0_in_network is False
     ok, ip, out = run_containers_and_ping(lab)
     assert sh(lab, "master", "docker inspect -f '{{.NetworkSettings.IPAddress}}' c1").stdout.startswith("172.17.")
     assert not ok, "a container outside the flannel network must not reach the other node"

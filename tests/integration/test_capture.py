@@ -81,14 +81,13 @@ def test_capture_cli(lab, tmp_path):
 
 
 def test_apply_changes_the_network_on_every_node(lab):
-    from labkit.widgets import logic
-    new = logic.make_spec(lab.spec, network="10.20.0.0/22", subnet_len=None, backend="vxlan", vni=1,
-                          port=0, direct_routing=False, nodes=2)
-    steps = []
-    st = logic.apply_config(lab, new, progress=lambda i, n, text: steps.append(text))
-    assert steps[-1] == "done" and "master: restart flanneld" in steps
-    rows = logic.result_rows(st)
-    assert all(r[2].startswith("10.20.") and r[-1] == "✓" for r in rows), rows
+    """The config panel's Apply is lab.reconfigure: the plan it shows is the one it runs."""
+    from labkit.widgets import ConfigPanel
+    panel = ConfigPanel(lab)
+    panel.network.value = "10.20.0.0/22"
+    table = panel.apply(echo=False)
+    assert [s.step for s in panel.last_result.steps] == panel.plan and panel.plan[0].startswith("etcdctl put")
+    assert all(r[2].startswith("10.20.") and r[-1] == "✓" for r in table.rows), table.text()
     assert lab.spec.network == "10.20.0.0/22"
     assert lab.node("node1").subnet_env()["FLANNEL_NETWORK"] == "10.20.0.0/22"
     assert all(lab.connectivity().values())          # the containers came back, in the new subnets
@@ -102,17 +101,6 @@ def test_node_magic_runs_at_the_node_prompt(lab, capsys):
     node_cell("master", "echo '{\"a\": {\"b\": 1}}'\nhostname\nfalse")
     out, err = capsys.readouterr()
     assert "FLANNEL_SUBNET=" in out and '{"a": {"b": 1}}' in out and "[exit 1]" in err
-
-
-def test_apply_switches_backend_and_removes_the_old_ones_leftovers(lab):
-    from labkit.widgets import logic
-    for backend in ("host-gw", "vxlan"):
-        new = logic.make_spec(lab.spec, network=lab.spec.network, subnet_len=None, backend=backend, vni=1,
-                              port=0, direct_routing=False, nodes=2)
-        logic.apply_config(lab, new)
-        links = lab.sh("master", "ip -br link").stdout
-        assert ("flannel.1" in links) == (backend == "vxlan"), links
-        assert all(lab.connectivity().values()), backend
 
 
 def test_a_notebook_lab_is_removed_when_its_kernel_is_killed(lab_name):
@@ -137,3 +125,13 @@ def test_a_notebook_lab_is_removed_when_its_kernel_is_killed(lab_name):
         proc.kill()
         from labkit.lab import clean
         clean(name)
+
+
+def test_a_notebook_refuses_to_remove_a_lab_made_by_labkit_up(lab_name):
+    from labkit.notebook.session import start
+    from labkit.state import LabState
+    labkit("up", "--name", lab_name, "--nodes", "1", check=True)
+    assert LabState(lab_name).owner()["by"] == "labkit up"
+    with pytest.raises(LabError, match=r"created by `labkit up` \(pid \d+, exited; the lab lives on\)"):
+        start(lab_name, nodes=1, quiet=True)
+    assert LabState(lab_name).exists() and LabState(lab_name).owner()["by"] == "labkit up"

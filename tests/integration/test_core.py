@@ -66,17 +66,17 @@ def test_flannel1_device_on_every_node(lab3):
 
 
 def test_each_peer_has_arp_fdb_and_onlink_route(lab3):
-    st = lab3.status()["nodes"]
+    st = lab3.status().nodes
     for me in st:
-        neigh = sh(lab3, me["name"], "ip", "neigh", "show", "dev", "flannel.1")
-        fdb = sh(lab3, me["name"], "bridge", "fdb", "show", "dev", "flannel.1")
-        routes = sh(lab3, me["name"], "ip", "route")
+        neigh = sh(lab3, me.name, "ip", "neigh", "show", "dev", "flannel.1")
+        fdb = sh(lab3, me.name, "bridge", "fdb", "show", "dev", "flannel.1")
+        routes = sh(lab3, me.name, "ip", "route")
         for peer in st:
             if peer is me:
                 continue
-            sn = ipaddress.IPv4Network(peer["subnet"])
-            assert f"{sn.network_address} lladdr {peer['vtep_mac']} PERMANENT" in neigh
-            assert f"{peer['vtep_mac']} dst {peer['public_ip']} self permanent" in fdb
+            sn = ipaddress.IPv4Network(peer.subnet)
+            assert f"{sn.network_address} lladdr {peer.vtep_mac} PERMANENT" in neigh
+            assert f"{peer.vtep_mac} dst {peer.public_ip} self permanent" in fdb
             assert f"{sn} via {sn.network_address} dev flannel.1 onlink" in routes
         assert len(neigh.strip().splitlines()) == 2 and len(fdb.strip().splitlines()) == 2
 
@@ -93,15 +93,15 @@ def test_subnet_env_per_node(lab3):
 
 
 def test_docker0_and_containers(lab3):
-    for node in lab3.status()["nodes"]:
-        sn = ipaddress.IPv4Network(node["subnet"])
-        assert node["docker0"] == f"{sn.network_address + 1}/24"
-        assert node["docker0_in_network"]
-        (c,) = node["containers"]
-        assert ipaddress.IPv4Address(c["ip"]) in sn
-        route = sh(lab3, f"{node['name']}/c1", "ip", "route")
+    for node in lab3.status().nodes:
+        sn = ipaddress.IPv4Network(node.subnet)
+        assert node.docker0 == f"{sn.network_address + 1}/24"
+        assert node.docker0_in_network and node.in_range
+        (c,) = node.containers
+        assert ipaddress.IPv4Address(c.ip) in sn
+        route = sh(lab3, f"{node.name}/c1", "ip", "route")
         assert f"default via {sn.network_address + 1} dev eth0" in route
-        assert "mtu 1450" in sh(lab3, f"{node['name']}/c1", "ip", "link", "show", "eth0")
+        assert "mtu 1450" in sh(lab3, f"{node.name}/c1", "ip", "link", "show", "eth0")
 
 
 def test_every_container_pings_every_other(lab3):

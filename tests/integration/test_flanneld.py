@@ -40,13 +40,13 @@ def test_killed_and_restarted_flanneld_keeps_its_subnet(make_lab):
 def test_deleting_a_lease_removes_its_entries_on_the_other_nodes(make_lab):
     lab = make_lab(nodes=3, containers=1)
     sn = lease_of(lab, "node2")
-    node2 = [n for n in lab.status()["nodes"] if n["name"] == "node2"][0]
+    node2 = lab.status().node("node2")
     lab.etcd().delete(f"/coreos.com/network/subnets/{sn.replace('/', '-')}")
     for other in ("master", "node1"):
         wait_for(lambda: sn not in peer_subnets(lab, other), what=f"route removal on {other}")
         k = kernel(lab, other)
-        assert node2["vtep_mac"] not in {a["mac"] for a in k["arp"]}
-        assert node2["public_ip"] not in {f["dst"] for f in k["fdb"]}
+        assert node2.vtep_mac not in {a["mac"] for a in k["arp"]}
+        assert node2.public_ip not in {f["dst"] for f in k["fdb"]}
     # node2's own flanneld sees its lease revoked and stops, as flannel does
     wait_for(lambda: not lab.service("node2", "flanneld").is_active(), what="node2 flanneld to stop")
     assert "Lease has been revoked. Shutting down daemon." in lab.service("node2", "flanneld").log()
@@ -94,8 +94,8 @@ def test_device_kept_unless_a_compared_field_changes(make_lab):
 
 def test_direct_routing_on_one_segment(make_lab):
     lab = make_lab(nodes=3, direct_routing=True, containers=1)
-    for n in lab.status()["nodes"]:
-        k = n["kernel"]
+    for n in lab.status().nodes:
+        k = n.kernel
         assert k["fdb"] == [] and k["arp"] == []
         peers = [r for r in k["routes"] if r["via"] and r["via"].startswith("192.168.50.")]
         assert len(peers) == 2 and all(r["dev"] == "eth0" for r in peers)

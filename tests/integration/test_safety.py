@@ -131,7 +131,7 @@ def test_two_labs_side_by_side(make_lab):
         from labkit.lab import Lab
         b = Lab.attach(name_b)
         assert all(a.connectivity().values()) and all(b.connectivity().values())
-        assert all(n["subnet"].startswith("10.20.") for n in b.status()["nodes"])
+        assert all(n.subnet.startswith("10.20.") for n in b.status().nodes)
         labkit("down", "--name", name_b, check=True)
         assert all(a.connectivity().values())
     finally:

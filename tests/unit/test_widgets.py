@@ -1,11 +1,20 @@
-"""The widgets' logic (labkit.widgets.logic) and the widgets themselves, with a fake lab."""
+"""The notebook layer (labkit.notebook): the form's logic, the tables, the widgets with a
+fake lab, the session's owner check, and Lab.plan (which needs no running lab)."""
+import ast
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
 import types
 
 import pytest
 
 from labkit.errors import LabError
 from labkit.spec import LabSpec, SUPPORTED_BACKENDS
-from labkit.widgets import logic
+from labkit.notebook import panels, tables
+from labkit.status import ContainerStatus, LabStatus, NodeStatus, docker0_in_range
 
 SPEC = LabSpec(name="nbt", nodes=2, seed=1)
 FORM = dict(network="10.108.0.0/16", subnet_len=None, backend="vxlan", vni=1, port=0,
@@ -19,7 +28,7 @@ def form(**kw):
 # -- the config form -----------------------------------------------------------------------------
 def test_backend_choices_cover_every_flannel_backend():
     from labkit.flannel.config import KNOWN_BACKENDS
-    choices = logic.backend_choices()
+    choices = panels.backend_choices()
     assert {n for n, _, _ in choices} == set(KNOWN_BACKENDS) | set(SUPPORTED_BACKENDS)
     for name, ok, why in choices:
         assert name in SUPPORTED_BACKENDS or not ok
@@ -29,7 +38,7 @@ def test_backend_choices_cover_every_flannel_backend():
 
 
 def test_a_good_form_gives_the_config_and_what_flannel_derives():
-    c = logic.check_form(SPEC, **form(network="10.20.0.0/22"))
+    c = panels.check_form(SPEC, **form(network="10.20.0.0/22"))
     assert c.ok and c.errors == {}
     assert c.config_json == '{"Network":"10.20.0.0/22","Backend":{"Type":"vxlan"}}'
     assert (c.effective_subnet_len, c.subnets, c.subnet_len_bounds) == (24, 3, (24, 30))
@@ -42,20 +51,20 @@ def test_a_good_form_gives_the_config_and_what_flannel_derives():
     (" 10.108.0.0/16", "invalid CIDR address:  10.108.0.0/16"),
 ])
 def test_network_errors_are_flannels_own(network, message):
-    assert logic.check_form(SPEC, **form(network=network)).errors == {"network": message}
+    assert panels.check_form(SPEC, **form(network=network)).errors == {"network": message}
 
 
 def test_subnet_len_and_vni_and_port_and_the_underlay():
-    c = logic.check_form(SPEC, **form(network="10.20.0.0/22", subnet_len=26))
+    c = panels.check_form(SPEC, **form(network="10.20.0.0/22", subnet_len=26))
     assert c.ok and c.subnets == 15 and '"SubnetLen":26' in c.config_json
-    assert "SubnetLen must be less than /31" in logic.check_form(SPEC, **form(subnet_len=31)).errors["subnet_len"]
-    assert "VNI must be between" in logic.check_form(SPEC, **form(vni=10_000_000)).errors["vni"]
-    assert logic.check_form(SPEC, **form(port=70000)).errors["port"].startswith("port must be between")
-    assert "overlaps the underlay" in logic.check_form(SPEC, **form(network="192.168.0.0/16")).errors["network"]
+    assert "SubnetLen must be less than /31" in panels.check_form(SPEC, **form(subnet_len=31)).errors["subnet_len"]
+    assert "VNI must be between" in panels.check_form(SPEC, **form(vni=10_000_000)).errors["vni"]
+    assert panels.check_form(SPEC, **form(port=70000)).errors["port"].startswith("port must be between")
+    assert "overlaps the underlay" in panels.check_form(SPEC, **form(network="192.168.0.0/16")).errors["network"]
 
 
 def test_more_nodes_than_subnets_is_flagged_before_apply():
-    err = logic.check_form(SPEC, **form(network="10.20.0.0/22", nodes=4)).errors["nodes"]
+    err = panels.check_form(SPEC, **form(network="10.20.0.0/22", nodes=4)).errors["nodes"]
     assert "3 subnet(s)" in err and "out of subnets" in err
 
 
@@ -63,97 +72,158 @@ def test_an_unimplemented_backend_gives_the_reason():
     from labkit.flannel.config import KNOWN_BACKENDS
     off = [b for b in KNOWN_BACKENDS if b not in SUPPORTED_BACKENDS]
     if off:
-        assert "does not implement" in logic.check_form(SPEC, **form(backend=off[0])).errors["backend"]
-    assert logic.check_form(SPEC, **form(backend="bogus")).errors["backend"] == "unknown backend type: bogus"
+        assert "does not implement" in panels.check_form(SPEC, **form(backend=off[0])).errors["backend"]
+    assert panels.check_form(SPEC, **form(backend="bogus")).errors["backend"] == "unknown backend type: bogus"
 
 
 def test_make_spec_leaves_flannel_defaults_out_of_the_config():
-    s = logic.make_spec(SPEC, **form())
+    s = panels.make_spec(SPEC, **form())
     assert s.vni is None and s.port is None and s.subnet_len is None
     assert s.network_config() == {"Network": "10.108.0.0/16", "Backend": {"Type": "vxlan"}}
-    s = logic.make_spec(SPEC, **form(vni=4, port=4789, direct_routing=True))
+    s = panels.make_spec(SPEC, **form(vni=4, port=4789, direct_routing=True))
     assert s.network_config()["Backend"] == {"Type": "vxlan", "VNI": 4, "Port": 4789, "DirectRouting": True}
-    assert logic.etcdctl_command("/p", '{"a":1}') == """etcdctl put /p/config '{"a":1}'"""
+    assert panels.etcdctl_command("/p", '{"a":1}') == """etcdctl put /p/config '{"a":1}'"""
 
 
-def fake_lab(spec=SPEC):
-    nodes = [types.SimpleNamespace(name=n) for n in spec.node_names]
-    return types.SimpleNamespace(spec=spec, nodes=nodes)
+def test_plan_is_the_labs_own_and_names_every_step():
+    from labkit.lab import Lab
+    lab = Lab(SPEC)                     # not built: plan() only reads the spec
+    steps = lab.plan(panels.make_spec(SPEC, **form(network="10.20.0.0/22")))
+    assert steps[0] == """etcdctl put /coreos.com/network/config '{"Network":"10.20.0.0/22","Backend":{"Type":"vxlan"}}'"""
+    assert steps[1:] == ["flanneld: stop on every node",
+                         "remove what vxlan left behind (like `ip link del flannel.1`)",
+                         "flanneld: start on every node (each keeps its subnet)",
+                         "docker: restart on every node (it reads FLANNEL_MTU at start)",
+                         "containers: start again the ones docker stopped", "wait for routes to every peer"]
+    assert "remove what" not in " ".join(lab.plan(panels.make_spec(SPEC, **form(backend="udp")), clean=False))
+    assert lab.plan(SPEC) == []          # nothing changes, nothing done
+    grow = lab.plan(panels.make_spec(SPEC, **form(nodes=4)))
+    assert grow == ["add a node: underlay, flanneld, docker, containers"] * 2 + ["wait for routes to every peer"]
+    shrink = Lab(dataclasses.replace(SPEC, nodes=3)).plan(SPEC, revoke=False)
+    assert shrink == ["node2: stop flanneld, leave its lease to expire (as after a crash), remove its namespaces",
+                      "wait for routes to every peer"]
 
 
-def test_apply_plan_restarts_flanneld_then_docker_on_every_node():
-    lab = fake_lab()
-    steps = logic.apply_plan(lab, logic.make_spec(SPEC, **form(network="10.20.0.0/22")))
-    assert steps[0].startswith("etcdctl put /coreos.com/network/config '{\"Network\":\"10.20.0.0/22\"")
-    assert steps[1:5] == ["master: restart flanneld", "master: restart docker",
-                          "node1: restart flanneld", "node1: restart docker"]
-    assert len(steps) == 7
-    rebuild = logic.apply_plan(lab, logic.make_spec(SPEC, **form(nodes=3)))
-    assert rebuild == ["remove lab nbt (2 nodes)", "build lab nbt with 3 nodes and the new config"]
+@pytest.mark.parametrize("field,value", [("flavour", "legacy"), ("segments", 2), ("underlay", "192.168.60.0/24"),
+                                         ("mtu", 9000), ("containers", 2), ("prefix", "/flannel/network")])
+def test_plan_refuses_what_only_a_rebuild_changes(field, value):
+    from labkit.lab import Lab
+    with pytest.raises(LabError, match=f"cannot change {field} .*needs a rebuild"):
+        Lab(SPEC).plan(dataclasses.replace(SPEC, **{field: value}))
 
 
 # -- tables ------------------------------------------------------------------------------------
-def node_status(name, ip, subnet, mac, docker0, in_net=True, arp=(), fdb=(), routes=()):
-    return {"name": name, "public_ip": ip, "subnet": subnet, "vtep_mac": mac, "docker0": docker0,
-            "docker0_in_network": in_net, "lease": {"key": f"/coreos.com/network/subnets/{subnet.replace('/', '-')}"},
-            "kernel": {"device": {"name": "flannel.1", "mtu": 1450, "vni": 1, "port": 8472, "local": ip,
-                                  "addresses": [subnet.replace("/24", "/32")], "mac": mac},
-                       "arp": list(arp), "fdb": list(fdb), "routes": list(routes)}}
+def node_status(name, ip, subnet, mac, docker0, network="10.108.0.0/16", arp=(), fdb=(), routes=()):
+    return NodeStatus(
+        name=name, namespace=f"nbt-{name}", public_ip=ip, subnet=subnet, vtep_mac=mac,
+        lease={"key": f"/coreos.com/network/subnets/{subnet.replace('/', '-')}"}, docker0=docker0,
+        docker0_in_network=docker0_in_range(docker0, "0.0.0.0/0", network) is True,
+        in_range=docker0_in_range(docker0, subnet, network),
+        services={"flanneld": "active", "docker": "active"}, subnet_env={},
+        containers=[ContainerStatus("c1", None, False)],
+        kernel={"device": {"name": "flannel.1", "mtu": 1450, "vni": 1, "port": 8472, "local": ip,
+                           "addresses": [subnet.replace("/24", "/32")], "mac": mac},
+                "arp": list(arp), "fdb": list(fdb), "routes": list(routes)})
 
 
-def status():
+def status(etcd_error=None):
     a = node_status("master", "192.168.50.1", "10.108.76.0/24", "56:fd:f6:b2:9b:23", "10.108.76.1/24",
                     arp=[{"ip": "10.108.28.0", "mac": "6e:c8:4b:92:48:dd", "permanent": True}],
                     fdb=[{"mac": "6e:c8:4b:92:48:dd", "dst": "192.168.50.2", "permanent": True}],
                     routes=[{"dst": "10.108.28.0/24", "via": "10.108.28.0", "dev": "flannel.1", "onlink": True}])
-    b = node_status("node1", "192.168.50.2", "10.108.28.0/24", "6e:c8:4b:92:48:dd", "172.17.0.1/16", in_net=False,
+    b = node_status("node1", "192.168.50.2", "10.108.28.0/24", "6e:c8:4b:92:48:dd", "172.17.0.1/16",
                     arp=[{"ip": "10.108.76.0", "mac": "56:fd:f6:b2:9b:23", "permanent": True}])
-    return {"name": "nbt", "network": "10.108.0.0/16", "nodes": [a, b]}
+    return LabStatus(name="nbt", network="10.108.0.0/16", backend="vxlan", prefix="/coreos.com/network",
+                     nodes=[a, b], etcd_error=etcd_error)
+
+
+def test_in_range_judges_docker0_against_the_nodes_own_lease():
+    # in the Network, but in another node's subnet: docker0 from an older lease
+    assert docker0_in_range("10.108.31.1/24", "10.108.32.0/24", "10.108.0.0/16") is False
+    assert docker0_in_range("10.108.32.1/24", "10.108.32.0/24", "10.108.0.0/16") is True
+    assert docker0_in_range("10.108.32.1/24", "10.108.32.0/24", "10.109.0.0/16") is False   # Network moved on
+    assert docker0_in_range("10.108.32.1/24", None, "10.108.0.0/16") is False              # no lease
+    assert docker0_in_range(None, "10.108.32.0/24", "10.108.0.0/16") is False
+
+
+def test_status_json_keeps_its_shape_and_says_when_etcd_is_down():
+    d = status().to_dict(kernel=False)
+    assert list(d) == ["name", "network", "backend", "prefix", "etcd_error", "nodes"]
+    assert d["etcd_error"] is None and "kernel" not in d["nodes"][0]
+    assert set(d["nodes"][0]) >= {"name", "namespace", "public_ip", "subnet", "vtep_mac", "lease", "docker0",
+                                  "docker0_in_network", "services", "subnet_env", "containers", "in_range"}
+    assert d["nodes"][0]["containers"] == [{"name": "c1", "ip": None, "running": False}]
+    assert json.loads(status("etcd is not reachable (Connection refused)").to_json())["etcd_error"] \
+        == "etcd is not reachable (Connection refused)"
+    assert "kernel" in status().to_dict()["nodes"][0]
+
+
+def test_with_etcd_down_the_table_warns_and_in_range_is_unknown():
+    st = status("etcd is not reachable (Connection refused)")
+    for n in st.nodes:
+        n.in_range = None
+    t = tables.result_table(st, "lab nbt")
+    assert "WARNING: etcd is not reachable" in t.text() and [r[-1] for r in t.rows] == ["?", "?"]
+    assert "etcd is not reachable" in tables.result_html(st)
 
 
 def test_result_rows_mark_docker0_outside_the_nodes_subnet():
-    rows = logic.result_rows(status())
+    rows = tables.result_rows(status())
     assert rows[0] == ["master", "192.168.50.1", "10.108.76.0/24", "56:fd:f6:b2:9b:23", "10.108.76.1/24", "✓"]
     assert rows[1][-1] == "✗"
-    # docker0 in the node's old subnet, but the Network in etcd has moved on: ✗ too
-    assert logic.result_rows(status(), network="10.109.0.0/16")[0][-1] == "✗"
-    html = logic.result_html(status())
+    html = tables.result_html(status())
     assert "labkit-result" in html and "✓" in html and "✗" in html
 
 
 def test_lab_view_ties_each_lease_to_its_kernel_entries():
-    view = logic.lab_view(status())
+    view = tables.lab_view(status())
     master_peer = view[0]["peers"][0]
     assert (master_peer["peer"], master_peer["arp_ok"], master_peer["fdb_ok"], master_peer["route_ok"]) == \
         ("node1", True, True, True)
     assert master_peer["route"] == "10.108.28.0/24 via 10.108.28.0 dev flannel.1 onlink"
     node1_peer = view[1]["peers"][0]
     assert (node1_peer["arp_ok"], node1_peer["fdb_ok"], node1_peer["route_ok"]) == (True, False, False)
-    text = logic.lab_view_text(view, "node1")
+    text = tables.lab_view_text(view, "node1")
     assert text.startswith("node1  lease /coreos.com/network/subnets/10.108.28.0-24")
     assert "✗ FDB    56:fd:f6:b2:9b:23 dst 192.168.50.1 self permanent" in text
     assert "master" not in text.splitlines()[0]
-    assert "labkit-labview" in logic.lab_view_html(view)
+    assert "labkit-labview" in tables.lab_view_html(view)
 
 
 def test_matrix():
     eps = ["master/c1", "node1/c1"]
     res = {("master/c1", "node1/c1"): True, ("node1/c1", "master/c1"): False}
-    assert logic.matrix_rows(res, eps) == [["master/c1", "-", "ok"], ["node1/c1", "FAIL", "-"]]
-    assert logic.matrix_text(res, eps).splitlines()[-1] == "1 of 2 pairs reachable"
-    html = logic.matrix_html(res, eps)
+    assert tables.matrix_rows(res, eps) == [["master/c1", "-", "ok"], ["node1/c1", "FAIL", "-"]]
+    assert tables.matrix_text(res, eps).splitlines()[-1] == "1 of 2 pairs reachable"
+    html = tables.matrix_html(res, eps)
     assert "#cf222e" in html and "#2da44e" in html and "labkit-matrix" in html
 
 
 # -- the widgets, on a fake lab -------------------------------------------------------------------
 class FakeLab:
     def __init__(self):
+        from labkit.lab import Lab
+        self.real = Lab(SPEC)            # for plan(): the same steps a real lab would take
         self.spec = SPEC
-        self.nodes = fake_lab().nodes
-        self.applied = None
+        self.nodes = self.real.nodes
+        self.reconfigured = []
+        self.fail = None
 
     def status(self):
         return status()
+
+    def plan(self, new_spec):
+        return self.real.plan(new_spec)
+
+    def reconfigure(self, new_spec, progress=None):
+        if self.fail:
+            raise self.fail
+        steps = self.plan(new_spec)
+        for i, step in enumerate(steps):
+            progress(i, len(steps), step)
+        progress(len(steps), len(steps), "done")
+        self.reconfigured.append(new_spec)
+        return "result"
 
     def endpoints(self):
         return ["master/c1", "node1/c1"]
@@ -162,7 +232,7 @@ class FakeLab:
         return {(a, b): True for a in eps for b in eps if a != b}
 
 
-def test_config_panel_checks_live_and_applies(monkeypatch):
+def test_config_panel_checks_live_and_applies_through_reconfigure():
     from labkit.widgets import ConfigPanel
     lab = FakeLab()
     p = ConfigPanel(lab)
@@ -181,26 +251,21 @@ def test_config_panel_checks_live_and_applies(monkeypatch):
             p.backend = name
     assert p.backend == "vxlan"
 
-    seen = []
-
-    def fake_apply(lab_, new_spec, progress=None):
-        for i, step in enumerate(logic.apply_plan(lab_, new_spec)):
-            progress(i, 7, step)
-        seen.append(new_spec)
-        return status()
-    monkeypatch.setattr(logic, "apply_config", fake_apply)
     table = p.apply(echo=False)
-    assert seen[0].network == "10.20.0.0/22"
-    assert p.progress.max == 7 and "node1: restart docker" not in p.step.value
+    assert lab.reconfigured[0].network == "10.20.0.0/22" and p.last_result == "result"
+    assert p.plan == lab.real.plan(lab.reconfigured[0]) and len(p.plan) == 7
+    assert p.progress.max == p.progress.value == 7 and "done" in p.step.value
     assert "✓" in table.text() and "labkit-result" in p.result.value
     p._apply_clicked()                      # the button: no exception escapes
-    assert len(seen) == 2
+    assert len(lab.reconfigured) == 2
 
 
-def test_config_panel_shows_a_failed_apply(monkeypatch):
+def test_config_panel_shows_a_failed_apply():
     from labkit.widgets import ConfigPanel
-    p = ConfigPanel(FakeLab())
-    monkeypatch.setattr(logic, "apply_config", lambda *a, **k: (_ for _ in ()).throw(LabError("boom")))
+    lab = FakeLab()
+    p = ConfigPanel(lab)
+    p.network.value = "10.20.0.0/22"
+    lab.fail = LabError("boom")
     p._apply_clicked()
     assert "Apply failed: boom" in p.step.value and not p.apply_button.disabled
 
@@ -271,7 +336,7 @@ def test_magics_register_without_variable_expansion():
 
 
 def test_table_and_notebook_lab_names():
-    from labkit.jupyter import NOTEBOOK_LAB, Table
+    from labkit.jupyter import NOTEBOOK_LAB, Table   # the old path still works
     t = Table(["a", "bb"], [["1", None], ["333", "x<y"]], title="T")
     assert t.text() == "T\na    bb\n1\n333  x<y"
     assert "x&lt;y" in t._repr_html_()
@@ -290,3 +355,81 @@ def test_a_test_run_gives_its_notebook_labs_their_own_names(monkeypatch):
     monkeypatch.setenv("LABKIT_NOTEBOOK_SUFFIX", "-rm -rf")
     with pytest.raises(LabError):
         jupyter.notebook_labs()
+
+
+# -- the owner check: a notebook never removes a lab it does not own -------------------------------
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_RUN_DIR", str(tmp_path))
+    return tmp_path
+
+
+def make_state(name, by, pid):
+    from labkit.state import LabState
+    st = LabState(name)
+    st.create(LabSpec(name=name))
+    st.set_owner(by, pid=pid)
+    return st
+
+
+def dead_pid():
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_owner_is_recorded_with_its_start_time(run_dir):
+    st = make_state("nbo01", "labkit up", os.getpid())
+    o = st.owner()
+    assert (o["pid"], o["by"], o["alive"]) == (os.getpid(), "labkit up", True) and o["start"]
+    assert make_state("nbo02", "labkit up", dead_pid()).owner()["alive"] is False
+
+
+def test_a_notebook_replaces_only_its_own_or_an_orphaned_notebook_lab(run_dir):
+    from labkit.notebook.session import check_removable
+    check_removable("nbo01")                                       # no such lab
+    make_state("nbo01", "notebook kernel", os.getpid())
+    check_removable("nbo01")                                       # this kernel's: re-run from the top
+    make_state("nbo02", "notebook kernel", dead_pid())
+    check_removable("nbo02")                                       # its kernel is gone
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        make_state("nbo03", "notebook kernel", other.pid)
+        with pytest.raises(LabError, match=rf"created by notebook kernel pid {other.pid}, which is still "
+                                           r"running.*Pick another name \(e.g. start\('nb03b'"):
+            check_removable("nbo03", "nb03")
+    finally:
+        other.kill()
+        other.wait()
+    make_state("nbo04", "labkit up", dead_pid())                   # the CLI exits, its lab lives on
+    with pytest.raises(LabError, match=r"created by `labkit up` \(pid \d+, exited; the lab lives on\).*"
+                                       r"labkit down --name nbo04"):
+        check_removable("nbo04")
+
+
+# -- layering --------------------------------------------------------------------------------------
+def imports_of(path):
+    tree = ast.parse(pathlib.Path(path).read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            out.add(("." * node.level) + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return out
+
+
+def test_the_notebook_layer_only_imports_downwards():
+    root = pathlib.Path(__file__).resolve().parents[2] / "labkit"
+    floors = ["tables", "panels", "session", "magics", "setup_check", "widgets", "execute"]
+    for i, floor in enumerate(floors):
+        mods = imports_of(root / "notebook" / f"{floor}.py")
+        above = {f".{f}" for f in floors[i + 1:]} | {f"labkit.notebook.{f}" for f in floors[i + 1:]}
+        assert not mods & above, (floor, mods & above)
+    for name in ("widgets", "panels"):
+        mods = imports_of(root / "notebook" / f"{name}.py")
+        assert not {m for m in mods if m.split(".")[-1] in ("netns", "footprint", "docker", "containers")}, mods
+    below = [p for p in root.rglob("*.py") if "notebook" not in p.parts and p.name not in ("jupyter.py", "magics.py")
+             and "widgets" not in p.parts]
+    for p in below:
+        assert not {m for m in imports_of(p) if "notebook" in m or m.endswith(("jupyter", "widgets"))}, p

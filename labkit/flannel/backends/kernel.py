@@ -19,7 +19,7 @@ import subprocess
 
 EOPNOTSUPP = 95
 SCRATCH_PREFIX = "labkit_probe_"   # "_" cannot occur in a lab name: no lab owns this
-_cache: dict[str, bool | None] = {}
+_cache: dict[tuple, bool | None] = {}
 
 
 def missing_link_type(kind: str) -> str:
@@ -32,13 +32,14 @@ def is_missing_link_type(err) -> bool:
     return getattr(err, "code", None) == EOPNOTSUPP or getattr(err, "errno", None) == EOPNOTSUPP
 
 
-def link_kind_available(kind: str) -> bool | None:
-    """Can this kernel create a `kind` link? None when it cannot be tested (not root).
+def link_kind_available(kind: str, *args: str) -> bool | None:
+    """Can this kernel create a `kind` link (`args`: what that kind requires, such as a
+    VXLAN id)? None when it cannot be tested (not root).
 
     The answer is cached: the kernel does not change under a running process.
     """
-    if kind in _cache:
-        return _cache[kind]
+    if (kind, args) in _cache:
+        return _cache[(kind, args)]
     if os.geteuid() != 0:
         return None
     ns = f"{SCRATCH_PREFIX}{os.getpid()}"
@@ -46,7 +47,7 @@ def link_kind_available(kind: str) -> bool | None:
     try:
         if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
             return None
-        r = subprocess.run(["ip", "-n", ns, "link", "add", "probe0", "type", kind],
+        r = subprocess.run(["ip", "-n", ns, "link", "add", "probe0", "type", kind, *args],
                            capture_output=True, text=True)
         if r.returncode == 0:
             answer = True
@@ -56,5 +57,5 @@ def link_kind_available(kind: str) -> bool | None:
         return None
     finally:
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
-    _cache[kind] = answer
+    _cache[(kind, args)] = answer
     return answer

@@ -1,0 +1,116 @@
+"""What the config panel computes and does, as plain functions (no ipywidgets here).
+
+The live checks of the form (flannel's own error text) and the backend list with the
+reason a backend is unavailable. Apply itself is ``Lab.plan``/``Lab.reconfigure``: the
+panel shows the plan and the progress, so it cannot drift from what the CLI does.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import LabError
+
+MAX_PANEL_NODES = 8
+
+
+# -- the config form ---------------------------------------------------------------------------
+def backend_choices() -> list[tuple[str, bool, str]]:
+    """Every backend flannel knows: (name, usable in this lab, why not). A backend labkit
+    implements is still unusable when this kernel lacks its link type (ipip, wireguard)."""
+    from .. import spec as specmod
+    from ..flannel.config import KNOWN_BACKENDS
+    SUPPORTED_BACKENDS = specmod.SUPPORTED_BACKENDS
+    kernel_types = getattr(specmod, "KERNEL_LINK_TYPES", {})
+    names = list(SUPPORTED_BACKENDS) + [b for b in KNOWN_BACKENDS if b not in SUPPORTED_BACKENDS]
+    out = []
+    for name in names:
+        if name in SUPPORTED_BACKENDS and name in kernel_types:
+            from ..flannel.backends.kernel import link_kind_available, missing_link_type
+            if link_kind_available(kernel_types[name]) is False:
+                out.append((name, False, f"{name} cannot run here: {missing_link_type(kernel_types[name])}"))
+            else:
+                out.append((name, True, ""))
+        elif name in SUPPORTED_BACKENDS:
+            out.append((name, True, ""))
+        else:
+            out.append((name, False, f"{name} is a flannel backend labkit does not implement yet "
+                                      f"(supported: {', '.join(SUPPORTED_BACKENDS)})"))
+    return out
+
+
+@dataclass
+class FormCheck:
+    """The result of checking the form: per-field errors, the config, what flannel derives."""
+    errors: dict = field(default_factory=dict)      # field -> message
+    config: dict | None = None
+    config_json: str = ""
+    subnet_len_bounds: tuple | None = None          # (min, max) SubnetLen for this Network
+    effective_subnet_len: int | None = None         # what flannel will use (default filled in)
+    subnets: int | None = None                      # how many subnets SubnetMin..SubnetMax hold
+    warnings: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def make_spec(lab_spec, *, network: str, subnet_len: int | None, backend: str, vni: int | None,
+              port: int | None, direct_routing: bool, nodes: int):
+    """The lab's spec with the form's values (None/0 SubnetLen, VNI, Port = flannel's default)."""
+    if not vni or (vni == 1 and lab_spec.vni is None):
+        vni = None                      # flannel's default VNI 1: not written to the config
+    return dataclasses.replace(
+        lab_spec, network=network, subnet_len=subnet_len or None, backend=backend, vni=vni,
+        port=port or None, direct_routing=bool(direct_routing), nodes=nodes)
+
+
+def check_form(lab_spec, *, network: str, subnet_len: int | None, backend: str, vni: int | None,
+               port: int | None, direct_routing: bool, nodes: int) -> FormCheck:
+    """Check the form as the user types: flannel's messages, field by field."""
+    from ..flannel.config import ConfigError, parse_config, subnet_len_bounds, validate_network_cidr
+    res = FormCheck()
+    net = None
+    try:
+        net = validate_network_cidr(network)
+        res.subnet_len_bounds = subnet_len_bounds(net)
+    except ConfigError as e:
+        res.errors["network"] = str(e)
+    choices = {name: (ok, why) for name, ok, why in backend_choices()}
+    if backend not in choices:
+        from ..flannel.config import unknown_backend_message
+        res.errors["backend"] = unknown_backend_message(backend)
+    elif not choices[backend][0]:
+        res.errors["backend"] = choices[backend][1]
+    spec = make_spec(lab_spec, network=network, subnet_len=subnet_len, backend=backend, vni=vni,
+                     port=port, direct_routing=direct_routing, nodes=nodes)
+    res.config = spec.network_config()
+    res.config_json = spec.network_config_json()
+    if net is not None:
+        try:
+            cfg = parse_config(res.config_json)
+            res.effective_subnet_len = cfg.subnet_len
+            size = 1 << (32 - cfg.subnet_len)
+            res.subnets = (int(cfg.subnet_max) - int(cfg.subnet_min)) // size + 1
+        except ConfigError as e:
+            res.errors["subnet_len" if subnet_len else "network"] = str(e)
+    if not res.errors:
+        try:
+            spec.validate()
+        except LabError as e:
+            msg = str(e)
+            key = ("vni" if "VNI" in msg else "port" if msg.startswith("port") else
+                   "backend" if msg.startswith(("backend", "unknown backend")) else
+                   "nodes" if "nodes" in msg else "network")
+            res.errors[key] = msg
+    if res.subnets is not None and nodes > res.subnets and not res.errors:
+        res.errors["nodes"] = (f"{nodes} nodes but this Network has {res.subnets} subnet(s) "
+                               f"(the first one is never used): flanneld on the extra node exits "
+                               f"with 'failed to acquire lease: out of subnets'")
+    return res
+
+
+def etcdctl_command(prefix: str, config_json: str) -> str:
+    """What a user types on the master to do what Apply does first."""
+    return f"etcdctl put {prefix}/config '{config_json}'"
+
