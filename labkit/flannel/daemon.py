@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     if opts["version"]:
         print("v0.28.0-labkit")
         return 0
+    log.set_verbosity(opts["v"])  # klog.V: read by the backends (the udp proxy's errors)
     def go(v):  # Go's %+v of a flag value
         return "[" + " ".join(v) + "]" if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else v
     log.info(SRC, "CLI flags config: {" + " ".join(f"{k}:{go(v)}" for k, v in opts.items()) + "}")

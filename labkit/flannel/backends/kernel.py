@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import subprocess
 
-EOPNOTSUPP = 95
+from ..ip import EOPNOTSUPP, errno_of
+
 SCRATCH_PREFIX = "labkit_probe_"   # "_" cannot occur in a lab name: no lab owns this
 _cache: dict[str, bool | None] = {}
 
@@ -29,7 +30,7 @@ def missing_link_type(kind: str) -> str:
 
 def is_missing_link_type(err) -> bool:
     """True for the kernel's answer to a link kind it does not know."""
-    return getattr(err, "code", None) == EOPNOTSUPP or getattr(err, "errno", None) == EOPNOTSUPP
+    return errno_of(err) == EOPNOTSUPP
 
 
 def link_kind_available(kind: str) -> bool | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from ... import log
 from ...subnet import LeaseAttrs
 from .network import UdpNetwork
 from .. import decode_backend_config
@@ -39,4 +40,5 @@ class UdpBackend:
         # 2. the TUN's network is that of the whole overlay (e.g. /16), not the
         #    node's /24: the lease's address with the Network's prefix length
         tun_net = ipaddress.IPv4Interface(f"{lease.subnet.network_address}/{config.network.prefixlen}")
-        return UdpNetwork(self.sm, self.ext_iface, cfg["Port"], tun_net, lease, self.ipr)
+        return UdpNetwork(self.sm, self.ext_iface, cfg["Port"], tun_net, lease, self.ipr,
+                          verbosity=log.verbosity())
