@@ -12,23 +12,32 @@ What it writes to its state folder is the spec and the list of what it created, 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import ipaddress
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 from . import netns
+from .capture import capture
+from .docker import containers
 from .errors import LabError
 from .etcd import V2Client, wait_healthy, v3_client
+from .flannel.backends.footprint import peers_handled, remove_leftovers
+from .flannel.backends.kernel import dead_probes
+from .flannel.ip import AF_BRIDGE
+from .flannel.subnet import parse_subnet_key
 from .node import Node
+from .services import Service
 from .spec import LabSpec, check_lab_name
 from .state import LabState
+from .status import lab_status
 from .underlay import attach, build_router, build_switch
 
 REQUIRED_BINARIES = {"ip": "iproute2", "etcd": "etcd-server", "etcdctl": "etcd-client",
                      "ping": "iputils-ping"}
-AF_BRIDGE = 7
 
 
 def preflight() -> None:
@@ -39,10 +48,6 @@ def preflight() -> None:
     missing = [f"{b} (Debian package {p})" for b, p in REQUIRED_BINARIES.items() if not shutil.which(b)]
     if missing:
         raise LabError("missing programs: " + ", ".join(missing) + "; run ./run setup to install them")
-
-
-def _node_port(ipr, name):
-    return ipr.link_lookup(ifname=name)
 
 
 class Lab:
@@ -93,6 +98,7 @@ class Lab:
     # -- build -------------------------------------------------------------------------
     def up(self) -> "Lab":
         preflight()
+        self.spec.check_kernel()  # first: it names a missing link type (see LabSpec.check_kernel)
         self.spec.validate()
         if self.state.exists() or any(n.startswith(self.state.prefix) for n in netns.list_names()):
             raise LabError(f"a lab named {self.spec.name!r} already exists; remove it with "
@@ -158,8 +164,6 @@ class Lab:
 
     def zygote(self):
         """The lab's fork server for flanneld and dockerd (in the switch namespace)."""
-        import sys
-        from .services import Service
         sock = self.state.path("zygote.sock")
         return Service(name="zygote", ns=self.state.netns("switch"),
                        argv=[sys.executable, "-m", "labkit.zygote", sock],
@@ -228,18 +232,17 @@ class Lab:
             time.sleep(0.02)
 
     def start_docker(self, nodes=None, timeout: float = 20) -> str:
-        from .docker.containers import daemon_info
         nodes = nodes or self.nodes
         for node in nodes:
             node.service("docker").start()
         deadline = time.monotonic() + timeout
         for node in nodes:
-            while daemon_info(self.state, node.name) is None or \
-                    daemon_info(self.state, node.name)["pid"] != node.service("docker").pid():
+            while containers.daemon_info(self.state, node.name) is None or \
+                    containers.daemon_info(self.state, node.name)["pid"] != node.service("docker").pid():
                 if time.monotonic() > deadline:
                     raise LabError(f"docker did not start on {node.name}; see `labkit logs {node.name} docker`")
                 time.sleep(0.02)
-        return ", ".join(f"{n.name}={daemon_info(self.state, n.name)['bip']}" for n in nodes)
+        return ", ".join(f"{n.name}={containers.daemon_info(self.state, n.name)['bip']}" for n in nodes)
 
     def service(self, node: str, name: str):
         return self.node(node).service(name)
@@ -257,7 +260,6 @@ class Lab:
         node.prepare()
         self.start_flanneld([node], wait=self.spec.write_config)
         self.start_docker([node])
-        from .docker import containers
         for i in range(1, self.spec.containers + 1):
             containers.run(self.state, node.name, f"c{i}")
         if self.spec.write_config:
@@ -265,7 +267,6 @@ class Lab:
         return node
 
     def _start_containers(self) -> str:
-        from .docker import containers
         made = []
         for node in self.nodes:
             for i in range(1, self.spec.containers + 1):
@@ -311,7 +312,6 @@ class Lab:
             return n
         routed = netns.netlink.call(node.ns, count)
         if self.spec.backend != "vxlan":  # udp's table is in its proxy; host-gw may be refused
-            from .flannel.backends.footprint import peers_handled
             routed = peers_handled(self.spec.backend, node.service("flanneld").log(), routed) - {own_net}
         return len(routed)
 
@@ -330,11 +330,8 @@ class Lab:
         `fields` are other LabSpec fields (port, vni, direct_routing, ...); the Backend
         options of the previous config are not carried over, as in a freshly written one.
         """
-        import dataclasses
-        from .docker import containers
-        from .flannel.backends.footprint import remove_leftovers
         fields = {"vni": None, "port": None, "direct_routing": False, **fields}
-        new = dataclasses.replace(self.spec, backend=backend, **fields).validate()
+        new = dataclasses.replace(self.spec, backend=backend, **fields).check_kernel().validate()
         old = self.spec.backend
         self.spec = new
         for node in self.nodes:
@@ -373,7 +370,6 @@ class Lab:
     # -- looking at it -------------------------------------------------------------------
     def leases(self) -> dict:
         """{subnet: (key, value json)} straight from etcd."""
-        from .flannel.subnet import parse_subnet_key
         if self.spec.flavour == "legacy":
             pairs = V2Client(self.state.etcd_socket).list(f"{self.spec.prefix}/subnets")
         else:
@@ -388,7 +384,6 @@ class Lab:
 
     def capture(self, target: str, iface: str, **kw):
         """Capture packets on a node's or container's interface (see labkit.capture)."""
-        from .capture import capture
         return capture(self, target, iface, **kw)
 
     def network_config(self) -> str | None:
@@ -403,12 +398,10 @@ class Lab:
             return None
 
     def status(self) -> dict:
-        from .status import lab_status
         return lab_status(self)
 
     def resolve(self, target: str):
         """'node1' -> (node, None); 'node1/c1' or a unique 'c1' -> (node, container record)."""
-        from .docker import containers
         if "/" in target:
             node_name, _, cname = target.partition("/")
             node = self.node(node_name)
@@ -473,7 +466,6 @@ class Lab:
 
     def endpoints(self) -> list[str]:
         """Every running container as NODE/NAME, or the nodes when there are none."""
-        from .docker import containers
         eps = [f"{n.name}/{r['name']}" for n in self.nodes
                for r in containers.list_all(self.state, n.name) if r["running"]]
         return eps or [n.name for n in self.nodes]
@@ -504,7 +496,6 @@ def clean(name: str) -> list[str]:
     if os.path.isdir(pid_root):
         for node in os.listdir(pid_root):
             for svc in ("docker", "flanneld", "etcd"):
-                from .services import Service
                 s = Service(svc, "", [], "", os.path.join(pid_root, node, "pid", f"{svc}.pid"))
                 if s.pid() is not None:
                     s.stop(timeout=2)
@@ -519,4 +510,8 @@ def clean(name: str) -> list[str]:
     if os.path.isdir(state.dir):
         state.remove()
         removed.append(f"state {state.dir}")
+    # 4. kernel probes of any lab whose process was killed mid-probe (spec.check_kernel)
+    for ns in dead_probes(netns.list_names()):
+        netns.delete(ns)
+        removed.append(f"netns {ns} (a kernel probe whose process is gone)")
     return removed

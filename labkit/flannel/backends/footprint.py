@@ -33,7 +33,7 @@ import re
 from ..ip import AF_BRIDGE, AF_INET, routes_into
 from .catalogue import FLANNEL_DEVICE_RE, device_name
 
-__all__ = ["FLANNEL_DEVICE_RE", "device_name", "footprint", "remove_leftovers", "peers_handled"]
+__all__ = ["FLANNEL_DEVICE_RE", "device_name", "footprint", "peers_handled", "remove_leftovers"]
 
 
 def footprint(ipr, network) -> dict:
