@@ -43,7 +43,7 @@ def _progress(progress):
 def _where(lab: Lab, target: str) -> tuple[str, dict]:
     """The network namespace of a node or container, and the node's environment."""
     node, rec = lab.resolve(target)
-    return (node.ns if rec is None else rec["netns"]), node.env()
+    return (node.ns if rec is None else rec.netns), node.env()
 
 
 def _server(lab: Lab, target: str, port: int) -> subprocess.Popen:

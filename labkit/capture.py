@@ -25,7 +25,6 @@ Traffic only ever flows between the lab's namespaces: the ``ping`` helper goes t
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 import socket
@@ -35,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import LabError
+from .nsexec import enter_net
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
@@ -51,11 +51,6 @@ MAX_TIMEOUT = 300.0
 
 
 # -- opening a socket inside a namespace ----------------------------------------------------
-def _libc():
-    from .nsexec import _libc as libc
-    return libc
-
-
 def _linktype(hatype: int) -> int:
     if hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
         return DLT_EN10MB
@@ -90,11 +85,11 @@ def in_namespace(ns: str, fn, *args):
     result: dict = {}
 
     def inside():
-        libc = _libc()
         fd = os.open(path, os.O_RDONLY)
         try:
-            if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET, this thread only
-                result["error"] = LabError(f"cannot enter {ns}: {os.strerror(ctypes.get_errno())}")
+            err = enter_net(fd)  # this thread only
+            if err:
+                result["error"] = LabError(f"cannot enter {ns}: {os.strerror(err)}")
                 return
         finally:
             os.close(fd)
@@ -366,9 +361,9 @@ def _resolve_point(lab, target: str) -> str:
     node, rec = lab.resolve(target)
     if rec is None:
         return node.ns
-    if not rec.get("running"):
-        raise LabError(f"container {rec['name']} on {node.name} is not running")
-    return rec["netns"]
+    if not rec.running:
+        raise LabError(f"container {rec.name} on {node.name} is not running")
+    return rec.netns
 
 
 def interfaces(lab, target: str) -> list[str]:
@@ -486,4 +481,4 @@ def container_veth(lab, target: str) -> str:
     node, rec = lab.resolve(target)
     if rec is None:
         raise LabError(f"{target} is a node, not a container")
-    return rec["veth"]
+    return rec.veth

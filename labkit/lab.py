@@ -27,7 +27,7 @@ from .errors import LabError
 from .etcd import V2Client, wait_healthy, v3_client
 from .flannel.backends.footprint import peers_handled, remove_leftovers
 from .flannel.backends.kernel import dead_probes
-from .flannel.ip import AF_BRIDGE
+from .flannel.ip import AF_BRIDGE, routes_into
 from .flannel.subnet import parse_subnet_key
 from .node import Node
 from .services import Service
@@ -271,7 +271,7 @@ class Lab:
         for node in self.nodes:
             for i in range(1, self.spec.containers + 1):
                 rec = containers.run(self.state, node.name, f"c{i}")
-                made.append(f"{node.name}/c{i}={rec['ip']}")
+                made.append(f"{node.name}/c{i}={rec.ip}")
         return ", ".join(made)
 
     def wait_converged(self, timeout: float = 30) -> str:
@@ -302,14 +302,7 @@ class Lab:
         own_net = ipaddress.IPv4Interface(own).network if own else None
 
         def count(ipr):
-            n = set()
-            for r in ipr.get_routes(family=2):
-                dst = r.get_attr("RTA_DST")
-                if dst and r.get_attr("RTA_GATEWAY"):
-                    sn = ipaddress.IPv4Network(f"{dst}/{r['dst_len']}")
-                    if sn.subnet_of(net) and sn != own_net:
-                        n.add(sn)
-            return n
+            return {r.dst for r in routes_into(ipr, net) if r.gw and r.dst != own_net}
         routed = netns.netlink.call(node.ns, count)
         if self.spec.backend != "vxlan":  # udp's table is in its proxy; host-gw may be refused
             routed = peers_handled(self.spec.backend, node.service("flanneld").log(), routed) - {own_net}
@@ -345,7 +338,7 @@ class Lab:
                 done = netns.netlink.call(node.ns, remove_leftovers, self.spec.network)
                 if done:
                     self.progress(f"{node.name}: {'; '.join(done)}")
-        running = {n.name: [r for r in containers.list_all(self.state, n.name) if r["running"]]
+        running = {n.name: [r for r in containers.list_all(self.state, n.name) if r.running]
                    for n in self.nodes}
         self.progress("flanneld: " + self.start_flanneld())
         for node in self.nodes:
@@ -353,7 +346,7 @@ class Lab:
         self.progress("docker: " + self.start_docker())
         for node in self.nodes:
             for rec in running[node.name]:
-                containers.start(self.state, node.name, rec["name"])  # `docker start`
+                containers.start(self.state, node.name, rec.name)  # `docker start`
         converged = self.wait_converged(timeout)
         return f"{old} -> {backend}: {converged}"
 
@@ -412,7 +405,7 @@ class Lab:
         if any(n.name == target for n in self.nodes):
             return self.node(target), None
         hits = [(n, r) for n in self.nodes for r in containers.list_all(self.state, n.name)
-                if r["name"] == target]
+                if r.name == target]
         if len(hits) == 1:
             return hits[0]
         if hits:
@@ -424,9 +417,9 @@ class Lab:
         node, rec = self.resolve(target)
         if rec is None:
             return netns.nsexec_argv(node.ns, argv, node.view()), node.env()
-        if not rec["running"]:
-            raise LabError(f"container {rec['name']} on {node.name} is not running")
-        return netns.nsexec_argv(rec["netns"], argv, node.view(hostname=rec["name"])), node.env()
+        if not rec.running:
+            raise LabError(f"container {rec.name} on {node.name} is not running")
+        return netns.nsexec_argv(rec.netns, argv, node.view(hostname=rec.name)), node.env()
 
     def exec(self, target: str, argv: list[str], timeout: float | None = 60, input: str | None = None):
         """Run argv on a node or in a container; returns CompletedProcess (text)."""
@@ -442,9 +435,9 @@ class Lab:
         node, rec = self.resolve(target)
         if rec is None:
             return node.public_ip
-        if not rec.get("ip"):
-            raise LabError(f"container {rec['name']} on {node.name} has no address (not running)")
-        return ipaddress.IPv4Address(rec["ip"])
+        if not rec.ip:
+            raise LabError(f"container {rec.name} on {node.name} has no address (not running)")
+        return ipaddress.IPv4Address(rec.ip)
 
     def lab_networks(self) -> list[ipaddress.IPv4Network]:
         """Every range lab traffic may be sent to: nothing outside these is ever pinged."""
@@ -467,7 +460,7 @@ class Lab:
     def endpoints(self) -> list[str]:
         """Every running container as NODE/NAME, or the nodes when there are none."""
         eps = [f"{n.name}/{r['name']}" for n in self.nodes
-               for r in containers.list_all(self.state, n.name) if r["running"]]
+               for r in containers.list_all(self.state, n.name) if r.running]
         return eps or [n.name for n in self.nodes]
 
     def connectivity(self, endpoints=None) -> dict:

@@ -9,9 +9,7 @@ import ipaddress
 import json
 
 from . import netns
-
-AF_BRIDGE = 7
-NUD_PERMANENT = 0x80
+from .flannel.ip import AF_BRIDGE, AF_INET, NUD_PERMANENT, RT_TABLE_MAIN, RTNH_F_ONLINK
 
 
 def _link_addrs(ipr, ifname: str) -> list[str]:
@@ -45,13 +43,13 @@ def kernel_state(ipr, device: str) -> dict:
                 out["fdb"].append({"mac": n.get_attr("NDA_LLADDR"), "dst": n.get_attr("NDA_DST"),
                                    "permanent": bool(n["state"] & NUD_PERMANENT)})
     names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
-    for r in ipr.get_routes(family=2):
+    for r in ipr.get_routes(family=AF_INET):
         dst = r.get_attr("RTA_DST")
-        if dst is None or r.get_attr("RTA_TABLE") != 254:
+        if dst is None or r.get_attr("RTA_TABLE") != RT_TABLE_MAIN:
             continue
         out["routes"].append({"dst": f"{dst}/{r['dst_len']}", "via": r.get_attr("RTA_GATEWAY"),
                               "dev": names.get(r.get_attr("RTA_OIF")),
-                              "onlink": bool(r["flags"] & 4)})
+                              "onlink": bool(r["flags"] & RTNH_F_ONLINK)})
     return out
 
 
@@ -95,7 +93,7 @@ def lab_status(lab) -> dict:
             "docker0_in_network": bool(docker0 and ipaddress.IPv4Interface(docker0).ip in network),
             "services": {s: node.service(s).status() for s in node.services()},
             "subnet_env": node.subnet_env(),
-            "containers": [{"name": r["name"], "ip": r.get("ip"), "running": r["running"]}
+            "containers": [{"name": r.name, "ip": r.ip, "running": r.running}
                            for r in containers.list_all(lab.state, node.name)],
             "kernel": kern,
         })

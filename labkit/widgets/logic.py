@@ -154,7 +154,7 @@ def apply_config(lab, new_spec, progress=None):
         return lab.status()
     i = 0
     say(i, len(steps), steps[i])
-    running = {n.name: [r["name"] for r in ctr.list_all(lab.state, n.name) if r["running"]]
+    running = {n.name: [r.name for r in ctr.list_all(lab.state, n.name) if r.running]
                for n in lab.nodes}
     switching, old_network = new_spec.backend != lab.spec.backend, lab.spec.network
     adopt_spec(lab, new_spec)

@@ -166,3 +166,15 @@ def test_no_backend_imports_the_daemon():
     for path in root.rglob("*.py"):
         text = path.read_text()
         assert "daemon import" not in text and "import daemon" not in text, path
+
+
+# -- container records ------------------------------------------------------------------------
+def test_container_record_keeps_its_json_on_disk():
+    from labkit.docker.containers import Container
+    on_disk = {"name": "c1", "id": "ab" * 32, "image": "busybox", "node": "node1", "netns": "lab-node1-c1",
+               "command": ["sleep", "infinity"], "restart": "no", "created": 1.5, "veth": "veth1234567",
+               "ip": "10.108.3.2", "gateway": "10.108.3.1", "prefixlen": 24, "mtu": 1450, "started": 2.5,
+               "pid": 77}
+    rec = Container.from_json(dict(on_disk, running=True))   # a stray "running" is not stored
+    assert rec.ip == "10.108.3.2" and rec.running is False
+    assert rec.to_json() == on_disk and list(rec.to_json()) == list(on_disk)
