@@ -459,7 +459,7 @@ class Lab:
 
     def endpoints(self) -> list[str]:
         """Every running container as NODE/NAME, or the nodes when there are none."""
-        eps = [f"{n.name}/{r['name']}" for n in self.nodes
+        eps = [f"{n.name}/{r.name}" for n in self.nodes
                for r in containers.list_all(self.state, n.name) if r.running]
         return eps or [n.name for n in self.nodes]
 

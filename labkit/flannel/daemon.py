@@ -239,7 +239,7 @@ def main(argv=None) -> int:
 
 
 def _run(sm, bn, events: queue.Queue, stop: list) -> int:
-    from .subnet import LeaseWatcher
+    from .subnet import EVENT_REMOVED, LeaseWatcher
     lease = bn.lease
     watcher = LeaseWatcher(own_subnet=lease.subnet)
     # each backend's network file logs this in flannel (vxlan_network.go, route_network.go, ...)
@@ -260,7 +260,7 @@ def _run(sm, bn, events: queue.Queue, stop: list) -> int:
         for e in batch or []:
             if e.lease.subnet != lease.subnet:
                 continue
-            if e.type == "removed":
+            if e.type == EVENT_REMOVED:
                 log.error("local_manager.go", "Lease has been revoked. Shutting down daemon.")
                 log.info(SRC, "Waiting for all goroutines to exit")
                 return _exit_cleanly()

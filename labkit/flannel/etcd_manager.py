@@ -15,7 +15,7 @@ import urllib.parse
 
 from . import log
 from .config import parse_config
-from .subnet import (Event, Lease, LeaseAttrs, LeaseWatcher, choose_subnet, parse_subnet_key,
+from .subnet import (EVENT_ADDED, EVENT_REMOVED, Event, Lease, LeaseAttrs, LeaseWatcher, choose_subnet, parse_subnet_key,
                      subnet_key)
 
 SRC = "local_manager.go"
@@ -176,9 +176,9 @@ class LocalManager:
                 if isinstance(e, ev.PutEvent):
                     lease = self._lease_from_kv(key, e.value, getattr(e, "lease", 1) or 0)
                     if lease is not None:
-                        batch.append(Event("added", lease))
+                        batch.append(Event(EVENT_ADDED, lease))
                 elif isinstance(e, ev.DeleteEvent):
-                    batch.append(Event("removed", Lease(subnet=subnet, attrs=LeaseAttrs(public_ip=""),
+                    batch.append(Event(EVENT_REMOVED, Lease(subnet=subnet, attrs=LeaseAttrs(public_ip=""),
                                                        expiration=None, key=key)))
             if batch:
                 callback(batch)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 
 from .. import log
+from ..subnet import EVENT_ADDED, EVENT_REMOVED
 from ..ip import RTNH_F_ONLINK, RTPROT_BOOT, go_strerror, main_routes
 from .simple_network import SimpleNetwork
 
@@ -98,10 +99,10 @@ class RouteNetwork(SimpleNetwork):
                     log.warning(SRC, f"Ignoring non-{self.backend_type} subnet: type={attrs.backend_type}")
                     continue
                 route = self.get_route(event.lease)
-                if event.type == "added":
+                if event.type == EVENT_ADDED:
                     log.info(SRC, f"Subnet added: {event.lease.subnet} via {attrs.public_ip}")
                     self._route_add(route)
-                elif event.type == "removed":
+                elif event.type == EVENT_REMOVED:
                     log.info(SRC, f"Subnet removed: {event.lease.subnet}")
                     self._remove_from_list(route)  # always, even if the kernel refuses
                     try:

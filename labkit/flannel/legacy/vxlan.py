@@ -21,6 +21,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from .. import log
 from ..backends.vxlan.device import ensure_link
 from ..backends import decode_backend_config
+from ..subnet import EVENT_ADDED
 from ..ip import (AF_BRIDGE, EEXIST, NTF_SELF, NUD_DELAY, NUD_INCOMPLETE, NUD_PERMANENT, NUD_PROBE,
                   NUD_REACHABLE, NUD_STALE, RTPROT_BOOT)
 
@@ -136,12 +137,12 @@ class LegacyVXLANNetwork:
                     log.error("network.go", f"Add L2 failed: {e}")
 
     def handle_event(self, kind: str, lease) -> None:
-        log.info("network.go", f"Subnet {'added' if kind == 'added' else 'removed'}: {lease.subnet}")
+        log.info("network.go", f"Subnet {kind}: {lease.subnet}")
         if lease.attrs.backend_type != "vxlan":
             log.warning("network.go", f"Ignoring non-vxlan subnet: type={lease.attrs.backend_type}")
             return
         mac = (lease.attrs.backend_data or {}).get("VtepMAC")
-        if kind == "added":
+        if kind == EVENT_ADDED:
             self._set(lease.subnet, mac)
             try:
                 self.dev.add_l2(lease.attrs.public_ip, mac)

@@ -29,6 +29,7 @@ import subprocess
 import sys
 
 from ... import log
+from ...subnet import EVENT_ADDED, EVENT_REMOVED
 from ...ip import EEXIST, RTPROT_BOOT, errno_of, go_strerror
 from ..catalogue import encap_overhead
 from ..simple_network import SimpleNetwork
@@ -140,11 +141,11 @@ class UdpNetwork(SimpleNetwork):
         """processSubnetEvents: no BackendType check, udp leases have none."""
         for event in batch:
             sn = event.lease.subnet
-            if event.type == "added":
+            if event.type == EVENT_ADDED:
                 log.info(SRC, f"Subnet added: {sn}")
                 self._write_command(pack_command(CMD_SET_ROUTE, str(sn.network_address), sn.prefixlen,
                                                  event.lease.attrs.public_ip, self.port))
-            elif event.type == "removed":
+            elif event.type == EVENT_REMOVED:
                 log.info(SRC, f"Subnet removed: {sn}")
                 self._write_command(pack_command(CMD_DEL_ROUTE, str(sn.network_address), sn.prefixlen))
             else:

@@ -11,6 +11,7 @@ plain route via its PublicIP instead, and no encapsulation at all.
 from __future__ import annotations
 
 from ... import log
+from ...subnet import EVENT_ADDED, EVENT_REMOVED
 from ...ip import RTNH_F_ONLINK, RTPROT_BOOT, direct_routing
 from ..catalogue import encap_overhead
 from ..simple_network import SimpleNetwork
@@ -49,9 +50,9 @@ class VXLANNetwork(SimpleNetwork):
                     direct = direct_routing(self.ipr, attrs.public_ip)
                 except Exception as e:
                     log.error(SRC, str(e))
-            if event.type == "added":
+            if event.type == EVENT_ADDED:
                 self._add(sn, gw, attrs.public_ip, mac, direct)
-            elif event.type == "removed":
+            elif event.type == EVENT_REMOVED:
                 self._remove(sn, gw, attrs.public_ip, mac, direct)
 
     def _add(self, sn, gw, public_ip, mac, direct) -> None:
