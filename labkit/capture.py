@@ -297,28 +297,28 @@ def dissect(pkt) -> list[dict]:
     return rows
 
 
+_DESCRIBE = {  # layer -> its words in describe()
+    "IP": lambda l: f"{l.src} > {l.dst}",
+    "UDP": lambda l: f"udp/{l.dport}",
+    "TCP": lambda l: f"tcp/{l.dport}",
+    "VXLAN": lambda l: f"VXLAN vni={l.vni}",
+    "ICMP": lambda l: f"ICMP {ICMP_TYPES.get(l.type, l.type)} seq={l.seq}",
+    "ARP": lambda l: f"ARP {'who-has ' + l.pdst if l.op == 1 else l.psrc + ' is-at ' + l.hwsrc}",
+    "IPv6": lambda l: f"IPv6 {l.src} > {l.dst}",
+}
+
+
 def describe(pkt) -> str:
     """One line per packet, outer to inner: 192.168.50.1 > 192.168.50.2 udp/8472 VXLAN
     vni=1 | 10.108.76.2 > 10.108.28.2 ICMP echo-request seq=1."""
     parts, cur = [], []
     for layer in _layer_list(pkt):
         name = layer.__class__.__name__
-        if name == "IP":
-            cur.append(f"{layer.src} > {layer.dst}")
-        elif name == "UDP":
-            cur.append(f"udp/{layer.dport}")
-        elif name == "TCP":
-            cur.append(f"tcp/{layer.dport}")
-        elif name == "VXLAN":
-            cur.append(f"VXLAN vni={layer.vni}")
+        if name in _DESCRIBE:
+            cur.append(_DESCRIBE[name](layer))
+        if name == "VXLAN":  # the outer packet ends here
             parts.append(" ".join(cur))
             cur = []
-        elif name == "ICMP":
-            cur.append(f"ICMP {ICMP_TYPES.get(layer.type, layer.type)} seq={layer.seq}")
-        elif name == "ARP":
-            cur.append(f"ARP {'who-has ' + layer.pdst if layer.op == 1 else layer.psrc + ' is-at ' + layer.hwsrc}")
-        elif name == "IPv6":
-            cur.append(f"IPv6 {layer.src} > {layer.dst}")
     if cur:
         parts.append(" ".join(cur))
     return " | ".join(parts) or pkt.summary()

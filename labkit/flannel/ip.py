@@ -49,6 +49,15 @@ def go_strerror(err) -> str:
     return text[:1].lower() + text[1:]
 
 
+def checked(message: str, fn, *args, **kw):
+    """fn(*args, **kw), or RuntimeError("<message>: <errno as Go prints it>"): Go's
+    ``if err != nil { return fmt.Errorf("<message>: %v", err) }``."""
+    try:
+        return fn(*args, **kw)
+    except Exception as e:
+        raise RuntimeError(f"{message}: {go_strerror(e)}") from None
+
+
 @dataclass(frozen=True)
 class KernelRoute:
     """One IPv4 route of the main table, as read back over netlink."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 
 from .. import log
-from ..ip import EEXIST, RTNH_F_ONLINK, direct_routing, ensure_v4_address_on_link, errno_of, go_strerror
+from ..ip import EEXIST, RTNH_F_ONLINK, checked, direct_routing, ensure_v4_address_on_link, errno_of, go_strerror
 from ..subnet import LeaseAttrs
 from .catalogue import CATALOGUE
 from .kernel import is_missing_link_type, missing_link_type
@@ -43,6 +43,7 @@ def _link_info(link) -> tuple[str | None, str | None, str | None]:
 
 
 class IPIPBackend:
+    # one constructor per backend, as flannel has New() in pkg/backend/{vxlan/vxlan,udp/udp_amd64,ipip/ipip}.go
     def __init__(self, sm, ext_iface, ipr):
         self.sm = sm
         self.ext_iface = ext_iface
@@ -108,13 +109,7 @@ class IPIPBackend:
             log.info(SRC, f"current MTU of {TUNNEL_NAME} is {mtu}, setting it to {expect}")
             ipr.link("set", index=index, mtu=expect)
             mtu = expect
-        try:
-            ensure_v4_address_on_link(ipr, index, ipaddress.IPv4Interface(f"{lease.subnet.network_address}/32"),
-                                      network)
-        except Exception as e:
-            raise RuntimeError(f"failed to ensure address of interface {TUNNEL_NAME}: {go_strerror(e)}") from None
-        try:
-            ipr.link("set", index=index, state="up")
-        except Exception as e:
-            raise RuntimeError(f"failed to set {TUNNEL_NAME} UP: {go_strerror(e)}") from None
+        checked(f"failed to ensure address of interface {TUNNEL_NAME}", ensure_v4_address_on_link, ipr, index,
+                ipaddress.IPv4Interface(f"{lease.subnet.network_address}/32"), network)
+        checked(f"failed to set {TUNNEL_NAME} UP", ipr.link, "set", index=index, state="up")
         return index, mtu

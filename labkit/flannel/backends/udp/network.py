@@ -30,7 +30,7 @@ import sys
 
 from ... import log
 from ...subnet import EVENT_ADDED, EVENT_REMOVED
-from ...ip import EEXIST, RTPROT_BOOT, errno_of, go_strerror
+from ...ip import EEXIST, RTPROT_BOOT, checked, errno_of, go_strerror
 from ..catalogue import encap_overhead
 from ..simple_network import SimpleNetwork
 from .proxy import CMD_DEL_ROUTE, CMD_SET_ROUTE, CMD_STOP, pack_command
@@ -63,19 +63,10 @@ def configure_iface(ipr, ifname: str, ipn: ipaddress.IPv4Interface, mtu: int) ->
     if not idx:
         raise RuntimeError(f"failed to lookup interface {ifname}")
     idx = idx[0]
-    local = f"{ipn.ip}/32"
-    try:
-        ipr.addr("add", index=idx, address=str(ipn.ip), prefixlen=32)
-    except Exception as e:
-        raise RuntimeError(f"failed to add IP address {local} to {ifname}: {go_strerror(e)}") from None
-    try:
-        ipr.link("set", index=idx, mtu=mtu)
-    except Exception as e:
-        raise RuntimeError(f"failed to set MTU for {ifname}: {go_strerror(e)}") from None
-    try:
-        ipr.link("set", index=idx, state="up")
-    except Exception as e:
-        raise RuntimeError(f"failed to set interface {ifname} to UP state: {go_strerror(e)}") from None
+    checked(f"failed to add IP address {ipn.ip}/32 to {ifname}", ipr.addr, "add", index=idx,
+            address=str(ipn.ip), prefixlen=32)
+    checked(f"failed to set MTU for {ifname}", ipr.link, "set", index=idx, mtu=mtu)
+    checked(f"failed to set interface {ifname} to UP state", ipr.link, "set", index=idx, state="up")
     # explicit, because a route for the subnet may already be there (docker's) and then
     # the kernel would not add the device route by itself
     try:
