@@ -43,7 +43,7 @@ def _progress(progress):
 def _where(lab: Lab, target: str) -> tuple[str, dict]:
     """The network namespace of a node or container, and the node's environment."""
     node, rec = lab.resolve(target)
-    return (node.ns if rec is None else rec["netns"]), node.env()
+    return (node.ns if rec is None else rec.netns), node.env()
 
 
 def _server(lab: Lab, target: str, port: int) -> subprocess.Popen:
@@ -127,7 +127,7 @@ def throughput(backends=("vxlan", "host-gw", "udp"), seconds: float = 5, pps_sec
         raise LabError("no backend to measure")
     spec = LabSpec(name=name, nodes=2, containers=1, backend=backends[0]).validate()
     for b in backends[1:]:
-        LabSpec(name=name, backend=b).validate()  # refuse bad input before building anything
+        LabSpec(name=name, backend=b).check_kernel().validate()  # refuse bad input before building anything
     rows = []
     lab = Lab(spec, progress=say)
     try:

@@ -25,7 +25,6 @@ Traffic only ever flows between the lab's namespaces: the ``ping`` helper goes t
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 import socket
@@ -35,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import LabError
+from .nsexec import enter_net
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
@@ -51,11 +51,6 @@ MAX_TIMEOUT = 300.0
 
 
 # -- opening a socket inside a namespace ----------------------------------------------------
-def _libc():
-    from .nsexec import _libc as libc
-    return libc
-
-
 def _linktype(hatype: int) -> int:
     if hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
         return DLT_EN10MB
@@ -90,11 +85,11 @@ def in_namespace(ns: str, fn, *args):
     result: dict = {}
 
     def inside():
-        libc = _libc()
         fd = os.open(path, os.O_RDONLY)
         try:
-            if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET, this thread only
-                result["error"] = LabError(f"cannot enter {ns}: {os.strerror(ctypes.get_errno())}")
+            err = enter_net(fd)  # this thread only
+            if err:
+                result["error"] = LabError(f"cannot enter {ns}: {os.strerror(err)}")
                 return
         finally:
             os.close(fd)
@@ -302,28 +297,28 @@ def dissect(pkt) -> list[dict]:
     return rows
 
 
+_DESCRIBE = {  # layer -> its words in describe()
+    "IP": lambda l: f"{l.src} > {l.dst}",
+    "UDP": lambda l: f"udp/{l.dport}",
+    "TCP": lambda l: f"tcp/{l.dport}",
+    "VXLAN": lambda l: f"VXLAN vni={l.vni}",
+    "ICMP": lambda l: f"ICMP {ICMP_TYPES.get(l.type, l.type)} seq={l.seq}",
+    "ARP": lambda l: f"ARP {'who-has ' + l.pdst if l.op == 1 else l.psrc + ' is-at ' + l.hwsrc}",
+    "IPv6": lambda l: f"IPv6 {l.src} > {l.dst}",
+}
+
+
 def describe(pkt) -> str:
     """One line per packet, outer to inner: 192.168.50.1 > 192.168.50.2 udp/8472 VXLAN
     vni=1 | 10.108.76.2 > 10.108.28.2 ICMP echo-request seq=1."""
     parts, cur = [], []
     for layer in _layer_list(pkt):
         name = layer.__class__.__name__
-        if name == "IP":
-            cur.append(f"{layer.src} > {layer.dst}")
-        elif name == "UDP":
-            cur.append(f"udp/{layer.dport}")
-        elif name == "TCP":
-            cur.append(f"tcp/{layer.dport}")
-        elif name == "VXLAN":
-            cur.append(f"VXLAN vni={layer.vni}")
+        if name in _DESCRIBE:
+            cur.append(_DESCRIBE[name](layer))
+        if name == "VXLAN":  # the outer packet ends here
             parts.append(" ".join(cur))
             cur = []
-        elif name == "ICMP":
-            cur.append(f"ICMP {ICMP_TYPES.get(layer.type, layer.type)} seq={layer.seq}")
-        elif name == "ARP":
-            cur.append(f"ARP {'who-has ' + layer.pdst if layer.op == 1 else layer.psrc + ' is-at ' + layer.hwsrc}")
-        elif name == "IPv6":
-            cur.append(f"IPv6 {layer.src} > {layer.dst}")
     if cur:
         parts.append(" ".join(cur))
     return " | ".join(parts) or pkt.summary()
@@ -366,9 +361,9 @@ def _resolve_point(lab, target: str) -> str:
     node, rec = lab.resolve(target)
     if rec is None:
         return node.ns
-    if not rec.get("running"):
-        raise LabError(f"container {rec['name']} on {node.name} is not running")
-    return rec["netns"]
+    if not rec.running:
+        raise LabError(f"container {rec.name} on {node.name} is not running")
+    return rec.netns
 
 
 def interfaces(lab, target: str) -> list[str]:
@@ -486,4 +481,4 @@ def container_veth(lab, target: str) -> str:
     node, rec = lab.resolve(target)
     if rec is None:
         raise LabError(f"{target} is a node, not a container")
-    return rec["veth"]
+    return rec.veth

@@ -18,22 +18,31 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from collections.abc import Callable
 
 from . import netns
+from .capture import capture
+from .docker import containers
+from .docker.containers import Container
 from .errors import LabError
 from .etcd import V2Client, http_request, wait_healthy, v3_client
+from .flannel.backends.footprint import peers_handled, remove_leftovers
+from .flannel.backends.kernel import dead_probes
+from .flannel.ip import AF_BRIDGE, routes_into
+from .flannel.subnet import parse_subnet_key
 from .node import Node
+from .services import Service
 from .spec import LabSpec, check_lab_name
-from .state import LabState
+from .state import LabState, lab_lock, mounts_under
+from .status import LabStatus, lab_status
 from .underlay import attach, build_router, build_switch
 
 REQUIRED_BINARIES = {"ip": "iproute2", "etcd": "etcd-server", "etcdctl": "etcd-client",
                      "ping": "iputils-ping"}
-AF_BRIDGE = 7
 
 
 def preflight() -> None:
@@ -133,8 +142,8 @@ class Lab:
     # -- build -------------------------------------------------------------------------
     def up(self) -> "Lab":
         preflight()
+        self.spec.check_kernel()  # first: it names a missing link type (see LabSpec.check_kernel)
         self.spec.validate()
-        from .state import lab_lock
         with lab_lock(self.spec.name):  # a second `up` of this name fails here, touching nothing
             return self._up()
 
@@ -204,8 +213,6 @@ class Lab:
 
     def zygote(self):
         """The lab's fork server for flanneld and dockerd (in the switch namespace)."""
-        import sys
-        from .services import Service
         sock = self.state.path("zygote.sock")
         return Service(name="zygote", ns=self.state.netns("switch"),
                        argv=[sys.executable, "-m", "labkit.zygote", sock],
@@ -274,18 +281,17 @@ class Lab:
             time.sleep(0.02)
 
     def start_docker(self, nodes=None, timeout: float = 20) -> str:
-        from .docker.containers import daemon_info
         nodes = nodes or self.nodes
         for node in nodes:
             node.service("docker").start()
         deadline = time.monotonic() + timeout
         for node in nodes:
-            while daemon_info(self.state, node.name) is None or \
-                    daemon_info(self.state, node.name)["pid"] != node.service("docker").pid():
+            while containers.daemon_info(self.state, node.name) is None or \
+                    containers.daemon_info(self.state, node.name)["pid"] != node.service("docker").pid():
                 if time.monotonic() > deadline:
                     raise LabError(f"docker did not start on {node.name}; see `labkit logs {node.name} docker`")
                 time.sleep(0.02)
-        return ", ".join(f"{n.name}={daemon_info(self.state, n.name)['bip']}" for n in nodes)
+        return ", ".join(f"{n.name}={containers.daemon_info(self.state, n.name)['bip']}" for n in nodes)
 
     def service(self, node: str, name: str):
         return self.node(node).service(name)
@@ -308,7 +314,6 @@ class Lab:
             node.prepare()
             self.start_flanneld([node], wait=self.spec.write_config)
             self.start_docker([node])
-            from .docker import containers
             for i in range(1, self.spec.containers + 1):
                 containers.run(self.state, node.name, f"c{i}")
             if self.spec.write_config:
@@ -338,9 +343,8 @@ class Lab:
                 said.append(self._revoke_lease(node))
             except Exception as e:  # the node goes anyway; its lease then expires
                 said.append(f"lease not revoked ({e})")
-        from .docker import containers
         node.service("docker").stop()
-        spaces = [r["netns"] for r in containers.list_all(self.state, node.name)]
+        spaces = [r.netns for r in containers.list_all(self.state, node.name)]
         spaces += [n for n in netns.list_names() if n.startswith(f"{node.ns}-")]
         for ns in sorted(set(spaces)) + [node.ns]:
             if netns.exists(ns):
@@ -376,9 +380,8 @@ class Lab:
         for node in self.nodes:
             node.spec = spec
 
-    def containers(self, node: str | None = None) -> list[dict]:
+    def containers(self, node: str | None = None) -> list[Container]:
         """`docker ps -a` of a node (or of every node): name, ip, running, netns, ..."""
-        from .docker import containers
         names = [node] if node is not None else [n.name for n in self.nodes]
         return [r for n in names for r in containers.list_all(self.state, n)]
 
@@ -394,12 +397,11 @@ class Lab:
         return None
 
     def _start_containers(self) -> str:
-        from .docker import containers
         made = []
         for node in self.nodes:
             for i in range(1, self.spec.containers + 1):
                 rec = containers.run(self.state, node.name, f"c{i}")
-                made.append(f"{node.name}/c{i}={rec['ip']}")
+                made.append(f"{node.name}/c{i}={rec.ip}")
         return ", ".join(made)
 
     def wait_converged(self, timeout: float = 30) -> str:
@@ -444,17 +446,9 @@ class Lab:
         own_net = ipaddress.IPv4Interface(own).network if own else None
 
         def count(ipr):
-            n = set()
-            for r in ipr.get_routes(family=2):
-                dst = r.get_attr("RTA_DST")
-                if dst and r.get_attr("RTA_GATEWAY"):
-                    sn = ipaddress.IPv4Network(f"{dst}/{r['dst_len']}")
-                    if sn.subnet_of(net) and sn != own_net:
-                        n.add(sn)
-            return n
+            return {r.dst for r in routes_into(ipr, net) if r.gw and r.dst != own_net}
         routed = netns.netlink.call(node.ns, count)
         if self.spec.backend != "vxlan":  # udp's table is in its proxy; host-gw may be refused
-            from .flannel.backends.footprint import peers_handled
             routed = peers_handled(self.spec.backend, node.service("flanneld").log(), routed) - {own_net}
         return len(routed)
 
@@ -481,7 +475,7 @@ class Lab:
             running: dict = {}
 
             def write():
-                running.update({n.name: [r["name"] for r in self.containers(n.name) if r["running"]]
+                running.update({n.name: [r.name for r in self.containers(n.name) if r.running]
                                 for n in self.nodes})
                 self._adopt(dataclasses.replace(self.spec, **{f: getattr(new, f) for f in RECONFIGURABLE
                                                               if f != "nodes"}))
@@ -505,7 +499,7 @@ class Lab:
     def plan(self, new_spec: LabSpec, *, clean: bool = True, revoke: bool = True) -> list[str]:
         """The steps `reconfigure(new_spec)` will take, in order (empty: nothing changes).
         Raises LabError when `new_spec` changes a field only a rebuild can change."""
-        new_spec.validate()
+        new_spec.check_kernel().validate()
         self._check_reconfigurable(new_spec)
         return [text for text, _ in self._steps(new_spec, clean, revoke, 30)]
 
@@ -520,7 +514,7 @@ class Lab:
         its containers started again. Nodes leave first (``revoke`` as in remove_node)
         and join last (add_node). `progress(done, total, text)` is called before each step.
         """
-        new_spec.validate()
+        new_spec.check_kernel().validate()
         self._check_reconfigurable(new_spec)
         steps = self._steps(new_spec, clean, revoke, timeout)
         say = progress or (lambda done, total, text: self.progress(f"[{done + 1}/{total}] {text}"))
@@ -557,7 +551,6 @@ class Lab:
         return f"stopped on {len(self.nodes)} nodes"
 
     def _remove_leftovers(self, old_network: str) -> str:
-        from .flannel.backends.footprint import remove_leftovers
         done = []
         for node in self.nodes:
             for net in dict.fromkeys([old_network, self.spec.network]):
@@ -570,7 +563,6 @@ class Lab:
         return self.start_docker()
 
     def _restart_containers(self, running: dict) -> str:
-        from .docker import containers
         started = []
         for node in self.nodes:
             for name in running.get(node.name, []):
@@ -603,7 +595,6 @@ class Lab:
     # -- looking at it -------------------------------------------------------------------
     def leases(self) -> dict:
         """{subnet: (key, value json)} straight from etcd."""
-        from .flannel.subnet import parse_subnet_key
         if self.spec.flavour == "legacy":
             pairs = V2Client(self.state.etcd_socket).list(f"{self.spec.prefix}/subnets")
         else:
@@ -618,7 +609,6 @@ class Lab:
 
     def capture(self, target: str, iface: str, **kw):
         """Capture packets on a node's or container's interface (see labkit.capture)."""
-        from .capture import capture
         return capture(self, target, iface, **kw)
 
     def network_config(self) -> str | None:
@@ -632,14 +622,12 @@ class Lab:
         except Exception:
             return None
 
-    def status(self):
+    def status(self) -> "LabStatus":
         """The lab as etcd and the kernel see it now (a status.LabStatus)."""
-        from .status import lab_status
         return lab_status(self)
 
     def resolve(self, target: str):
         """'node1' -> (node, None); 'node1/c1' or a unique 'c1' -> (node, container record)."""
-        from .docker import containers
         if "/" in target:
             node_name, _, cname = target.partition("/")
             node = self.node(node_name)
@@ -650,7 +638,7 @@ class Lab:
         if any(n.name == target for n in self.nodes):
             return self.node(target), None
         hits = [(n, r) for n in self.nodes for r in containers.list_all(self.state, n.name)
-                if r["name"] == target]
+                if r.name == target]
         if len(hits) == 1:
             return hits[0]
         if hits:
@@ -662,9 +650,9 @@ class Lab:
         node, rec = self.resolve(target)
         if rec is None:
             return netns.nsexec_argv(node.ns, argv, node.view()), node.env()
-        if not rec["running"]:
-            raise LabError(f"container {rec['name']} on {node.name} is not running")
-        return netns.nsexec_argv(rec["netns"], argv, node.view(hostname=rec["name"])), node.env()
+        if not rec.running:
+            raise LabError(f"container {rec.name} on {node.name} is not running")
+        return netns.nsexec_argv(rec.netns, argv, node.view(hostname=rec.name)), node.env()
 
     def exec(self, target: str, argv: list[str], timeout: float | None = 60, input: str | None = None):
         """Run argv on a node or in a container; returns CompletedProcess (text)."""
@@ -680,9 +668,9 @@ class Lab:
         node, rec = self.resolve(target)
         if rec is None:
             return node.public_ip
-        if not rec.get("ip"):
-            raise LabError(f"container {rec['name']} on {node.name} has no address (not running)")
-        return ipaddress.IPv4Address(rec["ip"])
+        if not rec.ip:
+            raise LabError(f"container {rec.name} on {node.name} has no address (not running)")
+        return ipaddress.IPv4Address(rec.ip)
 
     def lab_networks(self) -> list[ipaddress.IPv4Network]:
         """Every range lab traffic may be sent to: nothing outside these is ever pinged."""
@@ -704,9 +692,8 @@ class Lab:
 
     def endpoints(self) -> list[str]:
         """Every running container as NODE/NAME, or the nodes when there are none."""
-        from .docker import containers
-        eps = [f"{n.name}/{r['name']}" for n in self.nodes
-               for r in containers.list_all(self.state, n.name) if r["running"]]
+        eps = [f"{n.name}/{r.name}" for n in self.nodes
+               for r in containers.list_all(self.state, n.name) if r.running]
         return eps or [n.name for n in self.nodes]
 
     def connectivity(self, endpoints=None) -> dict:
@@ -727,7 +714,6 @@ def clean(name: str) -> list[str]:
     Works from the ownership record *and* the lab's namespace prefix, so it also
     cleans after a crash in the middle of `up`. Touches nothing without the prefix.
     """
-    from .state import lab_lock
     with lab_lock(name, wait=CLEAN_LOCK_WAIT):  # never while another process builds it
         return _clean(LabState(name))
 
@@ -743,7 +729,6 @@ def _clean(state: LabState) -> list[str]:
     if os.path.isdir(pid_root):
         for node in os.listdir(pid_root):
             for svc in ("docker", "flanneld", "etcd"):
-                from .services import Service
                 s = Service(svc, "", [], "", os.path.join(pid_root, node, "pid", f"{svc}.pid"))
                 if s.pid() is not None:
                     s.stop(timeout=2)
@@ -755,7 +740,6 @@ def _clean(state: LabState) -> list[str]:
             netns.delete(ns)
             removed.append(f"netns {ns}")
     # 3. mounts below the state folder (etcd's tmpfs): recorded ones and any left there
-    from .state import mounts_under
     for point in mounts_under(state.dir):
         if subprocess.run(["umount", point], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", point], capture_output=True)  # busy: detach it
@@ -764,4 +748,8 @@ def _clean(state: LabState) -> list[str]:
     if os.path.isdir(state.dir):
         state.remove()
         removed.append(f"state {state.dir}")
+    # 4. kernel probes of any lab whose process was killed mid-probe (spec.check_kernel)
+    for ns in dead_probes(netns.list_names()):
+        netns.delete(ns)
+        removed.append(f"netns {ns} (a kernel probe whose process is gone)")
     return removed

@@ -21,6 +21,7 @@ import threading
 import time
 
 from .errors import LabError
+from .nsexec import enter_net
 
 NETNS_DIR = "/run/netns"
 
@@ -197,19 +198,17 @@ def write_sysctl(ns: str, key: str, value: str) -> None:
     /proc/sys/net follows the network namespace of the *thread* that opens it, so the
     netlink worker thread steps into `ns`, writes, and steps back.
     """
-    from .nsexec import CLONE_NEWNET, _libc
-
     def job(_ipr):
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         target = os.open(os.path.join(NETNS_DIR, ns), os.O_RDONLY)
         try:
-            if _libc.setns(target, CLONE_NEWNET) != 0:
+            if enter_net(target) != 0:
                 raise LabError(f"cannot enter {ns} to set {key}")
             try:
                 with open(f"/proc/sys/{key}", "w") as f:
                     f.write(value)
             finally:
-                if _libc.setns(own, CLONE_NEWNET) != 0:  # never stay in the wrong namespace
+                if enter_net(own) != 0:  # never stay in the wrong namespace
                     os._exit(70)
         finally:
             os.close(own)

@@ -37,6 +37,12 @@ NETNS_DIR = "/run/netns"
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def enter_net(fd: int) -> int:
+    """setns(fd, CLONE_NEWNET) for the calling thread only: 0, or the errno. For modules
+    that step a worker thread into a namespace (netns.sysctl, capture)."""
+    return 0 if _libc.setns(fd, CLONE_NEWNET) == 0 else ctypes.get_errno()
+
+
 def _check(ret, what):
     if ret != 0:
         err = ctypes.get_errno()

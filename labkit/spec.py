@@ -13,16 +13,18 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from .errors import LabError
+from .flannel.backends.catalogue import (
+    KERNEL_LINK_TYPES, SUPPORTED_BACKENDS, is_known_backend, kernel_reason, unavailable_reason)
+from .flannel.config import ConfigError, parse_config
 
 LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 NODE_NAME_RE = re.compile(r"^(master|node[0-9]{1,3})$")
 CONTAINER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,31}$")
 
-# What labkit's flanneld implements today. Other names flannel knows are refused
-# with the reason, unknown names with flannel's own "unknown backend type" text.
-SUPPORTED_BACKENDS = ("vxlan", "udp", "host-gw", "ipip")
-# backends whose device is a kernel link type this kernel may lack (checked up front)
-KERNEL_LINK_TYPES = {"ipip": "ipip", "wireguard": "wireguard"}
+# SUPPORTED_BACKENDS (what a lab can be built with) and KERNEL_LINK_TYPES (backends
+# whose link type this kernel may lack) come from the backend catalogue.
+__all__ = ["LabSpec", "SUPPORTED_BACKENDS", "KERNEL_LINK_TYPES", "blog_spec", "check_lab_name",
+           "check_node_name", "check_container_name", "node_names"]
 MAX_SEGMENTS = 4
 FLAVOURS = ("modern", "legacy")  # flannel v0.2x (etcd v3) / flannel 0.7.1 (etcd v2, CentOS 7)
 DEFAULT_PREFIX = "/coreos.com/network"
@@ -151,8 +153,6 @@ class LabSpec:
     # -- validation ------------------------------------------------------------------
     def validate(self) -> "LabSpec":
         """Raise LabError with one clear message; return self when all is well."""
-        from .flannel.config import ConfigError, parse_config
-
         check_lab_name(self.name)
         if not isinstance(self.nodes, int) or not 1 <= self.nodes <= MAX_NODES:
             raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {self.nodes!r}")
@@ -197,22 +197,29 @@ class LabSpec:
             cfg = parse_config(self.network_config_json())
         except ConfigError as e:
             raise LabError(f"invalid network config: {e}") from None
-        if cfg.backend_type in KERNEL_LINK_TYPES:  # a throwaway device in a scratch namespace
-            from .flannel.backends.kernel import link_kind_available, missing_link_type
-            kind = KERNEL_LINK_TYPES[cfg.backend_type]
-            if link_kind_available(kind) is False:
-                raise LabError(f"backend {cfg.backend_type!r} cannot run here: {missing_link_type(kind)}. "
-                               "labkit does not fall back to another backend; use vxlan, host-gw or udp")
-        if cfg.backend_type not in SUPPORTED_BACKENDS:
-            from .flannel.config import KNOWN_BACKENDS, unknown_backend_message
-            if cfg.backend_type in KNOWN_BACKENDS:
-                raise LabError(f"backend {cfg.backend_type!r} is a flannel backend labkit does not "
-                               f"implement yet (supported: {', '.join(SUPPORTED_BACKENDS)})")
-            raise LabError(unknown_backend_message(cfg.backend_type))
+        why = unavailable_reason(cfg.backend_type, kernel=False)  # data only: see check_kernel
+        if why:
+            raise LabError(f"backend {why}" if is_known_backend(cfg.backend_type) else why)
         if self.flavour == "legacy" and cfg.backend_type != "vxlan":
             raise LabError(f"the legacy flavour (flannel 0.7.1) is emulated with the vxlan backend only; "
                            f"backend {cfg.backend_type!r} needs --flavour modern")
         overlap = under.overlaps(cfg.network)
         if overlap:
             raise LabError(f"the flannel Network {cfg.network} overlaps the underlay {under}")
+        return self
+
+    def check_kernel(self) -> "LabSpec":
+        """The kernel probe, a step of its own: can this kernel make the backend's device?
+
+        Not part of :meth:`validate`, which only reads data: the probe creates (and
+        deletes) a scratch namespace (see flannel/backends/kernel.py). ``Lab.up`` calls
+        it first, so a missing link type is named even for a backend the lab does not
+        implement (wireguard). A config that does not parse is left to validate()."""
+        try:
+            backend = parse_config(self.network_config_json()).backend_type
+        except ConfigError:
+            return self
+        why = kernel_reason(backend)
+        if why:
+            raise LabError(f"backend {why}")
         return self

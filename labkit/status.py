@@ -12,9 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 from . import netns
-
-AF_BRIDGE = 7
-NUD_PERMANENT = 0x80
+from .flannel.ip import AF_BRIDGE, AF_INET, NUD_PERMANENT, RT_TABLE_MAIN, RTNH_F_ONLINK
 
 
 def _link_addrs(ipr, ifname: str) -> list[str]:
@@ -48,13 +46,13 @@ def kernel_state(ipr, device: str) -> dict:
                 out["fdb"].append({"mac": n.get_attr("NDA_LLADDR"), "dst": n.get_attr("NDA_DST"),
                                    "permanent": bool(n["state"] & NUD_PERMANENT)})
     names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
-    for r in ipr.get_routes(family=2):
+    for r in ipr.get_routes(family=AF_INET):
         dst = r.get_attr("RTA_DST")
-        if dst is None or r.get_attr("RTA_TABLE") != 254:
+        if dst is None or r.get_attr("RTA_TABLE") != RT_TABLE_MAIN:
             continue
         out["routes"].append({"dst": f"{dst}/{r['dst_len']}", "via": r.get_attr("RTA_GATEWAY"),
                               "dev": names.get(r.get_attr("RTA_OIF")),
-                              "onlink": bool(r["flags"] & 4)})
+                              "onlink": bool(r["flags"] & RTNH_F_ONLINK)})
     return out
 
 
@@ -185,7 +183,7 @@ def lab_status(lab) -> LabStatus:
             vtep_mac=data.get("VtepMAC"), lease=lease, docker0=docker0, docker0_in_network=in_net,
             in_range=in_range, services={s: node.service(s).status() for s in node.services()},
             subnet_env=node.subnet_env(),
-            containers=[ContainerStatus(r["name"], r.get("ip"), r["running"]) for r in lab.containers(node.name)],
+            containers=[ContainerStatus(r.name, r.ip, r.running) for r in lab.containers(node.name)],
             kernel=kern))
     return LabStatus(name=lab.spec.name, network=str(network), backend=lab.spec.backend,
                      prefix=lab.spec.prefix, nodes=nodes, etcd_error=etcd_error)

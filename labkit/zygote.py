@@ -68,7 +68,7 @@ def _child(req: dict) -> None:
         import random
         random.seed()  # the zygote's generator state must not be shared by every node
         from .flannel import log as flog
-        flog._PID = os.getpid()
+        flog.set_pid(os.getpid())
         import ctypes
         ctypes.CDLL(None).prctl(15, req.get("name", "labkit").encode()[:15], 0, 0, 0)  # PR_SET_NAME
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

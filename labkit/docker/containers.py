@@ -18,11 +18,45 @@ import os
 import secrets
 import subprocess
 import time
+from dataclasses import asdict, dataclass, field, fields
 
 from .. import netns
 from ..errors import LabError
 from ..spec import check_container_name
 from ..state import LabState
+
+
+@dataclass
+class Container:
+    """A container's record. On disk as JSON (these keys, in this order), except
+    `running`, which is not stored: it is whether the namespace exists now."""
+
+    name: str
+    id: str
+    image: str
+    node: str
+    netns: str
+    command: list[str] = field(default_factory=list)
+    restart: str = "no"
+    created: float = 0.0
+    veth: str | None = None
+    ip: str | None = None          # None while stopped
+    gateway: str | None = None
+    prefixlen: int | None = None
+    mtu: int | None = None
+    started: float | None = None
+    pid: int | None = None         # the command's process (None: no command)
+    running: bool = False
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Container":
+        known = {f.name for f in fields(cls)} - {"running"}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        del data["running"]
+        return data
 
 
 def container_netns(state: LabState, node: str, name: str) -> str:
@@ -37,14 +71,14 @@ def _record_path(state: LabState, node: str, name: str) -> str:
     return os.path.join(_records_dir(state, node), name + ".json")
 
 
-def _write(path: str, data: dict) -> None:
+def _write(path: str, rec: Container) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=2)
+        json.dump(rec.to_json(), f, indent=2)
     os.replace(path + ".tmp", path)
 
 
-def list_all(state: LabState, node: str) -> list[dict]:
+def list_all(state: LabState, node: str) -> list[Container]:
     out = []
     try:
         names = sorted(os.listdir(_records_dir(state, node)))
@@ -53,19 +87,19 @@ def list_all(state: LabState, node: str) -> list[dict]:
     for fn in names:
         if fn.endswith(".json"):
             with open(os.path.join(_records_dir(state, node), fn)) as f:
-                rec = json.load(f)
-            rec["running"] = netns.exists(rec["netns"])
+                rec = Container.from_json(json.load(f))
+            rec.running = netns.exists(rec.netns)
             out.append(rec)
     return out
 
 
-def get(state: LabState, node: str, name: str) -> dict | None:
+def get(state: LabState, node: str, name: str) -> Container | None:
     """A container by name, or by a unique prefix of its id (as docker accepts)."""
     recs = list_all(state, node)
     for rec in recs:
-        if rec["name"] == name:
+        if rec.name == name:
             return rec
-    by_id = [r for r in recs if name and r.get("id", "").startswith(name)]
+    by_id = [r for r in recs if name and r.id.startswith(name)]
     return by_id[0] if len(by_id) == 1 else None
 
 
@@ -84,8 +118,8 @@ def daemon_info(state: LabState, node: str) -> dict | None:
 
 
 def _allocate(state: LabState, node: str, bip: ipaddress.IPv4Interface) -> ipaddress.IPv4Address:
-    used = {bip.ip} | {ipaddress.IPv4Address(r["ip"]) for r in list_all(state, node)
-                       if r["running"] and r.get("ip")}
+    used = {bip.ip} | {ipaddress.IPv4Address(r.ip) for r in list_all(state, node)
+                       if r.running and r.ip}
     for host in bip.network.hosts():
         if host not in used:
             return host
@@ -115,37 +149,38 @@ def _inside(ipr, ip: ipaddress.IPv4Address, bip: ipaddress.IPv4Interface) -> Non
     ipr.route("add", dst="0.0.0.0/0", gateway=str(bip.ip))
 
 
-def _start(state: LabState, node: str, rec: dict) -> dict:
+def _start(state: LabState, node: str, rec: Container) -> Container:
     info = daemon_info(state, node)
     if info is None:
         raise LabError(f"Cannot connect to the Docker daemon on {node}. Is the docker daemon running?")
     bip = ipaddress.IPv4Interface(info["bip"])
-    ns = rec["netns"]
+    ns = rec.netns
     ip = _allocate(state, node, bip)
     state.record("netns", ns)
     netns.add(ns)
     try:
-        rec["veth"] = _veth_name()
-        netns.netlink.call(state.netns(node), _plumb, rec["veth"], ns, info["mtu"])
+        rec.veth = _veth_name()
+        netns.netlink.call(state.netns(node), _plumb, rec.veth, ns, info["mtu"])
         netns.netlink.call(ns, _inside, ip, bip)
-        rec.update(ip=str(ip), gateway=str(bip.ip), prefixlen=bip.network.prefixlen,
-                   mtu=info["mtu"], started=time.time(), pid=None)
-        if rec.get("command"):
+        rec.ip, rec.gateway, rec.prefixlen = str(ip), str(bip.ip), bip.network.prefixlen
+        rec.mtu, rec.started, rec.pid = info["mtu"], time.time(), None
+        if rec.command:
             os.makedirs(_records_dir(state, node), exist_ok=True)
-            log = open(_record_path(state, node, rec["name"])[:-5] + ".log", "ab")
-            proc = subprocess.Popen(netns.nsexec_argv(ns, rec["command"]), stdin=subprocess.DEVNULL,
+            log = open(_record_path(state, node, rec.name)[:-5] + ".log", "ab")
+            proc = subprocess.Popen(netns.nsexec_argv(ns, rec.command), stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             log.close()
-            rec["pid"] = proc.pid
+            rec.pid = proc.pid
     except Exception:
         netns.delete(ns)
         raise
-    _write(_record_path(state, node, rec["name"]), rec)
+    rec.running = True
+    _write(_record_path(state, node, rec.name), rec)
     return rec
 
 
 def run(state: LabState, node: str, name: str, command: list[str] | None = None,
-        restart: str = "no", image: str = "busybox") -> dict:
+        restart: str = "no", image: str = "busybox") -> Container:
     """`docker run -d --name NAME [--restart R] IMAGE [CMD...]` (the image is not used)."""
     check_container_name(name)
     if get(state, node, name) is not None:
@@ -154,8 +189,8 @@ def run(state: LabState, node: str, name: str, command: list[str] | None = None,
                        f"to reuse that name.")
     ns = container_netns(state, node, name)
     cid = hashlib.sha256(f"{ns}/{time.time()}".encode()).hexdigest()
-    rec = {"name": name, "id": cid, "image": image, "node": node, "netns": ns,
-           "command": list(command or []), "restart": restart, "created": time.time()}
+    rec = Container(name=name, id=cid, image=image, node=node, netns=ns, command=list(command or []),
+                    restart=restart, created=time.time())
     return _start(state, node, rec)
 
 
@@ -164,18 +199,17 @@ def stop(state: LabState, node: str, name: str) -> None:
     rec = get(state, node, name)
     if rec is None:
         raise LabError(f"Error response from daemon: No such container: {name}")
-    netns.delete(rec["netns"])  # its veth goes with it, and leaves docker0
-    rec.pop("running", None)
-    rec.update(ip=None, pid=None)
+    netns.delete(rec.netns)  # its veth goes with it, and leaves docker0
+    rec.running, rec.ip, rec.pid = False, None, None
     _write(_record_path(state, node, name), rec)
 
 
-def start(state: LabState, node: str, name: str) -> dict:
+def start(state: LabState, node: str, name: str) -> Container:
     """`docker start NAME`: a stopped container runs again, on docker0 as it is now."""
     rec = get(state, node, name)
     if rec is None:
         raise LabError(f"Error response from daemon: No such container: {name}")
-    if rec.pop("running"):
+    if rec.running:
         return rec
     return _start(state, node, rec)
 
@@ -188,15 +222,14 @@ def remove(state: LabState, node: str, name: str) -> None:
 
 def stop_all(state: LabState, node: str) -> None:
     for rec in list_all(state, node):
-        if rec["running"]:
-            stop(state, node, rec["name"])
+        if rec.running:
+            stop(state, node, rec.name)
 
 
-def restart_policy_start(state: LabState, node: str) -> list[dict]:
+def restart_policy_start(state: LabState, node: str) -> list[Container]:
     """At dockerd start: containers with --restart always come back, on the new docker0."""
     started = []
     for rec in list_all(state, node):
-        if rec.get("restart") == "always" and not rec["running"]:
-            rec.pop("running", None)
+        if rec.restart == "always" and not rec.running:
             started.append(_start(state, node, rec))
     return started

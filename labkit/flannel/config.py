@@ -28,6 +28,9 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
+# backend names, and flannel's words for an unknown one, live in the backend catalogue
+from .backends.catalogue import KNOWN_BACKENDS, is_known_backend, unknown_backend_message
+
 __all__ = [
     "ConfigError",
     "Config",
@@ -49,23 +52,6 @@ __all__ = [
     "parse_ip4",
     "parse_ip6",
 ]
-
-# Backends that register themselves in a Linux flanneld built from HEAD
-# (``backend.Register(...)`` in pkg/backend/*, imported by main.go).
-# Older names found in tutorials (alivpc, aws-vpc, gce) were removed upstream
-# and now give "unknown backend type".
-KNOWN_BACKENDS = (
-    "alloc",
-    "extension",
-    "host-gw",
-    "ipip",
-    "ipsec",
-    "tencent-vpc",
-    "udp",
-    "vxlan",
-    "wireguard",
-)
-
 
 class ConfigError(ValueError):
     """A config flanneld would reject; ``str(err)`` is flannel's own message."""
@@ -765,14 +751,3 @@ def subnet_len_bounds(network) -> tuple[int, int]:
     if net.prefixlen > 28:
         raise ConfigError("network is too small. Minimum useful network prefix is /28")
     return net.prefixlen + 2, 30
-
-
-def unknown_backend_message(backend_type: str) -> str:
-    """flanneld's error when no backend is registered under that name
-    (pkg/backend/manager.go lower-cases the name first)."""
-    return f"unknown backend type: {backend_type.lower()}"
-
-
-def is_known_backend(backend_type: str) -> bool:
-    """Would flanneld find a backend of this name (case-insensitive)?"""
-    return backend_type.lower() in KNOWN_BACKENDS

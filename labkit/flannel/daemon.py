@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     if opts["version"]:
         print("v0.28.0-labkit")
         return 0
+    log.set_verbosity(opts["v"])  # klog.V: read by the backends (the udp proxy's errors)
     def go(v):  # Go's %+v of a flag value
         return "[" + " ".join(v) + "]" if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else v
     log.info(SRC, "CLI flags config: {" + " ".join(f"{k}:{go(v)}" for k, v in opts.items()) + "}")
@@ -239,7 +240,7 @@ def main(argv=None) -> int:
 
 def _run(sm, bn, events: queue.Queue, stop: list) -> int:
     from .etcd_manager import Snapshot
-    from .subnet import LeaseWatcher
+    from .subnet import EVENT_REMOVED, LeaseWatcher
     lease = bn.lease
     watcher = LeaseWatcher(own_subnet=lease.subnet)
     # each backend's network file logs this in flannel (vxlan_network.go, route_network.go, ...)
@@ -268,7 +269,7 @@ def _run(sm, bn, events: queue.Queue, stop: list) -> int:
         for e in batch or []:
             if e.lease.subnet != lease.subnet:
                 continue
-            if e.type == "removed":
+            if e.type == EVENT_REMOVED:
                 log.error("local_manager.go", "Lease has been revoked. Shutting down daemon.")
                 log.info(SRC, "Waiting for all goroutines to exit")
                 return _exit_cleanly()

@@ -15,7 +15,7 @@ import urllib.parse
 
 from . import log
 from .config import parse_config
-from .subnet import (Event, Lease, LeaseAttrs, LeaseWatcher, choose_subnet, parse_subnet_key,
+from .subnet import (EVENT_ADDED, EVENT_REMOVED, Event, Lease, LeaseAttrs, LeaseWatcher, choose_subnet, parse_subnet_key,
                      subnet_key)
 
 SRC = "local_manager.go"
@@ -242,9 +242,9 @@ class LocalManager:
             if e.type == 0:  # PUT
                 lease = self._lease_from_kv(key, e.kv.value, e.kv.lease)
                 if lease is not None:
-                    batch.append(Event("added", lease))
+                    batch.append(Event(EVENT_ADDED, lease))
             else:  # DELETE, also when the key's lease expired
-                batch.append(Event("removed", Lease(subnet=subnet, attrs=LeaseAttrs(public_ip=""),
+                batch.append(Event(EVENT_REMOVED, Lease(subnet=subnet, attrs=LeaseAttrs(public_ip=""),
                                                    expiration=None, key=key)))
         return batch
 

@@ -9,6 +9,24 @@ import sys
 import time
 
 _PID = os.getpid()
+_VERBOSITY = 0
+
+
+def set_pid(pid: int) -> None:
+    """The pid in each line's header: a process forked from the zygote sets its own."""
+    global _PID
+    _PID = pid
+
+
+def set_verbosity(level: int) -> None:
+    """flanneld's -v flag (klog's V level), for the whole process, as klog keeps it."""
+    global _VERBOSITY
+    _VERBOSITY = int(level or 0)
+
+
+def verbosity() -> int:
+    """klog's V level set by -v (0 unless the daemon set it)."""
+    return _VERBOSITY
 
 
 def _emit(level: str, src: str, msg: str) -> None:

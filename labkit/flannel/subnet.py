@@ -111,25 +111,26 @@ def parse_subnet_key_dual(key: str) -> tuple[IPv4Network, IPv6Network | None] | 
     m = _SUBNET_RE.search(key)
     if not m:
         return None
-    try:
-        v4 = IPv4Address(m.group(1))
-    except ValueError:
+    sn = _key_network(m.group(1), m.group(2), IPv4Address, IPv4Network, 5)
+    if sn is None:
         return None
-    plen = int(m.group(2))
-    if plen >= 1 << 5:
-        return None
-    sn = IPv4Network((v4, plen), strict=False)
     sn6 = None
     if m.group(3):
-        try:
-            v6 = ipaddress.IPv6Address(m.group(3))
-        except ValueError:
+        sn6 = _key_network(m.group(3), m.group(4), ipaddress.IPv6Address, IPv6Network, 7)
+        if sn6 is None:
             return None
-        plen6 = int(m.group(4))
-        if plen6 >= 1 << 7:
-            return None
-        sn6 = IPv6Network((v6, plen6), strict=False)
     return sn, sn6
+
+
+def _key_network(addr: str, plen: str, address_cls, network_cls, bits: int):
+    """One half of a subnet key: None for a bad address or a length that needs > `bits` bits."""
+    try:
+        ip = address_cls(addr)
+    except ValueError:
+        return None
+    if int(plen) >= 1 << bits:
+        return None
+    return network_cls((ip, int(plen)), strict=False)
 
 
 def parse_subnet_key(key: str) -> IPv4Network | None:

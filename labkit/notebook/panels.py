@@ -10,33 +10,15 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..errors import LabError
+from ..flannel.backends import catalogue
 
 MAX_PANEL_NODES = 8
 
 
 # -- the config form ---------------------------------------------------------------------------
 def backend_choices() -> list[tuple[str, bool, str]]:
-    """Every backend flannel knows: (name, usable in this lab, why not). A backend labkit
-    implements is still unusable when this kernel lacks its link type (ipip, wireguard)."""
-    from .. import spec as specmod
-    from ..flannel.config import KNOWN_BACKENDS
-    SUPPORTED_BACKENDS = specmod.SUPPORTED_BACKENDS
-    kernel_types = getattr(specmod, "KERNEL_LINK_TYPES", {})
-    names = list(SUPPORTED_BACKENDS) + [b for b in KNOWN_BACKENDS if b not in SUPPORTED_BACKENDS]
-    out = []
-    for name in names:
-        if name in SUPPORTED_BACKENDS and name in kernel_types:
-            from ..flannel.backends.kernel import link_kind_available, missing_link_type
-            if link_kind_available(kernel_types[name]) is False:
-                out.append((name, False, f"{name} cannot run here: {missing_link_type(kernel_types[name])}"))
-            else:
-                out.append((name, True, ""))
-        elif name in SUPPORTED_BACKENDS:
-            out.append((name, True, ""))
-        else:
-            out.append((name, False, f"{name} is a flannel backend labkit does not implement yet "
-                                      f"(supported: {', '.join(SUPPORTED_BACKENDS)})"))
-    return out
+    """Every backend flannel knows: (name, usable in this lab, why not); see the catalogue."""
+    return [tuple(c) for c in catalogue.backend_choices()]
 
 
 @dataclass

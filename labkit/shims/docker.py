@@ -58,17 +58,17 @@ def cmd_run(lab, node, argv) -> int:
     if a.detach:
         rec = containers.run(lab.state, node.name, name, a.command or ["sleep", "infinity"],
                              restart=a.restart, image=a.image)
-        print(rec["id"])
+        print(rec.id)
         return 0
     rec = containers.run(lab.state, node.name, name, None, restart=a.restart, image=a.image)
     try:
-        return subprocess.call(netns.nsexec_argv(rec["netns"], a.command or ["sh"],
-                                                 node.view(hostname=rec["id"][:12])))
+        return subprocess.call(netns.nsexec_argv(rec.netns, a.command or ["sh"],
+                                                 node.view(hostname=rec.id[:12])))
     finally:  # the container's main process has exited: the container stops
         (containers.remove if a.rm else containers.stop)(lab.state, node.name, name)
 
 
-def _get(lab, node, name) -> dict:
+def _get(lab, node, name) -> containers.Container:
     rec = containers.get(lab.state, node.name, name)
     if rec is None:
         raise LabError(f"Error response from daemon: No such container: {name}")
@@ -82,9 +82,9 @@ def cmd_exec(lab, node, argv) -> int:
     if len(argv) < 2:
         raise LabError('"docker exec" requires at least 2 arguments.')
     rec = _get(lab, node, argv[0])
-    if not rec["running"]:
-        raise LabError(f"Error response from daemon: Container {rec['id'][:12]} is not running")
-    return subprocess.call(netns.nsexec_argv(rec["netns"], argv[1:], node.view(hostname=rec["id"][:12])))
+    if not rec.running:
+        raise LabError(f"Error response from daemon: Container {rec.id[:12]} is not running")
+    return subprocess.call(netns.nsexec_argv(rec.netns, argv[1:], node.view(hostname=rec.id[:12])))
 
 
 def cmd_ps(lab, node, argv) -> int:
@@ -92,13 +92,12 @@ def cmd_ps(lab, node, argv) -> int:
     quiet = "-q" in argv
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
     for r in containers.list_all(lab.state, node.name):
-        if not (r["running"] or show_all):
+        if not (r.running or show_all):
             continue
-        cmd = " ".join(r.get("command") or ["sh"])
+        cmd = " ".join(r.command or ["sh"])
         cmd = '"' + (cmd[:17] + "…" if len(cmd) > 18 else cmd) + '"'
-        status = f"Up {_ago(r['started'])[:-4]}" if r["running"] else "Exited (137)"
-        rows.append((r["id"][:12], r.get("image", ""), cmd, _ago(r.get("created", time.time())),
-                     status, "", r["name"]))
+        status = f"Up {_ago(r.started)[:-4]}" if r.running else "Exited (137)"
+        rows.append((r.id[:12], r.image, cmd, _ago(r.created or time.time()), status, "", r.name))
     if quiet:
         print("\n".join(r[0] for r in rows[1:]))
         return 0
@@ -117,45 +116,43 @@ def cmd_rm(lab, node, argv) -> int:
             print(f"Error response from daemon: No such container: {name}", file=sys.stderr)
             rc = 1
             continue
-        if rec["running"] and not force:
-            print(f"Error response from daemon: You cannot remove a running container {rec['id']}. "
+        if rec.running and not force:
+            print(f"Error response from daemon: You cannot remove a running container {rec.id}. "
                   "Stop the container before attempting removal or force remove", file=sys.stderr)
             rc = 1
             continue
-        containers.remove(lab.state, node.name, rec["name"])
+        containers.remove(lab.state, node.name, rec.name)
         print(name)
     return rc
 
 
-def cmd_stop(lab, node, argv) -> int:
-    for name in [a for a in argv if not a.startswith("-")]:
-        rec = _get(lab, node, name)
-        containers.stop(lab.state, node.name, rec["name"])
-        print(name)
-    return 0
+def _each_container(action):
+    """`docker stop|start NAME...`: the action on each named container, echoing its name."""
+    def cmd(lab, node, argv) -> int:
+        for name in [a for a in argv if not a.startswith("-")]:
+            action(lab.state, node.name, _get(lab, node, name).name)
+            print(name)
+        return 0
+    return cmd
 
 
-def cmd_start(lab, node, argv) -> int:
-    for name in [a for a in argv if not a.startswith("-")]:
-        rec = _get(lab, node, name)
-        containers.start(lab.state, node.name, rec["name"])
-        print(name)
-    return 0
+cmd_stop = _each_container(containers.stop)
+cmd_start = _each_container(containers.start)
 
 
-def inspect_view(rec: dict) -> dict:
+def inspect_view(rec: containers.Container) -> dict:
     """The part of `docker inspect` a network lab needs."""
-    running = rec["running"]
+    running = rec.running
     return {
-        "Id": rec["id"], "Name": "/" + rec["name"], "Image": rec.get("image", ""),
+        "Id": rec.id, "Name": "/" + rec.name, "Image": rec.image,
         "State": {"Running": running, "Status": "running" if running else "exited"},
-        "Config": {"Cmd": rec.get("command") or ["sh"], "Image": rec.get("image", "")},
-        "HostConfig": {"RestartPolicy": {"Name": rec.get("restart", "no")}},
+        "Config": {"Cmd": rec.command or ["sh"], "Image": rec.image},
+        "HostConfig": {"RestartPolicy": {"Name": rec.restart}},
         "NetworkSettings": {
-            "IPAddress": (rec.get("ip") or "") if running else "",
-            "Gateway": (rec.get("gateway") or "") if running else "",
-            "IPPrefixLen": rec.get("prefixlen", 0) if running else 0,
-            "SandboxKey": f"/run/netns/{rec['netns']}",
+            "IPAddress": (rec.ip or "") if running else "",
+            "Gateway": (rec.gateway or "") if running else "",
+            "IPPrefixLen": (rec.prefixlen or 0) if running else 0,
+            "SandboxKey": f"/run/netns/{rec.netns}",
         },
     }
 

@@ -1,24 +1,18 @@
 """Backend registry (mirrors pkg/backend/manager.go): the config's Backend.Type picks one.
 
 A backend creates the node's device, acquires the lease with its own attributes and
-then programs the kernel for every remote lease. Names are flannel's; adding udp or
-host-gw means adding a module and one line here.
+then programs the kernel for every remote lease. Names are flannel's; adding a backend
+means adding a module and its line in catalogue.py.
 """
 from __future__ import annotations
 
 import importlib
 
-from ..config import is_known_backend, unknown_backend_message
+from .catalogue import CATALOGUE, is_known_backend, unknown_backend_message
 
 # type name -> "module:Class" (imported lazily, so a backend's imports cost nothing
-# to the others)
-REGISTRY = {
-    "vxlan": "labkit.flannel.backends.vxlan.vxlan:VXLANBackend",
-    "udp": "labkit.flannel.backends.udp.udp:UdpBackend",
-    "host-gw": "labkit.flannel.backends.hostgw:HostgwBackend",
-    "ipip": "labkit.flannel.backends.ipip:IPIPBackend",            # where the kernel has ipip
-    "wireguard": "labkit.flannel.backends.wireguard:WireguardBackend",  # refuses (see module)
-}
+# to the others); wireguard's class refuses (see wireguard.py)
+REGISTRY = {b.name: b.target for b in CATALOGUE.values() if b.target}
 
 
 def decode_backend_config(backend: dict | None, defaults: dict, what: str) -> dict:

@@ -30,15 +30,10 @@ from __future__ import annotations
 import ipaddress
 import re
 
-AF_BRIDGE = 7
-RT_TABLE_MAIN = 254
-FLANNEL_DEVICE_RE = re.compile(r"^(flannel\.\d+|flannel\d+|flannel\.ipip|flannel-wg(-v6)?)$")
+from ..ip import AF_BRIDGE, AF_INET, routes_into
+from .catalogue import FLANNEL_DEVICE_RE, device_name
 
-
-def device_name(backend: str, vni: int | None = None) -> str | None:
-    """The device a backend creates (None: host-gw has none)."""
-    return {"vxlan": f"flannel.{vni or 1}", "udp": "flannel0", "ipip": "flannel.ipip",
-            "wireguard": "flannel-wg"}.get(backend)
+__all__ = ["FLANNEL_DEVICE_RE", "device_name", "footprint", "peers_handled", "remove_leftovers"]
 
 
 def footprint(ipr, network) -> dict:
@@ -47,20 +42,14 @@ def footprint(ipr, network) -> dict:
     network = ipaddress.IPv4Network(network)
     names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
     devices = sorted(n for n in names.values() if FLANNEL_DEVICE_RE.match(n or ""))
-    routes = []
-    for r in ipr.get_routes(family=2):
-        if (r.get_attr("RTA_TABLE") or r["table"]) != RT_TABLE_MAIN or r.get_attr("RTA_DST") is None:
-            continue
-        dst = ipaddress.IPv4Network(f"{r.get_attr('RTA_DST')}/{r['dst_len']}")
-        dev = names.get(r.get_attr("RTA_OIF"))
-        gw = r.get_attr("RTA_GATEWAY")
-        if dst.subnet_of(network) and (gw or FLANNEL_DEVICE_RE.match(dev or "")):
-            routes.append({"dst": str(dst), "via": gw, "dev": dev})
+    routes = [{"dst": str(r.dst), "via": str(r.gw) if r.gw else None, "dev": names.get(r.oif)}
+              for r in routes_into(ipr, network)
+              if r.gw or FLANNEL_DEVICE_RE.match(names.get(r.oif) or "")]
     fdb, arp = [], []
     for idx, name in names.items():
         if not FLANNEL_DEVICE_RE.match(name or ""):
             continue
-        for n in ipr.get_neighbours(family=2, ifindex=idx):
+        for n in ipr.get_neighbours(family=AF_INET, ifindex=idx):
             arp.append({"dev": name, "ip": n.get_attr("NDA_DST"), "mac": n.get_attr("NDA_LLADDR")})
         for n in ipr.get_neighbours(family=AF_BRIDGE, ifindex=idx):
             if n.get_attr("NDA_DST"):
@@ -86,18 +75,13 @@ def remove_leftovers(ipr, network) -> list[str]:
                 continue
             done.append(f"ip link del {name}")
     names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
-    for r in ipr.get_routes(family=2):
-        if (r.get_attr("RTA_TABLE") or r["table"]) != RT_TABLE_MAIN or r.get_attr("RTA_DST") is None:
-            continue
-        dst = ipaddress.IPv4Network(f"{r.get_attr('RTA_DST')}/{r['dst_len']}")
-        gw = r.get_attr("RTA_GATEWAY")
-        if gw and dst.subnet_of(network):
-            oif = r.get_attr("RTA_OIF")
+    for r in routes_into(ipr, network):
+        if r.gw:
             try:
-                ipr.route("del", dst=str(dst), gateway=gw, oif=oif)
+                ipr.route("del", dst=str(r.dst), gateway=str(r.gw), oif=r.oif)
             except Exception:
                 continue
-            done.append(f"ip route del {dst} via {gw} dev {names.get(oif)}")
+            done.append(f"ip route del {r.dst} via {r.gw} dev {names.get(r.oif)}")
     return done
 
 

@@ -16,15 +16,17 @@ from __future__ import annotations
 import ipaddress
 
 from .. import log
+from ..ip import EEXIST, RTNH_F_ONLINK, checked, direct_routing, ensure_v4_address_on_link, errno_of, go_strerror
 from ..subnet import LeaseAttrs
+from .catalogue import CATALOGUE
 from .kernel import is_missing_link_type, missing_link_type
-from .route_network import RTNH_F_ONLINK, Route, RouteNetwork, go_strerror
+from .route_network import Route, RouteNetwork
 from . import decode_backend_config
 
 SRC = "ipip.go"
 BACKEND_TYPE = "ipip"
-TUNNEL_NAME = "flannel.ipip"
-EEXIST = 17
+TUNNEL_NAME = CATALOGUE[BACKEND_TYPE].device            # flannel.ipip
+ENCAP_OVERHEAD = CATALOGUE[BACKEND_TYPE].encap_overhead  # one more IPv4 header
 
 
 def parse_backend_config(backend: dict) -> dict:
@@ -40,21 +42,8 @@ def _link_info(link) -> tuple[str | None, str | None, str | None]:
     return kind, local, remote
 
 
-def ensure_v4_address_on_link(ipr, index: int, ipa: ipaddress.IPv4Interface,
-                              network: ipaddress.IPv4Network) -> None:
-    """ip.EnsureV4AddressOnLink: our /32 on the device, other addresses in Network removed."""
-    has = False
-    for a in ipr.get_addr(family=2, index=index):
-        addr = ipaddress.IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
-        if addr == ipa:
-            has = True
-        elif addr.ip in network:
-            ipr.addr("del", index=index, address=str(addr.ip), prefixlen=addr.network.prefixlen)
-    if not has:
-        ipr.addr("add", index=index, address=str(ipa.ip), prefixlen=32)
-
-
 class IPIPBackend:
+    # one constructor per backend, as flannel has New() in pkg/backend/{vxlan/vxlan,udp/udp_amd64,ipip/ipip}.go
     def __init__(self, sm, ext_iface, ipr):
         self.sm = sm
         self.ext_iface = ext_iface
@@ -78,8 +67,7 @@ class IPIPBackend:
                           link_index=n.link_index, flags=RTNH_F_ONLINK)
             if cfg["DirectRouting"]:
                 try:
-                    rs = self.ipr.route("get", dst=lease.attrs.public_ip)
-                    if len(rs) == 1 and rs[0].get_attr("RTA_GATEWAY") is None:
+                    if direct_routing(self.ipr, lease.attrs.public_ip):
                         route.link_index = ext.index
                 except Exception as e:
                     log.error(SRC, f"couldn't lookup route to {lease.attrs.public_ip}: {go_strerror(e)}")
@@ -97,7 +85,7 @@ class IPIPBackend:
             if is_missing_link_type(e):
                 raise RuntimeError(f"failed to create {TUNNEL_NAME}: {missing_link_type('ipip')}: "
                                    f"{go_strerror(e)}") from None
-            if getattr(e, "code", None) != EEXIST:
+            if errno_of(e) != EEXIST:
                 raise RuntimeError(go_strerror(e)) from None
             existing = ipr.link("get", ifname=TUNNEL_NAME)[0]
             kind, local, remote = _link_info(existing)
@@ -114,20 +102,14 @@ class IPIPBackend:
                     raise RuntimeError(f"failed to create ipip interface: {go_strerror(e2)}") from None
         link = ipr.link("get", ifname=TUNNEL_NAME)[0]
         index, mtu = link["index"], link.get_attr("IFLA_MTU")
-        expect = ext.mtu - 20
+        expect = ext.mtu - ENCAP_OVERHEAD
         if expect <= 0:
             raise RuntimeError(f"MTU {ext.mtu} of iface {ext.name} is too small for ipip mode to work")
         if mtu > expect or mtu == 0:  # lowered only, never raised
             log.info(SRC, f"current MTU of {TUNNEL_NAME} is {mtu}, setting it to {expect}")
             ipr.link("set", index=index, mtu=expect)
             mtu = expect
-        try:
-            ensure_v4_address_on_link(ipr, index, ipaddress.IPv4Interface(f"{lease.subnet.network_address}/32"),
-                                      network)
-        except Exception as e:
-            raise RuntimeError(f"failed to ensure address of interface {TUNNEL_NAME}: {go_strerror(e)}") from None
-        try:
-            ipr.link("set", index=index, state="up")
-        except Exception as e:
-            raise RuntimeError(f"failed to set {TUNNEL_NAME} UP: {go_strerror(e)}") from None
+        checked(f"failed to ensure address of interface {TUNNEL_NAME}", ensure_v4_address_on_link, ipr, index,
+                ipaddress.IPv4Interface(f"{lease.subnet.network_address}/32"), network)
+        checked(f"failed to set {TUNNEL_NAME} UP", ipr.link, "set", index=index, state="up")
         return index, mtu

@@ -10,6 +10,10 @@ back to another backend. Two places ask:
   device in a scratch namespace that it creates and deletes (never in the root
   namespace), so ``labkit up --backend ipip`` is refused up front on such a kernel.
 
+A process killed during the probe leaves its ``labkit_probe_<pid>`` namespace behind;
+the name carries the pid so that every ``labkit clean`` can find and delete the
+probes whose process is gone (:func:`dead_probes`).
+
 There is no modprobe here: a type that is not built in or already loaded is missing.
 """
 from __future__ import annotations
@@ -17,9 +21,36 @@ from __future__ import annotations
 import os
 import subprocess
 
-EOPNOTSUPP = 95
+from ..ip import EOPNOTSUPP, errno_of
+
 SCRATCH_PREFIX = "labkit_probe_"   # "_" cannot occur in a lab name: no lab owns this
 _cache: dict[tuple, bool | None] = {}
+
+
+def probe_namespace(pid: int) -> str:
+    """The scratch namespace of the probe run by process `pid`."""
+    return f"{SCRATCH_PREFIX}{pid}"
+
+
+def probe_owner(ns: str) -> int | None:
+    """The pid in a probe namespace's name (None: not a probe namespace)."""
+    rest = ns[len(SCRATCH_PREFIX):] if ns.startswith(SCRATCH_PREFIX) else ""
+    return int(rest) if rest.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_probes(names, alive=_alive) -> list[str]:
+    """The probe namespaces among `names` whose process no longer exists."""
+    return [ns for ns in names if (pid := probe_owner(ns)) is not None and not alive(pid)]
 
 
 def missing_link_type(kind: str) -> str:
@@ -29,7 +60,7 @@ def missing_link_type(kind: str) -> str:
 
 def is_missing_link_type(err) -> bool:
     """True for the kernel's answer to a link kind it does not know."""
-    return getattr(err, "code", None) == EOPNOTSUPP or getattr(err, "errno", None) == EOPNOTSUPP
+    return errno_of(err) == EOPNOTSUPP
 
 
 def link_kind_available(kind: str, *args: str) -> bool | None:
@@ -42,7 +73,7 @@ def link_kind_available(kind: str, *args: str) -> bool | None:
         return _cache[(kind, args)]
     if os.geteuid() != 0:
         return None
-    ns = f"{SCRATCH_PREFIX}{os.getpid()}"
+    ns = probe_namespace(os.getpid())
     answer = None
     try:
         if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:

@@ -22,27 +22,19 @@ FDB entries, no encapsulation of its own (host-gw) or the kernel's ipip device
 from __future__ import annotations
 
 import ipaddress
-import os
 import threading
 import time
 from dataclasses import dataclass
 
+from pyroute2 import IPRoute
+
 from .. import log
+from ..subnet import EVENT_ADDED, EVENT_REMOVED
+from ..ip import RTNH_F_ONLINK, RTPROT_BOOT, go_strerror, main_routes
+from .simple_network import SimpleNetwork
 
 SRC = "route_network.go"
 ROUTE_CHECK_SECONDS = 10
-RTNH_F_ONLINK = 4
-RTPROT_BOOT = 3
-RT_TABLE_MAIN = 254
-
-
-def go_strerror(err) -> str:
-    """An errno as Go's syscall.Errno prints it ("network is unreachable")."""
-    code = getattr(err, "code", None) or getattr(err, "errno", None)
-    if not isinstance(code, int) or not code:
-        return str(err)
-    text = os.strerror(code)
-    return text[:1].lower() + text[1:]
 
 
 @dataclass
@@ -75,37 +67,18 @@ class Route:
 
 def kernel_routes(ipr, dst: ipaddress.IPv4Network | None = None) -> list[Route]:
     """RouteList / RouteListFiltered(RT_FILTER_DST): IPv4 routes of the main table."""
-    out = []
-    for r in ipr.get_routes(family=2):
-        table = r.get_attr("RTA_TABLE") or r["table"]
-        if table != RT_TABLE_MAIN:
-            continue
-        d = r.get_attr("RTA_DST")
-        if d is None:
-            if dst is not None:
-                continue
-            net = None
-        else:
-            net = ipaddress.IPv4Network(f"{d}/{r['dst_len']}")
-            if dst is not None and net != dst:
-                continue
-        gw = r.get_attr("RTA_GATEWAY")
-        out.append(Route(dst=net, gw=ipaddress.IPv4Address(gw) if gw else None,
-                         link_index=r.get_attr("RTA_OIF") or 0, flags=r["flags"], table=table))
-    return out
+    return [Route(dst=r.dst, gw=r.gw, link_index=r.oif, flags=r.flags, table=r.table)
+            for r in main_routes(ipr, dst)]
 
 
-class RouteNetwork:
+class RouteNetwork(SimpleNetwork):
     def __init__(self, sm, ext_iface, backend_type: str, mtu: int, link_index: int, get_route, ipr,
                  lease=None, route_check_seconds: float = ROUTE_CHECK_SECONDS):
-        self.sm = sm
-        self.ext_iface = ext_iface
+        super().__init__(sm, ext_iface, lease, ipr)
         self.backend_type = backend_type
         self._mtu = mtu
         self.link_index = link_index
         self.get_route = get_route
-        self.ipr = ipr
-        self.lease = lease
         self.routes: list[Route] = []
         self.lock = threading.Lock()
         self.route_check_seconds = route_check_seconds
@@ -126,10 +99,10 @@ class RouteNetwork:
                     log.warning(SRC, f"Ignoring non-{self.backend_type} subnet: type={attrs.backend_type}")
                     continue
                 route = self.get_route(event.lease)
-                if event.type == "added":
+                if event.type == EVENT_ADDED:
                     log.info(SRC, f"Subnet added: {event.lease.subnet} via {attrs.public_ip}")
                     self._route_add(route)
-                elif event.type == "removed":
+                elif event.type == EVENT_REMOVED:
                     log.info(SRC, f"Subnet removed: {event.lease.subnet}")
                     self._remove_from_list(route)  # always, even if the kernel refuses
                     try:
@@ -176,7 +149,6 @@ class RouteNetwork:
 
     # -- routeCheck ---------------------------------------------------------------------------
     def _route_check(self) -> None:
-        from pyroute2 import IPRoute
         ipr = IPRoute()  # this thread's own netlink socket
         while True:
             time.sleep(self.route_check_seconds)

@@ -14,11 +14,12 @@ rather than pretending. There is no fallback to another backend.
 """
 from __future__ import annotations
 
+from ..ip import EEXIST, errno_of, go_strerror
+from .catalogue import CATALOGUE
 from .kernel import is_missing_link_type, missing_link_type
-from .route_network import go_strerror
 
 SRC = "wireguard.go"
-DEVICE = "flannel-wg"
+DEVICE = CATALOGUE["wireguard"].device   # flannel-wg
 
 
 class WireguardBackend:
@@ -29,12 +30,12 @@ class WireguardBackend:
 
     def register_network(self, config):
         try:
-            self.ipr.link("add", ifname=DEVICE, kind="wireguard", mtu=self.ext_iface.mtu - 80)
+            self.ipr.link("add", ifname=DEVICE, kind="wireguard", mtu=self.ext_iface.mtu - CATALOGUE["wireguard"].encap_overhead)
         except Exception as e:
             if is_missing_link_type(e):
                 raise RuntimeError(f"could not create wireguard interface: {missing_link_type('wireguard')}: "
                                    f"{go_strerror(e)}") from None
-            if getattr(e, "code", None) != 17:  # EEXIST: flannel reuses the device
+            if errno_of(e) != EEXIST:  # flannel reuses an existing device
                 raise RuntimeError(f"could not create wireguard interface: {go_strerror(e)}") from None
         else:
             idx = self.ipr.link_lookup(ifname=DEVICE)

@@ -21,7 +21,7 @@ import time
 
 from .. import log
 from ..daemon import FlagError, parse_flags, usage
-from ..subnet import Event, Lease, LeaseAttrs, LeaseWatcher, choose_subnet, parse_subnet_key, subnet_key
+from ..subnet import EVENT_ADDED, EVENT_REMOVED, Event, Lease, LeaseAttrs, LeaseWatcher, choose_subnet, parse_subnet_key, subnet_key
 from ..etcd_manager import lease_from_node
 from ..subnetenv import write_subnet_file
 from .config import parse_config
@@ -192,8 +192,8 @@ class Daemon:
                             return True
                         renew_at = time.time() + max(0, self.ttl - self.margin)
                         continue
-                    ev = Event("removed", Lease(subnet=sn, attrs=LeaseAttrs(public_ip="")), ) if removed \
-                        else Event("added", to_lease(key, value, self.ttl))
+                    ev = Event(EVENT_REMOVED, Lease(subnet=sn, attrs=LeaseAttrs(public_ip="")), ) if removed \
+                        else Event(EVENT_ADDED, to_lease(key, value, self.ttl))
                     for out in watcher.update([ev]):
                         bn.handle_event(out.type, out.lease)
             if time.time() >= renew_at:

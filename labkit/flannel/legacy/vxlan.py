@@ -16,13 +16,14 @@ import ipaddress
 import queue
 import threading
 
-from .. import log
-from ..backends.vxlan.device import EEXIST, links_incompat, link_fields
-from ..backends import decode_backend_config
+from pyroute2.netlink.exceptions import NetlinkError
 
-NUD_INCOMPLETE, NUD_REACHABLE, NUD_STALE, NUD_DELAY, NUD_PROBE, NUD_PERMANENT = 0x01, 0x02, 0x04, 0x08, 0x10, 0x80
-AF_BRIDGE = 7
-NTF_SELF = 0x02
+from .. import log
+from ..backends.vxlan.device import ensure_link
+from ..backends import decode_backend_config
+from ..subnet import EVENT_ADDED
+from ..ip import (AF_BRIDGE, EEXIST, NTF_SELF, NUD_DELAY, NUD_INCOMPLETE, NUD_PERMANENT, NUD_PROBE,
+                  NUD_REACHABLE, NUD_STALE, RTPROT_BOOT)
 
 
 def parse_backend_config(backend: dict) -> dict:
@@ -54,35 +55,19 @@ class LegacyVXLANDevice:
         self.ipr.link("add", **kw)
 
     def _ensure_link(self) -> int:
-        from pyroute2.netlink.exceptions import NetlinkError
-        try:
-            self._add()
-        except NetlinkError as e:
-            if e.code != EEXIST:
-                raise
-            existing = self.ipr.link("get", ifname=self.name)[0]
-            have = link_fields(existing)
-            want = dict(self.want, gbp=have["gbp"])  # 0.7.1 did not compare GBP
-            incompat = links_incompat(want, have)
-            if not incompat:
-                return existing["index"]
-            # (sic: 0.7.1's spelling)
-            log.warning("device.go", f'"{self.name}" already exists with incompatable configuration: '
-                                     f"{incompat}; recreating device")
-            self.ipr.link("del", index=existing["index"])
-            self._add()
-        return self.ipr.link_lookup(ifname=self.name)[0]
+        # 0.7.1 did not compare GBP; "incompatable" is 0.7.1's spelling (sic)
+        return ensure_link(self.ipr, self.name, self._add, self.want, "incompatable",
+                           compare=lambda want, have: dict(want, gbp=have["gbp"]))[0]
 
     def configure(self, lease_ip: ipaddress.IPv4Address, network: ipaddress.IPv4Network) -> None:
         """setAddr4 (add only, error ignored), link up, a route for the whole Network."""
-        from pyroute2.netlink.exceptions import NetlinkError
         try:
             self.ipr.addr("add", index=self.index, address=str(lease_ip), prefixlen=32)
         except NetlinkError:
             pass  # 0.7.1 ignores setAddr4's error (e.g. the address is already there)
         self.ipr.link("set", index=self.index, state="up")
         try:
-            self.ipr.route("add", dst=str(network), oif=self.index, proto=3)
+            self.ipr.route("add", dst=str(network), oif=self.index, proto=RTPROT_BOOT)
         except NetlinkError as e:
             if e.code != EEXIST:
                 raise RuntimeError(f"failed to add route ({network} -> {self.name}): {e}") from e
@@ -152,12 +137,12 @@ class LegacyVXLANNetwork:
                     log.error("network.go", f"Add L2 failed: {e}")
 
     def handle_event(self, kind: str, lease) -> None:
-        log.info("network.go", f"Subnet {'added' if kind == 'added' else 'removed'}: {lease.subnet}")
+        log.info("network.go", f"Subnet {kind}: {lease.subnet}")
         if lease.attrs.backend_type != "vxlan":
             log.warning("network.go", f"Ignoring non-vxlan subnet: type={lease.attrs.backend_type}")
             return
         mac = (lease.attrs.backend_data or {}).get("VtepMAC")
-        if kind == "added":
+        if kind == EVENT_ADDED:
             self._set(lease.subnet, mac)
             try:
                 self.dev.add_l2(lease.attrs.public_ip, mac)

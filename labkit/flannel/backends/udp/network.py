@@ -29,26 +29,20 @@ import subprocess
 import sys
 
 from ... import log
+from ...subnet import EVENT_ADDED, EVENT_REMOVED
+from ...ip import EEXIST, RTPROT_BOOT, checked, errno_of, go_strerror
+from ..catalogue import encap_overhead
+from ..simple_network import SimpleNetwork
 from .proxy import CMD_DEL_ROUTE, CMD_SET_ROUTE, CMD_STOP, pack_command
 
 SRC = "udp_network_amd64.go"
-ENCAP_OVERHEAD = 28  # 20 bytes IP header + 8 bytes UDP header
+ENCAP_OVERHEAD = encap_overhead("udp")  # 20 bytes IP header + 8 bytes UDP header
 TUN_DEVICE = "/dev/net/tun"
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 SO_RCVBUFFORCE = 33
 RCVBUF = 4 << 20
-EEXIST = 17
-
-
-def go_strerror(err) -> str:
-    """An errno as Go's syscall.Errno prints it ("file exists", lower case)."""
-    code = getattr(err, "code", None) or getattr(err, "errno", None)
-    if not code:
-        return str(err)
-    text = os.strerror(code)
-    return text[:1].lower() + text[1:]
 
 
 def open_tun(name: str = "flannel%d") -> tuple[int, str]:
@@ -69,46 +63,28 @@ def configure_iface(ipr, ifname: str, ipn: ipaddress.IPv4Interface, mtu: int) ->
     if not idx:
         raise RuntimeError(f"failed to lookup interface {ifname}")
     idx = idx[0]
-    local = f"{ipn.ip}/32"
-    try:
-        ipr.addr("add", index=idx, address=str(ipn.ip), prefixlen=32)
-    except Exception as e:
-        raise RuntimeError(f"failed to add IP address {local} to {ifname}: {go_strerror(e)}") from None
-    try:
-        ipr.link("set", index=idx, mtu=mtu)
-    except Exception as e:
-        raise RuntimeError(f"failed to set MTU for {ifname}: {go_strerror(e)}") from None
-    try:
-        ipr.link("set", index=idx, state="up")
-    except Exception as e:
-        raise RuntimeError(f"failed to set interface {ifname} to UP state: {go_strerror(e)}") from None
+    checked(f"failed to add IP address {ipn.ip}/32 to {ifname}", ipr.addr, "add", index=idx,
+            address=str(ipn.ip), prefixlen=32)
+    checked(f"failed to set MTU for {ifname}", ipr.link, "set", index=idx, mtu=mtu)
+    checked(f"failed to set interface {ifname} to UP state", ipr.link, "set", index=idx, state="up")
     # explicit, because a route for the subnet may already be there (docker's) and then
     # the kernel would not add the device route by itself
     try:
-        ipr.route("add", dst=str(ipn.network), oif=idx, scope=0, proto=3)  # RTPROT_BOOT, as netlink's
+        ipr.route("add", dst=str(ipn.network), oif=idx, scope=0, proto=RTPROT_BOOT)
     except Exception as e:
-        if getattr(e, "code", None) != EEXIST:
+        if errno_of(e) != EEXIST:
             raise RuntimeError(f"failed to add route ({ipn.network} -> {ifname}): {go_strerror(e)}") from None
     return idx
 
 
-def _verbosity() -> int:
-    """flanneld's -v (klog V level): the proxy prints its errors from -v=1 up."""
-    from ...daemon import FlagError, parse_flags
-    try:
-        return int(parse_flags(sys.argv[1:])["v"])
-    except (FlagError, ValueError, TypeError):
-        return 0
-
-
-class UdpNetwork:
-    def __init__(self, sm, ext_iface, port: int, tun_net: ipaddress.IPv4Interface, lease, ipr):
-        self.sm = sm
-        self.ext_iface = ext_iface
+class UdpNetwork(SimpleNetwork):
+    def __init__(self, sm, ext_iface, port: int, tun_net: ipaddress.IPv4Interface, lease, ipr,
+                 verbosity: int = 0):
+        """`verbosity` is flanneld's -v (klog's V level): the proxy logs its errors from 1 up."""
+        super().__init__(sm, ext_iface, lease, ipr)
         self.port = port
         self.tun_net = tun_net
-        self.lease = lease
-        self.ipr = ipr
+        self.verbosity = verbosity
         # initTun
         try:
             self.tun, self.tun_name = open_tun("flannel%d")
@@ -138,7 +114,7 @@ class UdpNetwork:
         argv = [sys.executable, "-m", "labkit.flannel.backends.udp.proxy",
                 f"--tun-fd={fds[0]}", f"--sock-fd={fds[1]}", f"--ctl-fd={fds[2]}",
                 f"--tun-ip={self.tun_net.ip}", f"--mtu={self.mtu()}", f"--parent={os.getpid()}"]
-        if _verbosity() >= 1:
+        if self.verbosity >= 1:
             argv.append("--log-errors")
         return subprocess.Popen(argv, pass_fds=fds, stdin=subprocess.DEVNULL)
 
@@ -156,11 +132,11 @@ class UdpNetwork:
         """processSubnetEvents: no BackendType check, udp leases have none."""
         for event in batch:
             sn = event.lease.subnet
-            if event.type == "added":
+            if event.type == EVENT_ADDED:
                 log.info(SRC, f"Subnet added: {sn}")
                 self._write_command(pack_command(CMD_SET_ROUTE, str(sn.network_address), sn.prefixlen,
                                                  event.lease.attrs.public_ip, self.port))
-            elif event.type == "removed":
+            elif event.type == EVENT_REMOVED:
                 log.info(SRC, f"Subnet removed: {sn}")
                 self._write_command(pack_command(CMD_DEL_ROUTE, str(sn.network_address), sn.prefixlen))
             else:

@@ -254,19 +254,9 @@ class Proxy:
             if hop is None:
                 self.send_net_unreachable(mv[:n])
                 continue
-            # decrement_ttl, inlined: it is the hottest line of the backend
-            ttl = buf[8] - 1
-            if ttl <= 0:
-                buf[8] = ttl & 0xFF
-                self.log_error(f"Discarding IP fragment {socket.inet_ntoa(mv[12:16])} -> "
-                               f"{socket.inet_ntoa(mv[16:20])} due to zero TTL")
+            if not decrement_ttl(buf):
+                self.log_zero_ttl(mv)
                 continue
-            buf[8] = ttl
-            c = (buf[10] << 8 | buf[11]) + 0x100
-            if c >= 0xFFFF:
-                c = (c + 1) & 0xFFFF
-            buf[10] = c >> 8
-            buf[11] = c & 0xFF
             try:
                 sent = sendto(mv[:n], hop)
             except OSError as e:
@@ -274,6 +264,11 @@ class Proxy:
                 continue
             if sent != n:
                 self.log_error(f"Was only able to send {sent} out of {n} bytes to {hop[0]}:{hop[1]}")
+
+    def log_zero_ttl(self, mv) -> None:
+        """proxy_amd64.c's message for a packet whose TTL ran out (both directions)."""
+        self.log_error(f"Discarding IP fragment {socket.inet_ntoa(mv[12:16])} -> "
+                       f"{socket.inet_ntoa(mv[16:20])} due to zero TTL")
 
     def send_net_unreachable(self, offender) -> None:
         ihl = (offender[0] & 0x0F) * 4
@@ -293,6 +288,7 @@ class Proxy:
 
     # -- udp -> tun ------------------------------------------------------------------------
     def udp_to_tun_loop(self) -> None:
+        # the mirror image of tun_to_udp_loop, as proxy_amd64.c has tun_to_udp and udp_to_tun
         buf = bytearray(self.mtu)
         mv = memoryview(buf)
         recv_into = self.sock.recv_into
@@ -311,18 +307,9 @@ class Proxy:
             if n < IPHDR_LEN:
                 self.log_error(f"UDP recv packet too small: {n} bytes")
                 continue
-            ttl = buf[8] - 1
-            if ttl <= 0:
-                buf[8] = ttl & 0xFF
-                self.log_error(f"Discarding IP fragment {socket.inet_ntoa(mv[12:16])} -> "
-                               f"{socket.inet_ntoa(mv[16:20])} due to zero TTL")
+            if not decrement_ttl(buf):
+                self.log_zero_ttl(mv)
                 continue
-            buf[8] = ttl
-            c = (buf[10] << 8 | buf[11]) + 0x100
-            if c >= 0xFFFF:
-                c = (c + 1) & 0xFFFF
-            buf[10] = c >> 8
-            buf[11] = c & 0xFF
             while True:
                 try:
                     sent = write(fd, mv[:n])

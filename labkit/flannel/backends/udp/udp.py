@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from ... import log
 from ...subnet import LeaseAttrs
 from .network import UdpNetwork
 from .. import decode_backend_config
@@ -23,6 +24,7 @@ def parse_backend_config(backend: dict) -> dict:
 
 
 class UdpBackend:
+    # one constructor per backend, as flannel has New() in pkg/backend/{vxlan/vxlan,udp/udp_amd64,ipip/ipip}.go
     def __init__(self, sm, ext_iface, ipr):
         self.sm = sm
         self.ext_iface = ext_iface
@@ -39,4 +41,5 @@ class UdpBackend:
         # 2. the TUN's network is that of the whole overlay (e.g. /16), not the
         #    node's /24: the lease's address with the Network's prefix length
         tun_net = ipaddress.IPv4Interface(f"{lease.subnet.network_address}/{config.network.prefixlen}")
-        return UdpNetwork(self.sm, self.ext_iface, cfg["Port"], tun_net, lease, self.ipr)
+        return UdpNetwork(self.sm, self.ext_iface, cfg["Port"], tun_net, lease, self.ipr,
+                          verbosity=log.verbosity())

@@ -13,15 +13,13 @@ import ipaddress
 import random
 from dataclasses import dataclass
 
+from pyroute2.netlink.exceptions import NetlinkError
+
 from ... import log
+from ...ip import AF_BRIDGE, EEXIST, NTF_SELF, NUD_PERMANENT, ensure_v4_address_on_link
+from ..catalogue import encap_overhead
 
 SRC = "device.go"
-NUD_PERMANENT = 0x80
-NTF_SELF = 0x02
-AF_BRIDGE = 7
-RTNH_F_ONLINK = 4
-RTPROT_BOOT = 3
-EEXIST = 17
 
 
 @dataclass
@@ -33,7 +31,7 @@ class VXLANDeviceAttrs:
     vtep_port: int
     gbp: bool
     learning: bool
-    mtu: int                 # the *underlay* MTU; the device gets mtu - 50
+    mtu: int                 # the *underlay* MTU; the device gets mtu - 50 (the encapsulation)
     hw_addr: str | None = None
 
 
@@ -81,6 +79,28 @@ def link_fields(link) -> dict:
             "port": get("IFLA_VXLAN_PORT"), "gbp": bool(get("IFLA_VXLAN_GBP"))}
 
 
+def ensure_link(ipr, name: str, link_add, want: dict, spelling: str, compare=None):
+    """ensureLink: create the device with `link_add()`, or keep an existing one whose
+    compared fields match `want` (else delete and re-create it). Returns (index, the
+    kept link or None). `compare(want, have)` adjusts `want` to what a version
+    compares; `spelling` is that version's word in its log line."""
+    try:
+        link_add()
+    except NetlinkError as e:
+        if e.code != EEXIST:
+            raise
+        existing = ipr.link("get", ifname=name)[0]
+        have = link_fields(existing)
+        incompat = links_incompat(compare(want, have) if compare else want, have)
+        if not incompat:
+            return existing["index"], existing
+        log.warning(SRC, f'"{name}" already exists with {spelling} configuration: {incompat}; '
+                         "recreating device")
+        ipr.link("del", index=existing["index"])
+        link_add()
+    return ipr.link_lookup(ifname=name)[0], None
+
+
 class VXLANDevice:
     def __init__(self, ipr, attrs: VXLANDeviceAttrs):
         """newVXLANDevice: ensure the link, then accept_ra=0 (no IPv6 autoconf on it)."""
@@ -106,7 +126,7 @@ class VXLANDevice:
         a = self.attrs
         kw = dict(ifname=a.name, kind="vxlan", vxlan_id=a.vni, vxlan_link=a.vtep_index,
                   vxlan_local=str(a.vtep_addr), vxlan_learning=int(a.learning),
-                  mtu=a.mtu - 50, address=self.hw_addr)
+                  mtu=a.mtu - encap_overhead("vxlan"), address=self.hw_addr)
         if a.vtep_port:  # 0 = leave it to the kernel, whose default is 8472
             kw["vxlan_port"] = a.vtep_port
         if a.gbp:
@@ -114,23 +134,10 @@ class VXLANDevice:
         self.ipr.link("add", **kw)
 
     def _ensure_link(self) -> int:
-        from pyroute2.netlink.exceptions import NetlinkError
-        try:
-            self._link_add()
-        except NetlinkError as e:
-            if e.code != EEXIST:
-                raise
-            existing = self.ipr.link("get", ifname=self.attrs.name)[0]
-            incompat = links_incompat(self._want(), link_fields(existing))
-            if not incompat:
-                # keep the device, and with it its MAC (which goes into the lease)
-                self.hw_addr = existing.get_attr("IFLA_ADDRESS")
-                return existing["index"]
-            log.warning(SRC, f'"{self.attrs.name}" already exists with incompatible '
-                             f"configuration: {incompat}; recreating device")
-            self.ipr.link("del", index=existing["index"])
-            self._link_add()
-        return self.ipr.link_lookup(ifname=self.attrs.name)[0]
+        index, existing = ensure_link(self.ipr, self.attrs.name, self._link_add, self._want(), "incompatible")
+        if existing is not None:  # kept, and with it its MAC (which goes into the lease)
+            self.hw_addr = existing.get_attr("IFLA_ADDRESS")
+        return index
 
     # -- Configure -----------------------------------------------------------------------
     def configure(self, ipa: ipaddress.IPv4Interface, flannel_net: ipaddress.IPv4Network) -> None:
@@ -140,17 +147,8 @@ class VXLANDevice:
         outside it are left alone (flannel >= v0.14).
         """
         name = self.attrs.name
-        has_addr = False
-        for a in self.ipr.get_addr(family=2, index=self.index):
-            addr = ipaddress.IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
-            if addr == ipa:
-                has_addr = True
-                continue
-            if addr.ip in flannel_net:
-                self.ipr.addr("del", index=self.index, address=str(addr.ip), prefixlen=addr.network.prefixlen)
-                log.info("iface.go", f"removed IP address {addr.with_prefixlen} {name} from {name}")
-        if not has_addr:
-            self.ipr.addr("add", index=self.index, address=str(ipa.ip), prefixlen=ipa.network.prefixlen)
+        ensure_v4_address_on_link(self.ipr, self.index, ipa, flannel_net, on_remove=lambda addr: log.info(
+            "iface.go", f"removed IP address {addr.with_prefixlen} {name} from {name}"))
         self.ipr.link("set", index=self.index, state="up")
         got = self.ipr.link("get", index=self.index)[0].get_attr("IFLA_ADDRESS")
         if got != self.hw_addr:

@@ -25,6 +25,7 @@ def parse_backend_config(backend: dict, ext_mtu: int) -> dict:
 
 
 class VXLANBackend:
+    # one constructor per backend, as flannel has New() in pkg/backend/{vxlan/vxlan,udp/udp_amd64,ipip/ipip}.go
     def __init__(self, sm, ext_iface, ipr):
         self.sm = sm
         self.ext_iface = ext_iface

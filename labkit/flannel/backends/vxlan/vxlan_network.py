@@ -10,29 +10,21 @@ plain route via its PublicIP instead, and no encapsulation at all.
 """
 from __future__ import annotations
 
-
 from ... import log
+from ...subnet import EVENT_ADDED, EVENT_REMOVED
+from ...ip import RTNH_F_ONLINK, RTPROT_BOOT, direct_routing
+from ..catalogue import encap_overhead
+from ..simple_network import SimpleNetwork
 
 SRC = "vxlan_network.go"
-ENCAP_OVERHEAD = 50  # 14 Ethernet + 20 IPv4 + 8 UDP + 8 VXLAN
-RTNH_F_ONLINK = 4
-RTPROT_BOOT = 3
+ENCAP_OVERHEAD = encap_overhead("vxlan")  # 14 Ethernet + 20 IPv4 + 8 UDP + 8 VXLAN
 
 
-def direct_routing(ipr, public_ip) -> bool:
-    """ip.DirectRouting: one route to the peer and it has no gateway = same L2 segment."""
-    routes = ipr.route("get", dst=str(public_ip))
-    return len(routes) == 1 and routes[0].get_attr("RTA_GATEWAY") is None
-
-
-class VXLANNetwork:
+class VXLANNetwork(SimpleNetwork):
     def __init__(self, sm, ext_iface, dev, lease, mtu: int, ipr):
-        self.sm = sm
-        self.ext_iface = ext_iface
+        super().__init__(sm, ext_iface, lease, ipr)
         self.dev = dev
-        self.lease = lease
         self._mtu = mtu
-        self.ipr = ipr
 
     def mtu(self) -> int:
         """FLANNEL_MTU: the underlay MTU minus the VXLAN encapsulation."""
@@ -58,9 +50,9 @@ class VXLANNetwork:
                     direct = direct_routing(self.ipr, attrs.public_ip)
                 except Exception as e:
                     log.error(SRC, str(e))
-            if event.type == "added":
+            if event.type == EVENT_ADDED:
                 self._add(sn, gw, attrs.public_ip, mac, direct)
-            elif event.type == "removed":
+            elif event.type == EVENT_REMOVED:
                 self._remove(sn, gw, attrs.public_ip, mac, direct)
 
     def _add(self, sn, gw, public_ip, mac, direct) -> None:
