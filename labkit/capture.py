@@ -341,6 +341,34 @@ def layers_text(pkt_or_packet) -> str:
 
 
 # -- pcap files -------------------------------------------------------------------------------
+def check_pcap_path(path) -> str:
+    """A pcap file name the user gave: refused unless its folder exists and it is (or will be)
+    a regular file. Nothing is created on the host for a bad name."""
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise LabError(f"invalid pcap file name {path!r}")
+    full = os.path.abspath(path)
+    if path.endswith("/") or os.path.isdir(full):
+        raise LabError(f"cannot write the pcap file {path}: it is a directory; give a file name, "
+                       f"e.g. {os.path.join(path, 'capture.pcap')}")
+    parent = os.path.dirname(full)
+    if not os.path.exists(parent):
+        # walk up to say which part is missing or is not a folder
+        up = parent
+        while not os.path.exists(up):
+            up = os.path.dirname(up)
+        if not os.path.isdir(up):
+            raise LabError(f"cannot write the pcap file {path}: {up} is a file, not a directory")
+        raise LabError(f"cannot write the pcap file {path}: directory {parent} does not exist "
+                       "(labkit does not create it)")
+    if not os.path.isdir(parent):
+        raise LabError(f"cannot write the pcap file {path}: {parent} is a file, not a directory")
+    if os.path.exists(full) and not os.path.isfile(full):
+        raise LabError(f"cannot write the pcap file {path}: it exists and is not a regular file")
+    if not os.access(parent, os.W_OK):
+        raise LabError(f"cannot write the pcap file {path}: directory {parent} is not writable")
+    return path
+
+
 def write_pcap(path: str, packets: list[Packet], linktype: int) -> str:
     """A classic libpcap file (microsecond timestamps), as tcpdump -w writes it."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -461,6 +489,8 @@ def capture(lab, target: str, iface: str, filter: str | None = None, count: int 
     Stops after `count` packets or `timeout` seconds. `traffic` (a callable) runs once
     the socket is open. With `pcap`, the packets are written there as a pcap file.
     """
+    if pcap:
+        check_pcap_path(pcap)
     cap = capture_many(lab, [(target, iface)], filter=filter, count=count, timeout=timeout,
                        traffic=traffic, progress=progress)[0]
     if pcap:
@@ -470,6 +500,10 @@ def capture(lab, target: str, iface: str, filter: str | None = None, count: int 
 
 def ping(lab, src: str, dst: str, count: int = 1):
     """Traffic for a capture: `count` pings from src to dst (lab addresses only)."""
+    from .lab import MAX_PING_COUNT
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PING_COUNT:
+        raise LabError(f"--ping-count must be between 1 and {MAX_PING_COUNT}, got {count!r}")
+
     def run():
         ok, out = lab.ping(src, dst, count=count)
         return ok

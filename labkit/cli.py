@@ -26,6 +26,13 @@ EPILOG = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
 def _progress(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -189,6 +196,10 @@ def cmd_bench(a) -> int:
 def cmd_capture(a) -> int:
     from . import capture
     from .lab import Lab
+    if a.write:  # before anything runs: a capture is not thrown away for a bad file name
+        capture.check_pcap_path(a.write)
+    if a.expr and a.filter:
+        raise LabError("give the BPF filter either after IFACE or with -f, not both")
     lab = Lab.attach(a.name)
     traffic = capture.ping(lab, a.ping[0], a.ping[1], count=a.ping_count) if a.ping else None
     cap = capture.capture(lab, a.target, a.iface, filter=a.expr or " ".join(a.filter) or None, count=a.count,
@@ -207,7 +218,8 @@ def cmd_list(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="labkit", description="A flannel cluster in network namespaces.",
+    from .spec import MAX_NODES
+    p = _Parser(prog="labkit", description="A flannel cluster in network namespaces.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
@@ -218,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     up = add("up", cmd_up, "build a lab: underlay, etcd, flanneld and docker on every node, containers")
-    up.add_argument("--nodes", type=int, default=2, help="number of nodes, master included (default 2)")
+    up.add_argument("--nodes", type=int, default=2,
+                    help=f"number of nodes, master included (default 2, at most {MAX_NODES})")
     up.add_argument("--network", default="10.108.0.0/16", help="flannel Network (default 10.108.0.0/16)")
     up.add_argument("--subnet-len", type=int, default=None, help="flannel SubnetLen (default: flannel's)")
     up.add_argument("--backend", default="vxlan", help="Backend.Type (default vxlan)")
@@ -227,7 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="backend UDP port (vxlan: the kernel's 8472; udp: 8285)")
     up.add_argument("--direct-routing", action="store_true", help="VXLAN (or ipip) DirectRouting")
     up.add_argument("--containers", type=int, default=0, help="containers per node (default 0)")
-    up.add_argument("--underlay", default="192.168.50.0/24", help="node addresses (default 192.168.50.0/24)")
+    up.add_argument("--underlay", default=None,
+                    help="node addresses (default 192.168.50.0/24; with more nodes than it holds, the "
+                         "smallest block around it that does, up to 192.168.48.0/20: "
+                         "/23, 192.168.48.0/22, ...)")
     up.add_argument("--mtu", type=int, default=1500, help="underlay link MTU (default 1500)")
     up.add_argument("--etcd-prefix", default="/coreos.com/network", help="flanneld -etcd-prefix")
     up.add_argument("--seed", type=int, default=None, help="same subnets and MACs on every run")
@@ -255,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     pg = add("ping", cmd_ping, "ping from one node/container to another (or to a lab address)")
     pg.add_argument("src")
     pg.add_argument("dst")
-    pg.add_argument("-c", "--count", type=int, default=3)
+    pg.add_argument("-c", "--count", type=int, default=3, help="pings to send (default 3, at most 1000)")
 
     add("check", cmd_check, "all-pairs connectivity check between containers (or nodes)")
 
@@ -328,6 +344,12 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug, not bad input: still one line (LABKIT_DEBUG=1 shows the traceback)
+        if os.environ.get("LABKIT_DEBUG"):
+            raise
+        print(f"labkit: internal error: {type(e).__name__}: {e} (LABKIT_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from .underlay import attach, build_router, build_switch
 
 REQUIRED_BINARIES = {"ip": "iproute2", "etcd": "etcd-server", "etcdctl": "etcd-client",
                      "ping": "iputils-ping"}
+MAX_PING_COUNT = 1000  # ping's interval here is 0.2 s: at most 200 s of pings
 
 
 def preflight() -> None:
@@ -94,8 +95,10 @@ Progress = Callable[[int, int, str], None]
 
 class Lab:
     def __init__(self, spec: LabSpec | None = None, *, progress=None, built_by: str | None = None,
-                 **fields):
+                 _validate: bool = True, **fields):
         self.spec = spec if spec is not None else LabSpec(**fields)
+        if _validate:  # before a Node is made: bad input builds nothing (attach: already valid)
+            self.spec.validate()
         self.state = LabState(check_lab_name(self.spec.name))
         self.progress = progress or (lambda msg: None)
         self.built_by = built_by or "a python process"   # recorded in owner.json by up()
@@ -108,7 +111,7 @@ class Lab:
         state = LabState(name)
         if not state.exists():
             raise LabError(f"no lab named {name!r} is running (start one with: labkit up --name {name})")
-        return cls(state.spec(), progress=progress)
+        return cls(state.spec(), progress=progress, _validate=False)
 
     def __repr__(self):
         return f"<Lab {self.spec.name}: {', '.join(n.name for n in self.nodes)}>"
@@ -567,7 +570,7 @@ class Lab:
         for node in self.nodes:
             for name in running.get(node.name, []):
                 rec = containers.start(self.state, node.name, name)  # `docker start`
-                started.append(f"{node.name}/{name}={rec.get('ip')}")
+                started.append(f"{node.name}/{name}={rec.ip}")
         return ", ".join(started) or "no containers"
 
     def switch_backend(self, backend: str, clean: bool = True, timeout: float = 30, **fields) -> str:
@@ -679,6 +682,10 @@ class Lab:
 
     def ping(self, src: str, dst: str, count: int = 1, timeout: float = 2.0):
         """Ping from a node or container to another (or to an address inside the lab)."""
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PING_COUNT:
+            raise LabError(f"ping count must be between 1 and {MAX_PING_COUNT}, got {count!r}")
+        if not 0 < timeout <= 60:
+            raise LabError(f"ping timeout must be between 0 and 60 seconds, got {timeout!r}")
         try:
             ip = ipaddress.IPv4Address(dst)
             if not any(ip in net for net in self.lab_networks()):

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from .errors import LabError
 from .flannel.backends.catalogue import (
     KERNEL_LINK_TYPES, SUPPORTED_BACKENDS, is_known_backend, kernel_reason, unavailable_reason)
-from .flannel.config import ConfigError, parse_config
+from .flannel.config import ConfigError, go_parse_cidr, parse_config
 
 LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 NODE_NAME_RE = re.compile(r"^(master|node[0-9]{1,3})$")
@@ -28,32 +28,88 @@ __all__ = ["LabSpec", "SUPPORTED_BACKENDS", "KERNEL_LINK_TYPES", "blog_spec", "c
 MAX_SEGMENTS = 4
 FLAVOURS = ("modern", "legacy")  # flannel v0.2x (etcd v3) / flannel 0.7.1 (etcd v2, CentOS 7)
 DEFAULT_PREFIX = "/coreos.com/network"
-MAX_NODES = 250
+# 1000 = master + node1..node999 (the node-name pattern); the scale target is 250.
+MAX_NODES = 1000
+# The underlay when none is given: 192.168.50.0/24, or, when the nodes (and segments)
+# need more room, the smallest block around it inside 192.168.48.0/20 that holds them
+# (/23, /22 = 192.168.48.0/22, /21, /20).
+DEFAULT_UNDERLAY = "192.168.50.0/24"
+WIDEST_DEFAULT_UNDERLAY = 20
+
+
+def _shown(value, limit: int = 40) -> str:
+    """A user's value in a message: repr, cut short (a 10 kB name is not echoed back)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 5] + "...'"
 
 
 def check_lab_name(name: str) -> str:
     if not isinstance(name, str) or not LAB_NAME_RE.match(name):
-        raise LabError(f"invalid lab name {name!r}: use 1-12 lower-case letters and digits, "
-                       "starting with a letter (it prefixes every namespace of the lab)")
+        raise LabError(f"invalid lab name {_shown(name)}: use 1-12 lower-case letters and digits, "
+                       "starting with a letter (it prefixes every namespace of the lab)", field="name")
     return name
 
 
 def check_node_name(name: str) -> str:
     if not isinstance(name, str) or not NODE_NAME_RE.match(name):
-        raise LabError(f"invalid node name {name!r}: nodes are called master, node1, node2, ...")
+        raise LabError(f"invalid node name {_shown(name)}: nodes are called master, node1, node2, ...",
+                       field="node")
     return name
 
 
 def check_container_name(name: str) -> str:
     if not isinstance(name, str) or not CONTAINER_NAME_RE.match(name):
-        raise LabError(f"invalid container name {name!r}: use up to 32 of [a-zA-Z0-9_.-], "
-                       "starting with a letter or digit")
+        raise LabError(f"invalid container name {_shown(name)}: use up to 32 of [a-zA-Z0-9_.-], "
+                       "starting with a letter or digit", field="container")
     return name
+
+
+def node_name(index: int) -> str:
+    return "master" if index == 0 else f"node{index}"
 
 
 def node_names(count: int) -> list[str]:
     """The first node is the master (it runs etcd); the others are node1, node2, ..."""
-    return ["master"] + [f"node{i}" for i in range(1, count)]
+    return [node_name(i) for i in range(count)]
+
+
+def _room_problem(net: ipaddress.IPv4Network, nodes: int, segments: int) -> str | None:
+    """Why `nodes` nodes dealt over `segments` segments do not fit in `net` (None: they fit)."""
+    if segments <= 1:
+        if net.num_addresses - 2 < nodes:
+            return f"underlay {net} has room for {max(net.num_addresses - 2, 0)} nodes, {nodes} asked"
+        return None
+    bits = (segments - 1).bit_length()
+    if net.prefixlen + bits > 29:
+        return f"underlay {net} is too small to split into {segments} segments"
+    for seg, sub in enumerate(list(net.subnets(prefixlen_diff=bits))[:segments]):
+        members = len(range(seg, nodes, segments))  # nodes are dealt to the segments in turn
+        if sub.num_addresses - 3 < members:  # network, broadcast, the router
+            return f"segment {sub} has room for {sub.num_addresses - 3} nodes, {members} asked"
+    return None
+
+
+def default_underlay(nodes: int, segments: int = 1) -> str:
+    """DEFAULT_UNDERLAY, or the smallest block around it (up to a /20) that holds the nodes."""
+    base = ipaddress.IPv4Network(DEFAULT_UNDERLAY)
+    for prefix in range(base.prefixlen, WIDEST_DEFAULT_UNDERLAY - 1, -1):
+        net = base.supernet(new_prefix=prefix)
+        if _room_problem(net, nodes, segments) is None:
+            return str(net)
+    return str(base.supernet(new_prefix=WIDEST_DEFAULT_UNDERLAY))
+
+
+# Networks a lab cannot use, whatever flannel says: (block, what it is, why it breaks the lab).
+# Each was tried: flanneld accepts all of them (flannel has no such check) and the lab then
+# fails to converge. Class E (240.0.0.0/4), 0.0.0.0/8, 169.254.0.0/16 and 172.17.0.0/16 were
+# tried too and work on Linux, so they are accepted.
+UNUSABLE_NETWORKS = [
+    ("127.0.0.0/8", "loopback",
+     "the kernel never sends loopback addresses out of a host, so no packet reaches another node"),
+    ("224.0.0.0/4", "multicast",
+     "a multicast address cannot be a host's address or a route's next hop (the kernel answers "
+     "'network is unreachable')"),
+]
 
 
 def blog_spec(name: str = "lab", flavour: str = "legacy", **fields) -> "LabSpec":
@@ -67,7 +123,7 @@ def blog_spec(name: str = "lab", flavour: str = "legacy", **fields) -> "LabSpec"
 class LabSpec:
     name: str = "lab"
     nodes: int = 2
-    underlay: str = "192.168.50.0/24"
+    underlay: str | None = None       # None: DEFAULT_UNDERLAY, widened for many nodes (validate)
     mtu: int = 1500
     network: str = "10.108.0.0/16"
     subnet_len: int | None = None
@@ -88,9 +144,16 @@ class LabSpec:
     # -- derived views -------------------------------------------------------------
     @property
     def node_names(self) -> list[str]:
-        return node_names(self.nodes)
+        # built once per node count: Node(i) reads it for every node (n lookups, not n lists)
+        cached = self.__dict__.get("_node_names")
+        if cached is None or len(cached) != self.nodes:
+            cached = node_names(self.nodes)
+            self.__dict__["_node_names"] = cached
+        return cached
 
     def underlay_net(self) -> ipaddress.IPv4Network:
+        if self.underlay is None:
+            return ipaddress.IPv4Network(default_underlay(self.nodes, self.segments))
         return ipaddress.IPv4Network(self.underlay)
 
     def public_ip(self, index: int) -> ipaddress.IPv4Address:
@@ -152,60 +215,77 @@ class LabSpec:
 
     # -- validation ------------------------------------------------------------------
     def validate(self) -> "LabSpec":
-        """Raise LabError with one clear message; return self when all is well."""
+        """Raise LabError with one clear message (its ``field`` names the LabSpec field it is
+        about); return self when all is well.
+
+        Fills in what is derived: the underlay when none was given (widened for many
+        nodes), and the Network as flannel reads it (``10.108.0.1/16`` is ``10.108.0.0/16``:
+        flannel's IP4Net drops the host bits, net.ParseCIDR)."""
         check_lab_name(self.name)
-        if not isinstance(self.nodes, int) or not 1 <= self.nodes <= MAX_NODES:
-            raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {self.nodes!r}")
-        try:
-            under = ipaddress.IPv4Network(self.underlay, strict=True)
-        except ValueError as e:
-            raise LabError(f"invalid underlay CIDR {self.underlay!r}: {e}") from None
-        if under.num_addresses - 2 < self.nodes:
-            raise LabError(f"underlay {under} has room for {max(under.num_addresses - 2, 0)} "
-                           f"nodes, {self.nodes} asked")
-        if not isinstance(self.segments, int) or not 1 <= self.segments <= MAX_SEGMENTS:
-            raise LabError(f"--segments must be between 1 and {MAX_SEGMENTS}, got {self.segments!r}")
-        if self.segments > 1:
-            if self.segments > self.nodes:
-                raise LabError(f"{self.segments} segments need at least {self.segments} nodes")
-            if under.prefixlen + (self.segments - 1).bit_length() > 29:
-                raise LabError(f"underlay {under} is too small to split into {self.segments} segments")
-            for seg, net in enumerate(self.segment_nets()):
-                members = sum(1 for i in range(self.nodes) if self.segment_of(i) == seg)
-                if net.num_addresses - 3 < members:  # network, broadcast, the router
-                    raise LabError(f"segment {net} has room for {net.num_addresses - 3} nodes, "
-                                   f"{members} asked")
-        if not isinstance(self.mtu, int) or not 576 <= self.mtu <= 9000:
-            raise LabError(f"underlay MTU must be between 576 and 9000, got {self.mtu!r}")
+        if not _is_int(self.nodes) or not 1 <= self.nodes <= MAX_NODES:
+            raise LabError(f"--nodes must be between 1 and {MAX_NODES}, got {_shown(self.nodes)}", field="nodes")
+        if not _is_int(self.segments) or not 1 <= self.segments <= MAX_SEGMENTS:
+            raise LabError(f"--segments must be between 1 and {MAX_SEGMENTS}, got {_shown(self.segments)}",
+                           field="segments")
+        if self.segments > self.nodes:
+            raise LabError(f"{self.segments} segments need at least {self.segments} nodes", field="segments")
+        if self.underlay is None:
+            self.underlay = default_underlay(self.nodes, self.segments)
+        under = _parse_underlay(self.underlay)
+        problem = _room_problem(under, self.nodes, self.segments)
+        if problem:
+            raise LabError(problem, field="underlay")
+        if not _is_int(self.mtu) or not 576 <= self.mtu <= 9000:
+            raise LabError(f"underlay MTU must be between 576 and 9000, got {_shown(self.mtu)}", field="mtu")
         if self.flavour not in FLAVOURS:
-            raise LabError(f"unknown flannel flavour {self.flavour!r}; choose one of {', '.join(FLAVOURS)}")
-        if self.vni is not None and (not isinstance(self.vni, int) or not 1 <= self.vni <= 9999999):
+            raise LabError(f"unknown flannel flavour {_shown(self.flavour)}; choose one of {', '.join(FLAVOURS)}",
+                           field="flavour")
+        if self.vni is not None and (not _is_int(self.vni) or not 1 <= self.vni <= 9999999):
             # flannel names the device flannel.<VNI>; Linux names are at most 15 characters
             raise LabError(f"VNI must be between 1 and 9999999 (device name flannel.<VNI> "
-                           f"must fit in 15 characters), got {self.vni!r}")
-        if self.port is not None and (not isinstance(self.port, int) or not 0 <= self.port <= 65535):
-            raise LabError(f"port must be between 0 and 65535, got {self.port!r}")
-        if not isinstance(self.containers, int) or not 0 <= self.containers <= 50:
-            raise LabError(f"--containers must be between 0 and 50 per node, got {self.containers!r}")
-        if not isinstance(self.prefix, str) or not re.match(r"^(/[A-Za-z0-9._-]+)+$", self.prefix):
-            raise LabError(f"invalid etcd prefix {self.prefix!r}: use /segments/of/[A-Za-z0-9._-]")
-        if not isinstance(self.lease_ttl, int) or self.lease_ttl < 2:
-            raise LabError(f"lease TTL must be at least 2 seconds, got {self.lease_ttl!r}")
-        if not isinstance(self.renew_margin, int) or not 0 < self.renew_margin < self.lease_ttl:
-            raise LabError("renew margin must be positive and shorter than the lease TTL")
+                           f"must fit in 15 characters), got {_shown(self.vni)}", field="vni")
+        if self.port is not None and (not _is_int(self.port) or not 0 <= self.port <= 65535):
+            raise LabError(f"port must be between 0 and 65535, got {_shown(self.port)}", field="port")
+        if not _is_int(self.containers) or not 0 <= self.containers <= 50:
+            raise LabError(f"--containers must be between 0 and 50 per node, got {_shown(self.containers)}",
+                           field="containers")
+        if not isinstance(self.prefix, str) or not re.match(r"^(/[A-Za-z0-9._-]+)+$", self.prefix) \
+                or len(self.prefix) > 200:
+            raise LabError(f"invalid etcd prefix {_shown(self.prefix)}: use /segments/of/[A-Za-z0-9._-] "
+                           "(200 characters at most)", field="prefix")
+        if not _is_int(self.lease_ttl) or self.lease_ttl < 2:
+            raise LabError(f"lease TTL must be at least 2 seconds, got {_shown(self.lease_ttl)}", field="lease_ttl")
+        if not _is_int(self.renew_margin) or not 0 < self.renew_margin < self.lease_ttl:
+            raise LabError("renew margin must be positive and shorter than the lease TTL", field="renew_margin")
+        if self.subnet_len is not None and not _is_int(self.subnet_len):
+            raise LabError(f"SubnetLen must be a whole number, got {_shown(self.subnet_len)}", field="subnet_len")
+        if not isinstance(self.extra_config, dict):
+            raise LabError("extra_config must be a dict of network config fields", field="extra_config")
+        # the Network alone first, so its errors are the network field's
+        if not isinstance(self.network, str):
+            raise LabError(f"invalid network config: Network must be text like 10.108.0.0/16, "
+                           f"got {_shown(self.network)}", field="network")
+        try:
+            net = go_parse_cidr(self.network)
+        except ValueError as e:  # flannel's words: invalid CIDR address: ...
+            raise LabError(f"invalid network config: {e}", field="network") from None
+        if net.version != 4:
+            raise LabError("invalid network config: invalid IPv4 CIDR format", field="network")
         try:
             cfg = parse_config(self.network_config_json())
         except ConfigError as e:
-            raise LabError(f"invalid network config: {e}") from None
+            raise LabError(f"invalid network config: {e}", field=_config_field(str(e), self)) from None
+        self.network = str(cfg.network)  # what flannel works with (host bits dropped)
+        _check_usable(cfg.network, "Network", "network")
+        _check_usable(under, "underlay", "underlay")
         why = unavailable_reason(cfg.backend_type, kernel=False)  # data only: see check_kernel
         if why:
-            raise LabError(f"backend {why}" if is_known_backend(cfg.backend_type) else why)
+            raise LabError(f"backend {why}" if is_known_backend(cfg.backend_type) else why, field="backend")
         if self.flavour == "legacy" and cfg.backend_type != "vxlan":
             raise LabError(f"the legacy flavour (flannel 0.7.1) is emulated with the vxlan backend only; "
-                           f"backend {cfg.backend_type!r} needs --flavour modern")
-        overlap = under.overlaps(cfg.network)
-        if overlap:
-            raise LabError(f"the flannel Network {cfg.network} overlaps the underlay {under}")
+                           f"backend {cfg.backend_type!r} needs --flavour modern", field="flavour")
+        if under.overlaps(cfg.network):
+            raise LabError(f"the flannel Network {cfg.network} overlaps the underlay {under}", field="network")
         return self
 
     def check_kernel(self) -> "LabSpec":
@@ -221,5 +301,50 @@ class LabSpec:
             return self
         why = kernel_reason(backend)
         if why:
-            raise LabError(f"backend {why}")
+            raise LabError(f"backend {why}", field="backend")
         return self
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _parse_underlay(text) -> ipaddress.IPv4Network:
+    """The lab's own underlay: an IPv4 network written exactly (no host bits)."""
+    if not isinstance(text, str):
+        raise LabError(f"invalid underlay {_shown(text)}: write an IPv4 network like 192.168.50.0/24",
+                       field="underlay")
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise LabError(f"invalid underlay {_shown(text)}: write an IPv4 network like 192.168.50.0/24",
+                       field="underlay") from None
+    if net.version != 4:
+        raise LabError(f"invalid underlay {_shown(text)}: the underlay is IPv4 (the nodes' eth0 and "
+                       "flannel's PublicIP); write an IPv4 network like 192.168.50.0/24", field="underlay")
+    if "/" not in text:
+        raise LabError(f"invalid underlay {_shown(text)}: give the prefix length, e.g. {net.network_address}/24",
+                       field="underlay")
+    if ipaddress.IPv4Interface(text).ip != net.network_address:
+        raise LabError(f"invalid underlay {_shown(text)}: it has host bits set; the network is {net}",
+                       field="underlay")
+    return net
+
+
+def _config_field(msg: str, spec: "LabSpec") -> str:
+    """Which LabSpec field a flannel config error is about (for LabError.field)."""
+    if "SubnetLen" in msg or "four subnets" in msg:
+        return "subnet_len" if spec.subnet_len is not None else "extra_config"
+    if "SubnetMin" in msg or "SubnetMax" in msg or "IPv6" in msg or "EnableIPv" in msg \
+            or "NFTables" in msg:
+        return "extra_config"
+    if "Backend" in msg or "backend" in msg:
+        return "backend"
+    return "network"
+
+
+def _check_usable(net: ipaddress.IPv4Network, what: str, fieldname: str) -> None:
+    for block, kind, why in UNUSABLE_NETWORKS:
+        if net.overlaps(ipaddress.IPv4Network(block)):
+            note = " (flannel has no such check and would accept it)" if what == "Network" else ""
+            raise LabError(f"the lab refuses {what} {net} because it overlaps {block} ({kind}): {why}{note}",
+                           field=fieldname)

@@ -172,7 +172,7 @@ def test_flanneld_kill9_then_systemctl_start_keeps_the_subnet(lab):
     svc = lab.service("node1", "flanneld")
     os.kill(svc.pid(), signal.SIGKILL)
     wait_for(lambda: not svc.is_active(), what="flanneld to die")
-    assert on_node(lab, "master", "ping -c1 -W2 " + lab.resolve("node1/c1")[1]["ip"]).returncode == 0
+    assert on_node(lab, "master", "ping -c1 -W2 " + lab.resolve("node1/c1")[1].ip).returncode == 0
     r = on_node(lab, "node1", "systemctl start flanneld")
     assert r.returncode == 0, r.stderr
     assert lease_of(lab, "node1") == sn
@@ -205,7 +205,7 @@ def test_docker_restart_on_a_node(lab):
     assert r.returncode == 0, r.stderr
     assert lab.sh("node1", "ip -4 -o addr show docker0").stdout.split()[3] == bip  # --bip from subnet.env
     # without live-restore, stopping dockerd stopped the container: `docker start` it
-    assert not containers.get(lab.state, "node1", "c1")["running"]
+    assert not containers.get(lab.state, "node1", "c1").running
     containers.start(lab.state, "node1", "c1")
     assert not unreachable(lab)
 

@@ -15,24 +15,53 @@ from .catalogue import CATALOGUE, is_known_backend, unknown_backend_message
 REGISTRY = {b.name: b.target for b in CATALOGUE.values() if b.target}
 
 
-def decode_backend_config(backend: dict | None, defaults: dict, what: str) -> dict:
+GO_INT_MIN, GO_INT_MAX = -(1 << 63), (1 << 63) - 1  # Go's int on amd64
+
+
+def decode_backend_config(backend: dict | None, defaults: dict, what: str, struct: str = "",
+                          names: dict | None = None) -> dict:
     """A backend's options from the config's Backend object, as Go's encoding/json fills
     a struct: keys match in any case, null leaves the default, a wrong type is an error
-    worded like Go's ("error decoding VXLAN backend config: json: cannot unmarshal ...")."""
+    worded like Go's ("error decoding VXLAN backend config: json: cannot unmarshal ...").
+
+    `struct` is the Go struct's name ("" for flannel's anonymous structs) and `names` the
+    json tags where the struct has them (flannel's VXLANConfig: ``vni``, ``port``, ...):
+    Go's error names the field as ``<struct>.<json name>``. A number is checked against
+    Go's int (64 bits): a bigger one is Go's ``cannot unmarshal number <n> ...`` too."""
     cfg = dict(defaults)
-    fields = {k.lower(): k for k in defaults}
+    names = names or {}
+    fields = {names.get(k, k).lower(): k for k in defaults}
+    fields.update({k.lower(): k for k in defaults})
     for key, value in (backend or {}).items():
         name = fields.get(key.lower())
         if name is None or value is None:
             continue
         want = type(defaults[name])
-        if isinstance(value, bool) != (want is bool) or not isinstance(value, want):
-            kind = {str: "string", bool: "bool", list: "array", dict: "object"}.get(type(value)) \
-                or f"number {value}"
+        gotype = {bool: "bool", str: "string"}.get(want, "int")
+        ok = isinstance(value, want) and isinstance(value, bool) == (want is bool)
+        if ok and gotype == "int" and not GO_INT_MIN <= value <= GO_INT_MAX:
+            ok = False
+        if not ok:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                kind = f"number {value}" if gotype == "int" else "number"
+            else:
+                kind = {str: "string", bool: "bool", list: "array", dict: "object"}[type(value)]
             raise ValueError(f"error decoding {what} backend config: json: cannot unmarshal {kind} "
-                             f"into Go struct field .{name} of type {'bool' if want is bool else 'int'}")
+                             f"into Go struct field {struct}.{names.get(name, name)} of type {gotype}")
         cfg[name] = value
     return cfg
+
+
+def require_ipv4(config) -> None:
+    """labkit's flanneld runs IPv4 networks (flannel's IPv6 half is parsed and validated, not
+    run). With neither family enabled flannel stops with "none defined stack"."""
+    if getattr(config, "enable_ipv4", True):
+        return
+    if not getattr(config, "enable_ipv6", False):
+        raise RuntimeError("none defined stack")
+    raise RuntimeError("labkit's flanneld runs IPv4 networks only, and this config has EnableIPv4 "
+                       "false (an IPv6-only network: flannel would run it on the nodes' IPv6 "
+                       "addresses; labkit does not emulate flannel's IPv6 support)")
 
 
 class UnknownBackend(Exception):

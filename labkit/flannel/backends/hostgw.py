@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 
 from ..subnet import LeaseAttrs
+from . import require_ipv4
 from .route_network import Route, RouteNetwork
 
 SRC = "hostgw.go"
@@ -34,6 +35,7 @@ class HostgwBackend:
         self.ipr = ipr
 
     def register_network(self, config) -> RouteNetwork:
+        require_ipv4(config)
         ext = self.ext_iface
 
         def get_route(lease) -> Route:

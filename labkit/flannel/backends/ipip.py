@@ -21,7 +21,7 @@ from ..subnet import LeaseAttrs
 from .catalogue import CATALOGUE
 from .kernel import is_missing_link_type, missing_link_type
 from .route_network import Route, RouteNetwork
-from . import decode_backend_config
+from . import decode_backend_config, require_ipv4
 
 SRC = "ipip.go"
 BACKEND_TYPE = "ipip"
@@ -50,6 +50,7 @@ class IPIPBackend:
         self.ipr = ipr
 
     def register_network(self, config) -> RouteNetwork:
+        require_ipv4(config)
         cfg = parse_backend_config(config.backend)
         log.info(SRC, f"IPIP config: DirectRouting={str(cfg['DirectRouting']).lower()}")
         ext = self.ext_iface

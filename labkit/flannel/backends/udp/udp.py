@@ -12,7 +12,7 @@ import ipaddress
 from ... import log
 from ...subnet import LeaseAttrs
 from .network import UdpNetwork
-from .. import decode_backend_config
+from .. import decode_backend_config, require_ipv4
 
 SRC = "udp_amd64.go"
 DEFAULT_PORT = 8285
@@ -31,6 +31,7 @@ class UdpBackend:
         self.ipr = ipr
 
     def register_network(self, config) -> UdpNetwork:
+        require_ipv4(config)
         cfg = parse_backend_config(config.backend)
         # 1. the lease: PublicIP only
         attrs = LeaseAttrs(public_ip=str(self.ext_iface.ext_addr))

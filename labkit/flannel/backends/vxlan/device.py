@@ -124,9 +124,11 @@ class VXLANDevice:
 
     def _link_add(self) -> None:
         a = self.attrs
-        kw = dict(ifname=a.name, kind="vxlan", vxlan_id=a.vni, vxlan_link=a.vtep_index,
-                  vxlan_local=str(a.vtep_addr), vxlan_learning=int(a.learning),
-                  mtu=a.mtu - encap_overhead("vxlan"), address=self.hw_addr)
+        # netlink's attributes are Go's uint32(...) of flannel's ints (vishvananda/netlink)
+        kw = dict(ifname=a.name, kind="vxlan", vxlan_id=a.vni & 0xFFFFFFFF, vxlan_link=a.vtep_index,
+                  vxlan_local=str(a.vtep_addr), vxlan_learning=int(a.learning), address=self.hw_addr)
+        if a.mtu - encap_overhead("vxlan") > 0:  # netlink sets the MTU only when positive
+            kw["mtu"] = (a.mtu - encap_overhead("vxlan")) & 0xFFFFFFFF
         if a.vtep_port:  # 0 = leave it to the kernel, whose default is 8472
             kw["vxlan_port"] = a.vtep_port
         if a.gbp:
