@@ -98,7 +98,7 @@ class Lab:
                  _validate: bool = True, **fields):
         self.spec = spec if spec is not None else LabSpec(**fields)
         if _validate:  # before a Node is made: bad input builds nothing (attach: already valid)
-            self.spec.validate()
+            self.spec.check_kernel().validate()  # the probe first: it names a missing link type
         self.state = LabState(check_lab_name(self.spec.name))
         self.progress = progress or (lambda msg: None)
         self.built_by = built_by or "a python process"   # recorded in owner.json by up()
