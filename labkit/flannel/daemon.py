@@ -248,6 +248,7 @@ def _run(sm, bn, events: queue.Queue, stop: list) -> int:
     leases, rev = sm.get_subnets()
     bn.handle_subnet_events(watcher.reset(leases))
     sm.watch_leases(events.put, rev + 1)
+    getattr(bn, "run", lambda: None)()  # vxlan: Run's device watcher (vxlan_network.go, flannel >= v0.27.4)
 
     renew_at = time.time() + sm.next_renewal(lease)
     log.info("local_manager.go", f"Waiting for {go_duration(renew_at - time.time())} to renew lease")

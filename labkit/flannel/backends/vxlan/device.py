@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ... import log
@@ -20,6 +23,14 @@ from ...ip import AF_BRIDGE, EEXIST, NTF_SELF, NUD_PERMANENT, ensure_v4_address_
 from ..catalogue import encap_overhead
 
 SRC = "device.go"
+
+LinkFields = dict[str, Any]   # the fields vxlanLinksIncompat compares, by name
+
+
+class _Rand(Protocol):
+    """What new_hardware_addr needs of its random source: the `random` module or a Random."""
+
+    def randrange(self, stop: int, /) -> int: ...
 
 
 @dataclass
@@ -35,14 +46,14 @@ class VXLANDeviceAttrs:
     hw_addr: str | None = None
 
 
-def new_hardware_addr(rng=random) -> str:
+def new_hardware_addr(rng: _Rand = random) -> str:
     """A random locally administered unicast MAC (flannel's pkg/mac)."""
     b = [rng.randrange(256) for _ in range(6)]
     b[0] = (b[0] & 0xFE) | 0x02
     return ":".join(f"{x:02x}" for x in b)
 
 
-def links_incompat(want: dict, have: dict) -> str:
+def links_incompat(want: LinkFields, have: LinkFields) -> str:
     """flannel's vxlanLinksIncompat: "" when an existing device can be kept.
 
     Only these fields are compared; index, addresses and port count as different
@@ -67,19 +78,22 @@ def links_incompat(want: dict, have: dict) -> str:
     return ""
 
 
-def link_fields(link) -> dict:
+def link_fields(link: Any) -> LinkFields:
     """The compared fields of a kernel link, as read back over netlink."""
     info = link.get_attr("IFLA_LINKINFO")
     kind = info.get_attr("IFLA_INFO_KIND") if info else None
     data = info.get_attr("IFLA_INFO_DATA") if info and kind == "vxlan" else None
-    get = (lambda k: data.get_attr(k)) if data else (lambda k: None)
+
+    def get(k: str) -> Any:
+        return data.get_attr(k) if data else None
     return {"type": kind or "device", "vni": get("IFLA_VXLAN_ID"),
             "vtep_index": get("IFLA_VXLAN_LINK"), "src_addr": get("IFLA_VXLAN_LOCAL"),
             "group": get("IFLA_VXLAN_GROUP"), "l2miss": get("IFLA_VXLAN_L2MISS"),
             "port": get("IFLA_VXLAN_PORT"), "gbp": bool(get("IFLA_VXLAN_GBP"))}
 
 
-def ensure_link(ipr, name: str, link_add, want: dict, spelling: str, compare=None):
+def ensure_link(ipr: IPRoute, name: str, link_add: Callable[[], None], want: LinkFields, spelling: str,
+                compare: Callable[[LinkFields, LinkFields], LinkFields] | None = None) -> tuple[int, Any]:
     """ensureLink: create the device with `link_add()`, or keep an existing one whose
     compared fields match `want` (else delete and re-create it). Returns (index, the
     kept link or None). `compare(want, have)` adjusts `want` to what a version
@@ -98,15 +112,16 @@ def ensure_link(ipr, name: str, link_add, want: dict, spelling: str, compare=Non
                          "recreating device")
         ipr.link("del", index=existing["index"])
         link_add()
-    return ipr.link_lookup(ifname=name)[0], None
+    index: int = ipr.link_lookup(ifname=name)[0]
+    return index, None
 
 
 class VXLANDevice:
-    def __init__(self, ipr, attrs: VXLANDeviceAttrs):
+    def __init__(self, ipr: IPRoute, attrs: VXLANDeviceAttrs) -> None:
         """newVXLANDevice: ensure the link, then accept_ra=0 (no IPv6 autoconf on it)."""
         self.ipr = ipr
         self.attrs = attrs
-        self.hw_addr = attrs.hw_addr or new_hardware_addr()
+        self.hw_addr: str = attrs.hw_addr or new_hardware_addr()
         self.direct_routing = False
         self.index = self._ensure_link()
         try:
@@ -116,7 +131,7 @@ class VXLANDevice:
             pass
 
     # -- ensureLink ------------------------------------------------------------------
-    def _want(self) -> dict:
+    def _want(self) -> LinkFields:
         a = self.attrs
         return {"type": "vxlan", "vni": a.vni, "vtep_index": a.vtep_index,
                 "src_addr": str(a.vtep_addr), "group": None, "l2miss": False,
@@ -125,7 +140,7 @@ class VXLANDevice:
     def _link_add(self) -> None:
         a = self.attrs
         # netlink's attributes are Go's uint32(...) of flannel's ints (vishvananda/netlink)
-        kw = dict(ifname=a.name, kind="vxlan", vxlan_id=a.vni & 0xFFFFFFFF, vxlan_link=a.vtep_index,
+        kw: dict[str, Any] = dict(ifname=a.name, kind="vxlan", vxlan_id=a.vni & 0xFFFFFFFF, vxlan_link=a.vtep_index,
                   vxlan_local=str(a.vtep_addr), vxlan_learning=int(a.learning), address=self.hw_addr)
         if a.mtu - encap_overhead("vxlan") > 0:  # netlink sets the MTU only when positive
             kw["mtu"] = (a.mtu - encap_overhead("vxlan")) & 0xFFFFFFFF
@@ -157,18 +172,18 @@ class VXLANDevice:
             raise RuntimeError(f"{name}'s mac address wanted: {self.hw_addr}, but got: {got}")
 
     # -- neighbours ----------------------------------------------------------------------
-    def add_arp(self, ip, mac: str) -> None:
+    def add_arp(self, ip: ipaddress.IPv4Address, mac: str) -> None:
         """`ip neigh replace <subnet IP> lladdr <VtepMAC> dev flannel.1 nud permanent`."""
         self.ipr.neigh("replace", dst=str(ip), lladdr=mac, ifindex=self.index, state=NUD_PERMANENT)
 
-    def del_arp(self, ip, mac: str) -> None:
+    def del_arp(self, ip: ipaddress.IPv4Address, mac: str) -> None:
         self.ipr.neigh("del", dst=str(ip), lladdr=mac, ifindex=self.index, state=NUD_PERMANENT)
 
-    def add_fdb(self, public_ip, mac: str) -> None:
+    def add_fdb(self, public_ip: str, mac: str) -> None:
         """`bridge fdb replace <VtepMAC> dev flannel.1 dst <PublicIP> self permanent`."""
         self.ipr.neigh("replace", family=AF_BRIDGE, ifindex=self.index, lladdr=mac,
                        dst=str(public_ip), state=NUD_PERMANENT, flags=NTF_SELF)
 
-    def del_fdb(self, public_ip, mac: str) -> None:
+    def del_fdb(self, public_ip: str, mac: str) -> None:
         self.ipr.neigh("del", family=AF_BRIDGE, ifindex=self.index, lladdr=mac,
                        dst=str(public_ip), flags=NTF_SELF)
