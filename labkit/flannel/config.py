@@ -25,8 +25,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Any, NoReturn, TypeAlias, cast
 
 # backend names, and flannel's words for an unknown one, live in the backend catalogue
 from .backends.catalogue import KNOWN_BACKENDS, is_known_backend, unknown_backend_message
@@ -80,7 +82,21 @@ class _Node:
 
     kind: str
     raw: bytes
-    value: object
+    value: _Value
+
+    def members(self) -> list[tuple[str, _Node]]:
+        """An object's (key, node) pairs; only for kind "object"."""
+        assert self.kind == "object"
+        return cast("list[tuple[str, _Node]]", self.value)
+
+    def text(self) -> str:
+        """A string's decoded text, or a number's literal."""
+        assert isinstance(self.value, str)
+        return self.value
+
+
+# what _Node.value holds, by kind: object, array, string or number, bool, null
+_Value: TypeAlias = "list[tuple[str, _Node]] | list[_Node] | str | bool | None"
 
 
 _WS = b" \t\r\n"
@@ -119,17 +135,17 @@ class _GoScanner:
 
     MAX_DEPTH = 10000  # Go's maxNestingDepth
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes) -> None:
         self.b = data
         self.i = 0
         self.depth = 0
 
-    def _enter(self):
+    def _enter(self) -> None:
         self.depth += 1
         if self.depth > self.MAX_DEPTH:
             self._fail("exceeded max depth", False)
 
-    def _fail(self, what: str, ws_ok: bool):
+    def _fail(self, what: str, ws_ok: bool) -> NoReturn:
         if self.i >= len(self.b):
             if ws_ok:
                 raise GoJSONError("unexpected end of JSON input")
@@ -138,10 +154,10 @@ class _GoScanner:
             c = self.b[self.i]
         raise GoJSONError(f"invalid character {_quote_char(c)} {what}")
 
-    def _peek(self):
+    def _peek(self) -> int | None:
         return self.b[self.i] if self.i < len(self.b) else None
 
-    def _skip_ws(self):
+    def _skip_ws(self) -> None:
         while self.i < len(self.b) and self.b[self.i] in _WS:
             self.i += 1
 
@@ -172,57 +188,47 @@ class _GoScanner:
                 return _Node(kind, self.b[start:self.i], val)
         self._fail("looking for beginning of value", True)
 
-    def _object(self, start: int) -> _Node:
+    def _elements(self, close: int, after: str) -> Iterator[None]:
+        """What objects and arrays share in Go's scanner: the opening byte,
+        then elements separated by commas up to the closing byte.
+
+        Yields once for each element, which the caller reads; a generator,
+        so it adds no stack frame per nesting level.
+        """
         self._enter()
         self.i += 1
-        pairs = []
         self._skip_ws()
-        if self._peek() == ord("}"):
-            self.i += 1
-            self.depth -= 1
-            return _Node("object", self.b[start:self.i], pairs)
-        while True:
+        if self._peek() != close:
+            yield
+            self._skip_ws()
+            while self._peek() == ord(","):
+                self.i += 1
+                yield
+                self._skip_ws()
+            if self._peek() != close:
+                self._fail(after, True)
+        self.i += 1
+        self.depth -= 1
+
+    def _object(self, start: int) -> _Node:
+        pairs: list[tuple[str, _Node]] = []
+        for _ in self._elements(ord("}"), "after object key:value pair"):
             self._skip_ws()
             if self._peek() != ord('"'):
                 self._fail("looking for beginning of object key string", True)
-            key = self._string().value
+            key = self._string().text()
             self._skip_ws()
             if self._peek() != ord(":"):
                 self._fail("after object key", True)
             self.i += 1
             pairs.append((key, self.value()))
-            self._skip_ws()
-            c = self._peek()
-            if c == ord(","):
-                self.i += 1
-                continue
-            if c == ord("}"):
-                self.i += 1
-                self.depth -= 1
-                return _Node("object", self.b[start:self.i], pairs)
-            self._fail("after object key:value pair", True)
+        return _Node("object", self.b[start:self.i], pairs)
 
     def _array(self, start: int) -> _Node:
-        self._enter()
-        self.i += 1
-        items = []
-        self._skip_ws()
-        if self._peek() == ord("]"):
-            self.i += 1
-            self.depth -= 1
-            return _Node("array", self.b[start:self.i], items)
-        while True:
+        items: list[_Node] = []
+        for _ in self._elements(ord("]"), "after array element"):
             items.append(self.value())
-            self._skip_ws()
-            c = self._peek()
-            if c == ord(","):
-                self.i += 1
-                continue
-            if c == ord("]"):
-                self.i += 1
-                self.depth -= 1
-                return _Node("array", self.b[start:self.i], items)
-            self._fail("after array element", True)
+        return _Node("array", self.b[start:self.i], items)
 
     def _string(self) -> _Node:
         start = self.i
@@ -258,8 +264,8 @@ class _GoScanner:
         text = re.sub("[\ud800-\udfff]", "\ufffd", text)
         return _Node("string", raw, text)
 
-    def _digits(self):
-        while self._peek() is not None and self._peek() in _DIGITS:
+    def _digits(self) -> None:
+        while (c := self._peek()) is not None and c in _DIGITS:
             self.i += 1
 
     def _number(self, start: int) -> _Node:
@@ -289,7 +295,7 @@ class _GoScanner:
         raw = self.b[start:self.i]
         return _Node("number", raw, raw.decode("ascii"))
 
-    def _literal(self, word: bytes):
+    def _literal(self, word: bytes) -> None:
         self.i += 1
         for expected in word[1:]:
             if self._peek() != expected:
@@ -297,14 +303,14 @@ class _GoScanner:
             self.i += 1
 
 
-def _as_bytes(text) -> bytes:
+def _as_bytes(text: str | bytes | bytearray) -> bytes:
     # Go reads the config as bytes; Python text is turned back into UTF-8
     if isinstance(text, (bytes, bytearray)):
         return bytes(text)
     return str(text).encode("utf-8", "surrogatepass")
 
 
-def go_json_parse(text) -> _Node:
+def go_json_parse(text: str | bytes | bytearray) -> _Node:
     """Parse JSON text; raise GoJSONError with Go's syntax-error wording.
 
     Go refuses nesting deeper than 10000 levels. Python's recursion limit
@@ -330,7 +336,7 @@ def _fold(name: str) -> str:
     return "".join(out)
 
 
-def match_go_fields(pairs, field_names):
+def match_go_fields(pairs: Iterable[tuple[str, _Node]], field_names: Collection[str]) -> Iterator[tuple[str, _Node]]:
     """Yield (go_field_name, node) for each key that names a struct field.
 
     An exact match wins, otherwise a case-insensitive one; keys that name no
@@ -347,7 +353,7 @@ def match_go_fields(pairs, field_names):
 def _type_error(node: _Node, struct: str, fieldname: str, gotype: str) -> str:
     value = node.kind
     if node.kind == "number" and gotype.startswith("uint"):
-        value = "number " + node.value
+        value = "number " + node.text()
     if struct or fieldname:
         return f"json: cannot unmarshal {value} into Go struct field {struct}.{fieldname} of type {gotype}"
     return f"json: cannot unmarshal {value} into Go value of type {gotype}"
@@ -375,7 +381,7 @@ def go_json_string(s: str) -> str:
     return _go_escape_html(json.dumps(s, ensure_ascii=False))
 
 
-def go_json_marshal(obj) -> str:
+def go_json_marshal(obj: Any) -> str:
     """Compact JSON like Go's json.Marshal (no spaces, <>& escaped).
 
     Dict key order is kept (Go keeps the bytes of a json.RawMessage as they
@@ -385,7 +391,7 @@ def go_json_marshal(obj) -> str:
     return _go_escape_html(json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
 
 
-def go_parse_cidr(text: str):
+def go_parse_cidr(text: str) -> IPv4Network | IPv6Network:
     """Parse "addr/len" the way Go's net.ParseCIDR does.
 
     Returns an IPv4Network or IPv6Network with the host bits cleared
@@ -440,9 +446,9 @@ class Config:
     ipv6_subnet_min: IPv6Address | None = None
     ipv6_subnet_max: IPv6Address | None = None
     backend_type: str = ""
-    backend: dict = field(default_factory=dict)
+    backend: dict[str, Any] = field(default_factory=dict)
     backend_json: str | None = None
-    raw: dict = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
 
     def subnet_size(self) -> int:
         """Number of addresses in one node's subnet."""
@@ -514,7 +520,7 @@ def parse_ip6(text: str) -> IPv6Address:
     return v6
 
 
-def _decode_field(cfg: Config, name: str, kind: str, node: _Node, saved: list):
+def _decode_field(cfg: Config, name: str, kind: str, node: _Node, saved: list[str]) -> None:
     """Store one JSON value into cfg like Go's decoder would.
 
     Custom decoders (IP4Net, IP4, ...) get the raw bytes, even ``null``, and
@@ -522,17 +528,16 @@ def _decode_field(cfg: Config, name: str, kind: str, node: _Node, saved: list):
     SubnetLen) are remembered and decoding goes on; Go reports the first
     one at the end.
     """
-    attr = _ATTR.get(name)
     if kind in ("bool", "uint"):
         if node.kind == "null":
             return
         if kind == "bool" and node.kind == "bool":
-            setattr(cfg, attr, node.value)
+            setattr(cfg, _ATTR[name], node.value)
             return
-        if kind == "uint" and node.kind == "number" and re.fullmatch(r"[0-9]+", node.value):
-            n = int(node.value)
+        if kind == "uint" and node.kind == "number" and re.fullmatch(r"[0-9]+", node.text()):
+            n = int(node.text())
             if n < 1 << 64:
-                setattr(cfg, attr, n)
+                setattr(cfg, _ATTR[name], n)
                 return
         saved.append(_type_error(node, "Config", name, kind))
         return
@@ -540,19 +545,19 @@ def _decode_field(cfg: Config, name: str, kind: str, node: _Node, saved: list):
     try:
         if kind == "ip4net":
             net = go_parse_cidr(text)
-            if net.version != 4:
+            if not isinstance(net, IPv4Network):
                 raise ValueError("invalid IPv4 CIDR format")
             cfg.network = net
         elif kind == "ip6net":
-            net = go_parse_cidr(text)
-            if net.version != 6:
+            net6 = go_parse_cidr(text)
+            if not isinstance(net6, IPv6Network):
                 raise ValueError("invalid IPv6 CIDR format")  # labkit's own message
-            cfg.ipv6_network = net
+            cfg.ipv6_network = net6
         elif kind == "ip4":
-            setattr(cfg, attr, parse_ip4(text))
+            setattr(cfg, _ATTR[name], parse_ip4(text))
         elif kind == "ip6ptr":
             # a Go pointer field: null sets it to nil without calling the decoder
-            setattr(cfg, attr, None if node.kind == "null" else parse_ip6(text))
+            setattr(cfg, _ATTR[name], None if node.kind == "null" else parse_ip6(text))
         elif kind == "raw":
             cfg.backend_json = node.raw.decode("utf-8", "replace")
             value = json.loads(cfg.backend_json)
@@ -580,17 +585,17 @@ def parse_backend_type(backend_json: str | None) -> str:
     if node.kind != "object":
         raise ConfigError(f"error decoding Backend property of config: {_type_error(node, '', '', anon)}")
     bt = ""
-    for _, sub in match_go_fields(node.value, ("Type",)):
+    for _, sub in match_go_fields(node.members(), ("Type",)):
         if sub.kind == "null":
             continue
         if sub.kind != "string":
             msg = _type_error(sub, "", "Type", "string")
             raise ConfigError(f"error decoding Backend property of config: {msg}")
-        bt = sub.value
+        bt = sub.text()
     return bt
 
 
-def decode_config(text) -> Config:
+def decode_config(text: str | bytes) -> Config:
     """flannel's ParseConfig alone: decode the JSON, derive the backend type,
     fill in *no* defaults and check nothing else."""
     try:
@@ -605,7 +610,7 @@ def decode_config(text) -> Config:
         raise ConfigError(_type_error(doc, "", "", "subnet.Config"))
     cfg.raw = json.loads(doc.raw.decode("utf-8", "replace"))
     saved: list[str] = []
-    for name, node in match_go_fields(doc.value, _CONFIG_FIELDS):
+    for name, node in match_go_fields(doc.members(), _CONFIG_FIELDS):
         _decode_field(cfg, name, _CONFIG_FIELDS[name], node, saved)
     if saved:
         raise ConfigError(saved[0])
@@ -613,7 +618,7 @@ def decode_config(text) -> Config:
     return cfg
 
 
-def parse_config(text) -> Config:
+def parse_config(text: str | bytes) -> Config:
     """Decode a network config and validate it, as the etcd subnet manager
     does in GetNetworkConfig (ParseConfig, then CheckNetworkConfig).
 
@@ -623,11 +628,6 @@ def parse_config(text) -> Config:
     cfg = decode_config(text)
     check_network_config(cfg)
     return cfg
-
-
-def _is_unset4(a) -> bool:
-    # Go uses the zero value 0.0.0.0 to mean "not given"
-    return a is None or int(a) == 0
 
 
 def check_network_config(cfg: Config) -> None:
@@ -655,11 +655,12 @@ def check_network_config(cfg: Config) -> None:
 
         size = 1 << (32 - cfg.subnet_len)
         base = int(net.network_address)
-        if _is_unset4(cfg.subnet_min):
+        # Go uses the zero value 0.0.0.0 to mean "not given"
+        if cfg.subnet_min is None or int(cfg.subnet_min) == 0:
             cfg.subnet_min = IPv4Address(base + size)
         elif cfg.subnet_min not in net:
             raise ConfigError("SubnetMin is not in the range of the Network")
-        if _is_unset4(cfg.subnet_max):
+        if cfg.subnet_max is None or int(cfg.subnet_max) == 0:
             cfg.subnet_max = IPv4Address(base + net.num_addresses - size)
         elif cfg.subnet_max not in net:
             raise ConfigError("SubnetMax is not in the range of the Network")
@@ -731,7 +732,7 @@ def validate_network_cidr(text: str) -> IPv4Network:
         net = go_parse_cidr(text)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if net.version != 4:
+    if not isinstance(net, IPv4Network):
         raise ConfigError("invalid IPv4 CIDR format")
     if int(net.network_address) == 0 and net.prefixlen == 0:
         raise ConfigError("please define a correct Network parameter in the flannel config")
@@ -740,7 +741,7 @@ def validate_network_cidr(text: str) -> IPv4Network:
     return net
 
 
-def subnet_len_bounds(network) -> tuple[int, int]:
+def subnet_len_bounds(network: IPv4Network | str) -> tuple[int, int]:
     """The SubnetLen values flannel accepts for this network: from prefix+2
     (at least four subnets) to 30 (SubnetLen must be less than /31).
 

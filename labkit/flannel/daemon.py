@@ -23,14 +23,25 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, NoReturn, TypeAlias, TypedDict, cast
 
 from . import log
 from .subnetenv import previous_subnet, write_subnet_file
 
+if TYPE_CHECKING:
+    from .backends import Network
+    from .etcd_manager import LocalManager, Snapshot
+    from .subnet import Event
+
 SRC = "main.go"
 
+FlagValue = str | int | bool | list[str]
+FlagKind = type[str] | type[int] | type[bool] | type[list[str]]
+
 # name -> (default, kind); kind is str, int, bool or list (repeatable)
-FLAGS = {
+FLAGS: dict[str, tuple[FlagValue, FlagKind]] = {
     "etcd-endpoints": ("http://127.0.0.1:4001,http://127.0.0.1:2379", str),
     "etcd-prefix": ("/coreos.com/network", str),
     "etcd-keyfile": ("", str), "etcd-certfile": ("", str), "etcd-cafile": ("", str),
@@ -48,11 +59,31 @@ FLAGS = {
 }
 
 
+# the parsed flags (flannel's CmdLineOpts), one key per entry of FLAGS
+Options = TypedDict("Options", {
+    "etcd-endpoints": str, "etcd-prefix": str,
+    "etcd-keyfile": str, "etcd-certfile": str, "etcd-cafile": str,
+    "etcd-username": str, "etcd-password": str,
+    "iface": list[str], "iface-regex": list[str], "iface-can-reach": str,
+    "public-ip": str, "public-ipv6": str,
+    "subnet-file": str,
+    "subnet-lease-renew-margin": int,
+    "ip-masq": bool,
+    "iptables-forward-rules": bool, "iptables-resync": int,
+    "healthz-ip": str, "healthz-port": int,
+    "kube-subnet-mgr": bool, "v": int, "version": bool,
+    "lab-subnet-ttl": int, "lab-renew-margin-seconds": int, "lab-seed": str,
+})
+
+# what the main loop waits on: watch events, a re-listed Snapshot, or None (a signal)
+EventQueue: TypeAlias = "queue.Queue[list[Event] | Snapshot | None]"
+
+
 class FlagError(Exception):
     pass
 
 
-def _convert(name, kind, raw):
+def _convert(name: str, kind: FlagKind, raw: str) -> FlagValue:
     if kind is bool:
         if raw.lower() in ("1", "t", "true"):
             return True
@@ -67,9 +98,9 @@ def _convert(name, kind, raw):
     return raw
 
 
-def parse_flags(argv, environ=os.environ) -> dict:
+def parse_flags(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Options:
     """Go `flag` syntax: -name=value, --name=value, -name value, bare -boolflag."""
-    opts = {k: (list(d) if kind is list else d) for k, (d, kind) in FLAGS.items()}
+    opts = {k: (list(d) if isinstance(d, list) else d) for k, (d, _) in FLAGS.items()}
     # environment first (FLANNELD_ETCD_PREFIX=...), then the command line wins
     for name, (_, kind) in FLAGS.items():
         env = environ.get("FLANNELD_" + name.upper().replace("-", "_"))
@@ -93,16 +124,17 @@ def parse_flags(argv, environ=os.environ) -> dict:
                 raise FlagError(f"flag needs an argument: -{name}")
             else:
                 value = args.pop(0)
-        if kind is list:
-            opts[name].append(value)
+        current = opts[name]
+        if isinstance(current, list):  # a repeatable flag (kind list)
+            current.append(value)
         else:
             opts[name] = _convert(name, kind, value)
-    return opts
+    return cast(Options, opts)  # FLAGS and Options name the same flags with the same kinds
 
 
 def usage() -> str:
     lines = ["Usage: flanneld [OPTION]..."]
-    for name, (default, kind) in FLAGS.items():
+    for name, (default, _) in FLAGS.items():
         lines.append(f"  -{name}  (default {default!r})")
     return "\n".join(lines)
 
@@ -121,7 +153,7 @@ def go_duration(seconds: float) -> str:
     return f"{s_txt}s"
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     try:
         opts = parse_flags(sys.argv[1:] if argv is None else argv)
     except FlagError as e:
@@ -133,8 +165,8 @@ def main(argv=None) -> int:
         print("v0.28.0-labkit")
         return 0
     log.set_verbosity(opts["v"])  # klog.V: read by the backends (the udp proxy's errors)
-    def go(v):  # Go's %+v of a flag value
-        return "[" + " ".join(v) + "]" if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else v
+    def go(v: object) -> str:  # Go's %+v of a flag value
+        return "[" + " ".join(v) + "]" if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else str(v)
     log.info(SRC, "CLI flags config: {" + " ".join(f"{k}:{go(v)}" for k, v in opts.items()) + "}")
     margin_min = opts["subnet-lease-renew-margin"]
     if margin_min >= 24 * 60 or margin_min <= 0:
@@ -162,10 +194,10 @@ def main(argv=None) -> int:
                   f"{prev if prev else 'None'}")
 
     log.info(SRC, "Installing signal handlers")
-    events: queue.Queue = queue.Queue()
-    stop = []
+    events: EventQueue = queue.Queue()
+    stop: list[int] = []
 
-    def on_signal(signum, frame):
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.append(signum)
         events.put(None)
     signal.signal(signal.SIGTERM, on_signal)
@@ -184,6 +216,7 @@ def main(argv=None) -> int:
                 pass
     if stop:
         return _exit_cleanly()
+    assert config is not None  # the loop above ends with a config or a signal
     log.info(SRC, f"Found network config - Backend type: {config.backend_type}")
 
     # 5. br_netfilter
@@ -194,10 +227,11 @@ def main(argv=None) -> int:
 
     # 6. external interface
     from pyroute2 import IPRoute
+
     from .iface import InterfaceError, lookup
     ipr = IPRoute()
     try:
-        ext = lookup(ipr, (opts["iface"] or [None])[0], opts["public-ip"] or None)
+        ext = lookup(ipr, opts["iface"][0] if opts["iface"] else None, opts["public-ip"] or None)
     except InterfaceError as e:
         log.error(SRC, str(e))
         return 1
@@ -220,14 +254,17 @@ def main(argv=None) -> int:
         log.error(SRC, f"Error registering network: {e}")
         return 1
 
+    lease = bn.lease
+    assert lease is not None  # RegisterNetwork acquired it
+
     # 7b. iptables: masquerade (-ip-masq) and FORWARD accept rules, kept by a resync loop
     from . import trafficmngr
-    trafficmngr.setup(str(config.network), str(bn.lease.subnet), opts["iptables-forward-rules"],
+    trafficmngr.setup(str(config.network), str(lease.subnet), opts["iptables-forward-rules"],
                       opts["ip-masq"], opts["iptables-resync"])
 
     # 8. subnet.env
     try:
-        write_subnet_file(opts["subnet-file"], config.network, bn.lease.subnet, bn.mtu(), opts["ip-masq"])
+        write_subnet_file(opts["subnet-file"], config.network, lease.subnet, bn.mtu(), opts["ip-masq"])
         log.info(SRC, f"Wrote subnet file to {opts['subnet-file']}")
         log.info(SRC, "flannel is ready")
     except OSError as e:
@@ -238,10 +275,11 @@ def main(argv=None) -> int:
     return _run(sm, bn, events, stop)
 
 
-def _run(sm, bn, events: queue.Queue, stop: list) -> int:
+def _run(sm: LocalManager, bn: Network, events: EventQueue, stop: list[int]) -> int:
     from .etcd_manager import Snapshot
     from .subnet import EVENT_REMOVED, LeaseWatcher
     lease = bn.lease
+    assert lease is not None  # RegisterNetwork acquired it
     watcher = LeaseWatcher(own_subnet=lease.subnet)
     # each backend's network file logs this in flannel (vxlan_network.go, route_network.go, ...)
     log.info(type(bn).__module__.rsplit(".", 1)[-1] + ".go", "watching for new subnet leases")
@@ -260,7 +298,7 @@ def _run(sm, bn, events: queue.Queue, stop: list) -> int:
         if stop:
             break
         if isinstance(batch, Snapshot):  # the watch fell behind compaction: diff a fresh list
-            if not any(l.subnet == lease.subnet for l in batch):
+            if not any(listed.subnet == lease.subnet for listed in batch):
                 # resyncWatchSubnet: our key is gone, which reads as the lease being removed
                 log.error("local_manager.go", "Lease has been revoked. Shutting down daemon.")
                 log.info(SRC, "Waiting for all goroutines to exit")
@@ -295,14 +333,14 @@ def _run(sm, bn, events: queue.Queue, stop: list) -> int:
     return _exit_cleanly()
 
 
-def _renew_retry(sm) -> float:
+def _renew_retry(sm: LocalManager) -> float:
     """flannel retries a failed renewal after 1 min, with its 24 h TTL and 60 min margin;
     a lab with shortened timers (-lab-subnet-ttl, -lab-renew-margin-seconds) shortens
     the retry in proportion (margin/60, at least 1 s), so that it still comes before expiry."""
     return 60.0 if sm.renew_margin >= 3600 else max(1.0, sm.renew_margin / 60)
 
 
-def _exit_cleanly() -> int:
+def _exit_cleanly() -> NoReturn:
     """flanneld leaves its lease, device and routes in place when it stops."""
     log.info(SRC, "Exiting cleanly...")
     sys.stderr.flush()

@@ -10,20 +10,36 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator
+from ipaddress import IPv4Network
+from typing import TYPE_CHECKING, Any
 
 from . import log
-from .config import parse_config
-from .subnet import (EVENT_ADDED, EVENT_REMOVED, Event, Lease, LeaseAttrs, LeaseWatcher, choose_subnet, parse_subnet_key,
-                     subnet_key)
+from .config import Config, parse_config
+from .subnet import (
+    EVENT_ADDED,
+    EVENT_REMOVED,
+    Event,
+    Lease,
+    LeaseAttrs,
+    LeaseWatcher,
+    choose_subnet,
+    parse_subnet_key,
+    subnet_key,
+)
+
+if TYPE_CHECKING:
+    from etcd3 import Etcd3Client  # python-etcd3 ships no types: to mypy this is Any
 
 SRC = "local_manager.go"
 RACE_RETRIES = 10
 SUBNET_TTL = 24 * 3600
 
 
-def lease_from_node(key: str, value, expiration: float | None) -> Lease | None:
+def lease_from_node(key: str, value: str | bytes, expiration: float | None) -> Lease | None:
     """A lease from one etcd key/value (v2 node or v3 kv); None for keys that are not leases."""
     subnet = parse_subnet_key(key)
     if subnet is None:
@@ -37,22 +53,22 @@ def lease_from_node(key: str, value, expiration: float | None) -> Lease | None:
 
 
 class ConfigNotFound(Exception):
-    def __str__(self):
+    def __str__(self) -> str:
         return "flannel config not found in etcd store. Did you create your config using etcdv3 API?"
 
 
 class SubnetAlreadyExists(Exception):
-    def __str__(self):
+    def __str__(self) -> str:
         return "subnet already exists"
 
 
-def connect(endpoints: str):
+def connect(endpoints: str) -> Etcd3Client:
     """A python-etcd3 client for the first endpoint of `-etcd-endpoints` that answers."""
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import etcd3
-    last = None
+    last: Exception | None = None
     for ep in endpoints.split(","):
         u = urllib.parse.urlparse(ep.strip())
         client = etcd3.client(host=u.hostname or "127.0.0.1", port=u.port or 2379, timeout=5)
@@ -65,8 +81,8 @@ def connect(endpoints: str):
 
 
 class LocalManager:
-    def __init__(self, client, prefix: str, previous_subnet=None, *, ttl: int = SUBNET_TTL,
-                 renew_margin: int = 3600, rng: random.Random | None = None):
+    def __init__(self, client: Etcd3Client, prefix: str, previous_subnet: IPv4Network | None = None, *,
+                 ttl: int = SUBNET_TTL, renew_margin: int = 3600, rng: random.Random | None = None) -> None:
         self.client = client
         self.prefix = prefix.rstrip("/")
         self.previous_subnet = previous_subnet
@@ -75,7 +91,7 @@ class LocalManager:
         self.rng = rng or random.Random()
 
     # -- config (registry.getNetworkConfig + ParseConfig) -------------------------------
-    def get_network_config(self):
+    def get_network_config(self) -> Config:
         value, _ = self.client.get(f"{self.prefix}/config")
         if value is None:
             raise ConfigNotFound()
@@ -90,14 +106,15 @@ class LocalManager:
     def get_subnets(self) -> tuple[list[Lease], int]:
         """All leases plus the etcd revision of the snapshot (registry.getSubnets)."""
         resp = self.client.get_prefix_response(f"{self.prefix}/subnets/")
-        leases = []
+        leases: list[Lease] = []
         for kv in resp.kvs:
             lease = self._lease_from_kv(kv.key.decode(), kv.value, kv.lease)
             if lease is not None:
                 leases.append(lease)
-        return leases, resp.header.revision
+        revision: int = resp.header.revision
+        return leases, revision
 
-    def _put(self, key: str, attrs: LeaseAttrs, ttl: int):
+    def _put(self, key: str, attrs: LeaseAttrs, ttl: int) -> float | None:
         lease = self.client.lease(ttl) if ttl else None
         self.client.put(key, attrs.to_json(), lease=lease)
         return time.time() + ttl if ttl else None
@@ -111,7 +128,7 @@ class LocalManager:
                 return lease
         raise RuntimeError("max retries reached trying to acquire a subnet")
 
-    def _try_acquire_lease(self, config, attrs: LeaseAttrs) -> Lease | None:
+    def _try_acquire_lease(self, config: Config, attrs: LeaseAttrs) -> Lease | None:
         """One attempt: list the leases, decide (pure, in subnet.py), then write."""
         leases, _ = self.get_subnets()
         decision = choose_subnet(config, leases, ipaddress.IPv4Address(attrs.public_ip),
@@ -147,6 +164,7 @@ class LocalManager:
 
     def renew_lease(self, lease: Lease) -> None:
         """RenewLease: a fresh TTL lease and an unconditional put of the same attrs."""
+        assert lease.key is not None, "a lease we acquired knows its key"
         lease.expiration = self._put(lease.key, lease.attrs, self.ttl)
 
     def next_renewal(self, lease: Lease) -> float:
@@ -156,7 +174,8 @@ class LocalManager:
         return max(0.0, lease.expiration - time.time() - self.renew_margin)
 
     # -- watch (WatchLeases / registry.watchSubnets) ------------------------------------
-    def watch_leases(self, callback, start_revision: int, stop=None):
+    def watch_leases(self, callback: WatchCallback, start_revision: int,
+                     stop: threading.Event | None = None) -> threading.Event:
         """Watch <prefix>/subnets/ from `start_revision` in a thread, for as long as flanneld runs.
 
         callback(list[Event]) gets each etcd watch response's events (DELETE events
@@ -167,14 +186,12 @@ class LocalManager:
         killed, unreachable) is opened again from the revision after the last one
         seen, after a back-off of 100 ms doubling up to 5 s, reset by every answer.
         """
-        import threading
         stop = stop or threading.Event()
         threading.Thread(target=self._watch_loop, args=(callback, start_revision, stop),
                          daemon=True, name="watchSubnets").start()
         return stop
 
-    def _watch_loop(self, callback, since: int, stop) -> None:
-        import threading
+    def _watch_loop(self, callback: WatchCallback, since: int, stop: threading.Event) -> None:
         key = f"{self.prefix}/subnets"  # path.Join: no trailing slash in flannel's messages
         backoff = WATCH_INITIAL_BACKOFF
         while not stop.is_set():
@@ -218,22 +235,23 @@ class LocalManager:
             stop.wait(backoff)
             backoff = min(backoff * 2, WATCH_MAX_BACKOFF)
 
-    def _watch_stream(self, since: int, stop, ended):
+    def _watch_stream(self, since: int, stop: threading.Event, ended: threading.Event) -> Iterator[Any]:
         """One gRPC Watch stream on the prefix (etcd.WithRequireLeader, WithPrefix, WithRev)."""
         from etcd3 import etcdrpc, utils
         prefix = f"{self.prefix}/subnets/".encode()
         create = etcdrpc.WatchCreateRequest(key=prefix, range_end=utils.increment_last_byte(prefix),
                                             start_revision=since)
 
-        def requests():  # keep our side of the stream open until flanneld stops
+        def requests() -> Iterator[Any]:  # keep our side of the stream open until flanneld stops
             yield etcdrpc.WatchRequest(create_request=create)
             while not (stop.is_set() or ended.wait(0.5)):
                 pass
         stub = etcdrpc.WatchStub(self.client.channel)  # our own stream, not python-etcd3's Watcher
-        return stub.Watch(requests(), metadata=(("hasleader", "true"),))
+        responses: Iterator[Any] = stub.Watch(requests(), metadata=(("hasleader", "true"),))  # WatchResponses
+        return responses
 
-    def _events_of(self, resp) -> list[Event]:
-        batch = []
+    def _events_of(self, resp: Any) -> list[Event]:  # resp: an etcd WatchResponse (protobuf)
+        batch: list[Event] = []
         for e in resp.events:
             key = e.kv.key.decode()
             subnet = parse_subnet_key(key)
@@ -253,12 +271,16 @@ WATCH_INITIAL_BACKOFF = 0.1  # registry.go: initialBackoff 100 ms, doubled up to
 WATCH_MAX_BACKOFF = 5.0
 
 
-class Snapshot(list):
+class Snapshot(list[Lease]):
     """Every lease, listed again after the watch fell behind etcd's compaction."""
 
 
+# what watch_leases hands its callback: a batch of events, or a Snapshot
+WatchCallback = Callable[[list[Event] | Snapshot], None]
+
+
 class _Compacted(Exception):
-    def __init__(self, rev: int):
+    def __init__(self, rev: int) -> None:
         super().__init__(rev)
         self.rev = rev
 

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .ip import NetlinkMessage
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 
 @dataclass
@@ -24,18 +30,18 @@ class InterfaceError(Exception):
     pass
 
 
-def _links_and_addrs(ipr):
-    links = {l["index"]: l for l in ipr.get_links()}
+def _links_and_addrs(ipr: IPRoute) -> tuple[dict[int, NetlinkMessage], list[tuple[int, str]]]:
+    links = {link["index"]: link for link in ipr.get_links()}
     addrs = [(a["index"], a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr(family=2)]
     return links, addrs
 
 
-def lookup(ipr, iface: str | None, public_ip: str | None) -> ExternalInterface:
+def lookup(ipr: IPRoute, iface: str | None, public_ip: str | None) -> ExternalInterface:
     """Find the interface by `-iface` (name or IP), else by the default route."""
     links, addrs = _links_and_addrs(ipr)
-    index = None
+    index: int
     if iface:
-        by_name = [i for i, l in links.items() if l.get_attr("IFLA_IFNAME") == iface]
+        by_name = [i for i, link in links.items() if link.get_attr("IFLA_IFNAME") == iface]
         by_ip = [i for i, a in addrs if a == iface]
         found = by_name or by_ip
         if not found:

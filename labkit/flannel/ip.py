@@ -11,7 +11,17 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute  # pyroute2 ships no types: to mypy this is Any
+
+# a pyroute2 netlink message (ifinfmsg, ifaddrmsg, rtmsg, ...): untyped data
+NetlinkMessage: TypeAlias = Any
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 # address families (linux/socket.h)
 AF_INET = 2
@@ -33,13 +43,13 @@ EEXIST = errno.EEXIST
 EOPNOTSUPP = errno.EOPNOTSUPP
 
 
-def errno_of(err) -> int | None:
+def errno_of(err: BaseException) -> int | None:
     """The errno behind a pyroute2 NetlinkError (``code``) or an OSError (``errno``)."""
     code = getattr(err, "code", None) or getattr(err, "errno", None)
     return code if isinstance(code, int) and code else None
 
 
-def go_strerror(err) -> str:
+def go_strerror(err: BaseException) -> str:
     """An errno as Go's syscall.Errno prints it ("network is unreachable", lower case);
     anything else as its own text."""
     code = errno_of(err)
@@ -49,7 +59,7 @@ def go_strerror(err) -> str:
     return text[:1].lower() + text[1:]
 
 
-def checked(message: str, fn, *args, **kw):
+def checked(message: str, fn: Callable[_P, _R], *args: _P.args, **kw: _P.kwargs) -> _R:
     """fn(*args, **kw), or RuntimeError("<message>: <errno as Go prints it>"): Go's
     ``if err != nil { return fmt.Errorf("<message>: %v", err) }``."""
     try:
@@ -69,9 +79,9 @@ class KernelRoute:
     table: int
 
 
-def main_routes(ipr, dst: ipaddress.IPv4Network | None = None) -> list[KernelRoute]:
+def main_routes(ipr: IPRoute, dst: ipaddress.IPv4Network | None = None) -> list[KernelRoute]:
     """RouteList (or RouteListFiltered on Dst): the IPv4 routes of the main table."""
-    out = []
+    out: list[KernelRoute] = []
     for r in ipr.get_routes(family=AF_INET):
         table = r.get_attr("RTA_TABLE") or r["table"]
         if table != RT_TABLE_MAIN:
@@ -86,20 +96,21 @@ def main_routes(ipr, dst: ipaddress.IPv4Network | None = None) -> list[KernelRou
     return out
 
 
-def routes_into(ipr, network) -> list[KernelRoute]:
+def routes_into(ipr: IPRoute, network: ipaddress.IPv4Network | str) -> list[KernelRoute]:
     """The main table's routes whose destination lies inside `network` (the flannel Network)."""
     network = ipaddress.IPv4Network(network)
     return [r for r in main_routes(ipr) if r.dst is not None and r.dst.subnet_of(network)]
 
 
-def direct_routing(ipr, public_ip) -> bool:
+def direct_routing(ipr: IPRoute, public_ip: ipaddress.IPv4Address | str) -> bool:
     """ip.DirectRouting: one route to the peer, without a gateway: same L2 segment."""
     routes = ipr.route("get", dst=str(public_ip))
     return len(routes) == 1 and routes[0].get_attr("RTA_GATEWAY") is None
 
 
-def ensure_v4_address_on_link(ipr, index: int, ipa: ipaddress.IPv4Interface,
-                              network: ipaddress.IPv4Network, on_remove=None) -> None:
+def ensure_v4_address_on_link(ipr: IPRoute, index: int, ipa: ipaddress.IPv4Interface,
+                              network: ipaddress.IPv4Network,
+                              on_remove: Callable[[ipaddress.IPv4Interface], None] | None = None) -> None:
     """ip.EnsureV4AddressOnLink: `ipa` on the link; other addresses *inside* `network`
     removed (flannel >= v0.14), addresses outside it left alone. `on_remove(addr)` is
     told of each removal (the vxlan device logs it, as iface.go does)."""

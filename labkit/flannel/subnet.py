@@ -16,14 +16,15 @@ that a Decision asks for.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import posixpath
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from typing import Any, TypeVar
 
 from labkit.flannel.config import (
     Config,
@@ -111,26 +112,28 @@ def parse_subnet_key_dual(key: str) -> tuple[IPv4Network, IPv6Network | None] | 
     m = _SUBNET_RE.search(key)
     if not m:
         return None
-    sn = _key_network(m.group(1), m.group(2), IPv4Address, IPv4Network, 5)
+    sn = _key_network(m.group(1), m.group(2), IPv4Network, 5)
     if sn is None:
         return None
     sn6 = None
     if m.group(3):
-        sn6 = _key_network(m.group(3), m.group(4), ipaddress.IPv6Address, IPv6Network, 7)
+        sn6 = _key_network(m.group(3), m.group(4), IPv6Network, 7)
         if sn6 is None:
             return None
     return sn, sn6
 
 
-def _key_network(addr: str, plen: str, address_cls, network_cls, bits: int):
+_Net = TypeVar("_Net", IPv4Network, IPv6Network)
+
+
+def _key_network(addr: str, plen: str, network_cls: type[_Net], bits: int) -> _Net | None:
     """One half of a subnet key: None for a bad address or a length that needs > `bits` bits."""
-    try:
-        ip = address_cls(addr)
-    except ValueError:
-        return None
     if int(plen) >= 1 << bits:
         return None
-    return network_cls((ip, int(plen)), strict=False)
+    try:
+        return network_cls((addr, int(plen)), strict=False)
+    except ValueError:
+        return None
 
 
 def parse_subnet_key(key: str) -> IPv4Network | None:
@@ -160,8 +163,8 @@ class LeaseAttrs:
     public_ip: str
     public_ipv6: str | None = None
     backend_type: str = ""
-    backend_data: dict | None = None
-    backend_v6_data: dict | None = None
+    backend_data: dict[str, Any] | None = None
+    backend_v6_data: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         """Exactly what Go's json.Marshal writes for this struct.
@@ -185,7 +188,7 @@ class LeaseAttrs:
         return "{" + ",".join(parts) + "}"
 
     @classmethod
-    def from_json(cls, text) -> "LeaseAttrs":
+    def from_json(cls, text: str | bytes) -> LeaseAttrs:
         """Decode a lease value the way flannel does (json.Unmarshal).
 
         Keys match case-insensitively; a missing PublicIP is 0.0.0.0 (Go's
@@ -205,8 +208,8 @@ class LeaseAttrs:
             raise ValueError(f"json: cannot unmarshal {doc.kind} into Go value of type lease.LeaseAttrs")
         names = {"PublicIP": "public_ip", "PublicIPv6": "public_ipv6", "BackendType": "backend_type",
                  "BackendData": "backend_data", "BackendV6Data": "backend_v6_data"}
-        type_errors = []
-        for name, node in match_go_fields(doc.value, names):
+        type_errors: list[str] = []
+        for name, node in match_go_fields(doc.members(), names):
             text_value = node.raw.strip(b'"').decode("utf-8", "replace")
             if name == "PublicIP":
                 attrs.public_ip = str(parse_ip4(text_value))
@@ -214,7 +217,7 @@ class LeaseAttrs:
                 attrs.public_ipv6 = None if node.kind == "null" else str(parse_ip6(text_value))
             elif name == "BackendType":
                 if node.kind == "string":
-                    attrs.backend_type = node.value
+                    attrs.backend_type = node.text()
                 elif node.kind != "null":
                     type_errors.append(
                         f"json: cannot unmarshal {node.kind} into Go struct field "
@@ -280,7 +283,7 @@ class LeaseWatcher:
       and passed on as is (carrying only the subnet), not dropped.
     """
 
-    def __init__(self, own_subnet: IPv4Network | None = None):
+    def __init__(self, own_subnet: IPv4Network | None = None) -> None:
         self.own_subnet = own_subnet
         self.leases: list[Lease] = []
 
@@ -346,15 +349,21 @@ class OutOfSubnets(Exception):
     ``Error registering network: failed to acquire lease: out of subnets``.
     """
 
-    def __init__(self, message: str = "out of subnets"):
+    def __init__(self, message: str = "out of subnets") -> None:
         super().__init__(message)
 
 
-def _subnet_of(item) -> IPv4Network:
+def _subnet_of(item: Lease | IPv4Network) -> IPv4Network:
     return item if isinstance(item, IPv4Network) else item.subnet
 
 
-def free_subnets(cfg: Config, leases, limit: int = 100) -> list[IPv4Network]:
+def _subnet_range(cfg: Config) -> tuple[IPv4Address, IPv4Address]:
+    """SubnetMin and SubnetMax, which check_network_config fills in."""
+    assert cfg.subnet_min is not None and cfg.subnet_max is not None, "network config not checked"
+    return cfg.subnet_min, cfg.subnet_max
+
+
+def free_subnets(cfg: Config, leases: Iterable[Lease | IPv4Network], limit: int = 100) -> list[IPv4Network]:
     """The candidates allocateSubnet picks from.
 
     Walks from SubnetMin to SubnetMax in steps of one subnet, skips any
@@ -366,9 +375,10 @@ def free_subnets(cfg: Config, leases, limit: int = 100) -> list[IPv4Network]:
     """
     taken = [_subnet_of(x) for x in leases]
     size = 1 << (32 - cfg.subnet_len)
-    out = []
-    ip = int(cfg.subnet_min)
-    while ip <= int(cfg.subnet_max) and ip < 1 << 32 and len(out) < limit:
+    out: list[IPv4Network] = []
+    subnet_min, subnet_max = _subnet_range(cfg)
+    ip = int(subnet_min)
+    while ip <= int(subnet_max) and ip < 1 << 32 and len(out) < limit:
         sn = IPv4Network((ip, cfg.subnet_len), strict=False)
         if not any(sn.overlaps(t) for t in taken):
             out.append(sn)
@@ -376,7 +386,7 @@ def free_subnets(cfg: Config, leases, limit: int = 100) -> list[IPv4Network]:
     return out
 
 
-def allocate_subnet(cfg: Config, leases, rng: random.Random) -> IPv4Network:
+def allocate_subnet(cfg: Config, leases: Iterable[Lease | IPv4Network], rng: random.Random) -> IPv4Network:
     """allocateSubnet: a random pick among free_subnets().
 
     Random, not the first free one, so that nodes starting together rarely
@@ -392,7 +402,8 @@ def lease_fits(cfg: Config, subnet: IPv4Network) -> bool:
     """isSubnetConfigCompat: the subnet lies in SubnetMin..SubnetMax and has
     the configured length. A lease from an older config fails this."""
     ip = subnet.network_address
-    return cfg.subnet_min <= ip <= cfg.subnet_max and subnet.prefixlen == cfg.subnet_len
+    subnet_min, subnet_max = _subnet_range(cfg)
+    return subnet_min <= ip <= subnet_max and subnet.prefixlen == cfg.subnet_len
 
 
 @dataclass
@@ -429,7 +440,7 @@ def _go_lease_repr(lease: Lease) -> str:
             f"Attrs:{{PublicIP:{a.public_ip} BackendType:{a.backend_type}}}}}")
 
 
-def choose_subnet(cfg: Config, leases: list[Lease], public_ip, prev_subnet: IPv4Network | None,
+def choose_subnet(cfg: Config, leases: list[Lease], public_ip: str | IPv4Address, prev_subnet: IPv4Network | None,
                   rng: random.Random) -> Decision:
     """The decision of tryAcquireLease, in flannel's order.
 
@@ -446,7 +457,7 @@ def choose_subnet(cfg: Config, leases: list[Lease], public_ip, prev_subnet: IPv4
     logs: list[str] = []
     delete: list[Lease] = []
 
-    mine = next((l for l in leases if parse_ip4(l.attrs.public_ip or "0.0.0.0") == pub), None)
+    mine = next((lease for lease in leases if parse_ip4(lease.attrs.public_ip or "0.0.0.0") == pub), None)
     if mine is not None:
         if lease_fits(cfg, mine.subnet):
             reason = f"Found lease (ip: {mine.subnet} ipv6: {_NO_IPV6}) for current IP ({pub}), reusing"
@@ -461,7 +472,7 @@ def choose_subnet(cfg: Config, leases: list[Lease], public_ip, prev_subnet: IPv4
     reason = ""
     kind = "allocate"
     if prev_subnet is not None and not (int(prev_subnet.network_address) == 0 and prev_subnet.prefixlen == 0):
-        if not any(l.subnet == prev_subnet for l in leases):
+        if not any(lease.subnet == prev_subnet for lease in leases):
             if lease_fits(cfg, prev_subnet):
                 reason = f"Found previously leased subnet ({prev_subnet}), reusing"
                 logs.append(reason)

@@ -20,10 +20,13 @@ from ipaddress import IPv4Network, IPv6Network
 
 from labkit.flannel.config import go_parse_cidr
 
+# a file name, as str or pathlib.Path
+StrPath = str | os.PathLike[str]
+
 __all__ = ["format_subnet_file", "write_subnet_file", "read_subnet_file", "read_cidr", "previous_subnet"]
 
 
-def _first_address(subnet) -> str:
+def _first_address(subnet: IPv4Network | IPv6Network) -> str:
     # flannel increments the lease's network address by one and keeps the
     # lease prefix: 10.5.72.0/24 -> 10.5.72.1/24 (the address docker0 gets)
     return f"{subnet.network_address + 1}/{subnet.prefixlen}"
@@ -39,15 +42,18 @@ def format_subnet_file(network: IPv4Network | None, lease_subnet: IPv4Network | 
     """
     text = ""
     if network is not None:
+        assert lease_subnet is not None, "an IPv4 network comes with the lease's subnet"
         text += f"FLANNEL_NETWORK={network}\nFLANNEL_SUBNET={_first_address(lease_subnet)}\n"
     if ipv6_network is not None:
+        assert ipv6_subnet is not None, "an IPv6 network comes with the lease's IPv6 subnet"
         text += f"FLANNEL_IPV6_NETWORK={ipv6_network}\nFLANNEL_IPV6_SUBNET={_first_address(ipv6_subnet)}\n"
     text += f"FLANNEL_MTU={int(mtu)}\nFLANNEL_IPMASQ={'true' if ipmasq else 'false'}\n"
     return text
 
 
-def write_subnet_file(path, network: IPv4Network, lease_subnet: IPv4Network, mtu: int, ipmasq: bool,
-                      ipv6_network: IPv6Network | None = None, ipv6_subnet: IPv6Network | None = None) -> None:
+def write_subnet_file(path: StrPath, network: IPv4Network | None, lease_subnet: IPv4Network | None, mtu: int,
+                      ipmasq: bool, ipv6_network: IPv6Network | None = None,
+                      ipv6_subnet: IPv6Network | None = None) -> None:
     """Write subnet.env atomically, as flannel does with renameio.
 
     Why atomic: docker (or mk-docker-opts.sh) may read the file at any
@@ -86,7 +92,7 @@ def _unquote(value: str) -> str:
     return value
 
 
-def read_subnet_file(path) -> dict[str, str]:
+def read_subnet_file(path: StrPath) -> dict[str, str]:
     """Read KEY=VALUE lines (flannel uses godotenv for this).
 
     Tolerant on purpose: blank lines and ``#`` comments are skipped, an
@@ -108,7 +114,7 @@ def read_subnet_file(path) -> dict[str, str]:
     return env
 
 
-def read_cidr(path, key: str) -> IPv4Network | None:
+def read_cidr(path: StrPath, key: str) -> IPv4Network | None:
     """ReadCIDRFromSubnetFile: the one IPv4 CIDR stored under ``key``.
 
     Like Go's net.ParseCIDR the host bits are dropped (10.5.72.1/24 gives
@@ -123,18 +129,18 @@ def read_cidr(path, key: str) -> IPv4Network | None:
         return None
     if key not in env:
         return None
-    found = []
+    found: list[IPv4Network] = []
     for item in env[key].split(","):
         try:
             net = go_parse_cidr(item)
         except ValueError:
             continue
-        if net.version == 4:
+        if isinstance(net, IPv4Network):
             found.append(net)
     return found[0] if len(found) == 1 else None
 
 
-def previous_subnet(path) -> IPv4Network | None:
+def previous_subnet(path: StrPath) -> IPv4Network | None:
     """The subnet this node held before a restart (``FLANNEL_SUBNET``).
 
     flanneld passes it to the subnet manager, which tries to get the same

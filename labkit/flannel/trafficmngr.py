@@ -23,15 +23,18 @@ from . import log
 SRC = "iptables.go"
 KUBE_PROXY_MARK = "0x4000/0x4000"
 
+# (table, chain, rule spec)
+Rule = tuple[str, str, list[str]]
 
-def forward_rules(network: str) -> list[tuple[str, str, list[str]]]:
+
+def forward_rules(network: str) -> list[Rule]:
     c = ["-m", "comment", "--comment", "flanneld forward"]
     return [("filter", "FORWARD", c + ["-j", "FLANNEL-FWD"]),
             ("filter", "FLANNEL-FWD", ["-s", network] + c + ["-j", "ACCEPT"]),
             ("filter", "FLANNEL-FWD", ["-d", network] + c + ["-j", "ACCEPT"])]
 
 
-def masq_rules(network: str, lease_subnet: str, random_fully: bool = True) -> list[tuple[str, str, list[str]]]:
+def masq_rules(network: str, lease_subnet: str, random_fully: bool = True) -> list[Rule]:
     c = ["-m", "comment", "--comment", "flanneld masq"]
     rf = ["--random-fully"] if random_fully else []
     return [("nat", "POSTROUTING", c + ["-j", "FLANNEL-POSTRTG"]),
@@ -50,7 +53,7 @@ def _iptables(*args: str) -> int:
 class RuleSet:
     """One ordered set of rules, kept in place by a resync thread."""
 
-    def __init__(self, name: str, rules):
+    def __init__(self, name: str, rules: list[Rule]) -> None:
         self.name, self.rules = name, rules
 
     def exist(self) -> bool:
@@ -72,7 +75,7 @@ class RuleSet:
             self.bootstrap()
 
     def keep(self, resync_seconds: int) -> None:
-        def loop():
+        def loop() -> None:
             while True:
                 time.sleep(resync_seconds)
                 try:
@@ -89,7 +92,7 @@ def setup(network: str, lease_subnet: str, forward: bool, masq: bool, resync: in
                        'exec: "iptables": executable file not found in $PATH')
         return
     log.info(SRC, "Starting flannel in iptables mode...")
-    sets = []
+    sets: list[RuleSet] = []
     if masq:
         log.info(SRC, "Setting up masking rules")
         sets.append(RuleSet("masq", masq_rules(network, lease_subnet)))

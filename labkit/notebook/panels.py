@@ -18,7 +18,7 @@ MAX_PANEL_NODES = 8
 # -- the config form ---------------------------------------------------------------------------
 def backend_choices() -> list[tuple[str, bool, str]]:
     """Every backend flannel knows: (name, usable in this lab, why not); see the catalogue."""
-    return [tuple(c) for c in catalogue.backend_choices()]
+    return [(c.name, c.usable, c.why) for c in catalogue.backend_choices()]
 
 
 @dataclass

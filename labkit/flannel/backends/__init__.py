@@ -7,8 +7,18 @@ means adding a module and its line in catalogue.py.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .catalogue import CATALOGUE, is_known_backend, unknown_backend_message
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+    from ..config import Config
+    from ..etcd_manager import LocalManager
+    from ..iface import ExternalInterface
+    from ..subnet import Event, Lease
 
 # type name -> "module:Class" (imported lazily, so a backend's imports cost nothing
 # to the others); wireguard's class refuses (see wireguard.py)
@@ -18,8 +28,8 @@ REGISTRY = {b.name: b.target for b in CATALOGUE.values() if b.target}
 GO_INT_MIN, GO_INT_MAX = -(1 << 63), (1 << 63) - 1  # Go's int on amd64
 
 
-def decode_backend_config(backend: dict | None, defaults: dict, what: str, struct: str = "",
-                          names: dict | None = None) -> dict:
+def decode_backend_config(backend: dict[str, Any] | None, defaults: dict[str, Any], what: str, struct: str = "",
+                          names: dict[str, str] | None = None) -> dict[str, Any]:
     """A backend's options from the config's Backend object, as Go's encoding/json fills
     a struct: keys match in any case, null leaves the default, a wrong type is an error
     worded like Go's ("error decoding VXLAN backend config: json: cannot unmarshal ...").
@@ -52,7 +62,7 @@ def decode_backend_config(backend: dict | None, defaults: dict, what: str, struc
     return cfg
 
 
-def require_ipv4(config) -> None:
+def require_ipv4(config: Config) -> None:
     """labkit's flanneld runs IPv4 networks (flannel's IPv6 half is parsed and validated, not
     run). With neither family enabled flannel stops with "none defined stack"."""
     if getattr(config, "enable_ipv4", True):
@@ -64,11 +74,32 @@ def require_ipv4(config) -> None:
                        "addresses; labkit does not emulate flannel's IPv6 support)")
 
 
+class Network(Protocol):
+    """backend.Network (pkg/backend/common.go): what flanneld's main loop uses of the
+    network a backend registered."""
+
+    lease: Lease | None  # the node's lease, set by RegisterNetwork
+
+    def mtu(self) -> int: ...
+
+    def handle_subnet_events(self, batch: list[Event]) -> None: ...
+
+
+class Backend(Protocol):
+    """backend.Backend: RegisterNetwork acquires the node's lease and sets up its device."""
+
+    def register_network(self, config: Config) -> Network: ...
+
+
+# backend.BackendCtor: New(sm, extIface), plus the netlink socket the backend works with
+BackendCtor = Callable[["LocalManager", "ExternalInterface", "IPRoute"], Backend]
+
+
 class UnknownBackend(Exception):
     pass
 
 
-def get_backend(backend_type: str):
+def get_backend(backend_type: str) -> BackendCtor:
     """The backend class for `backend_type`, or flannel's `unknown backend type: X`."""
     target = REGISTRY.get(backend_type)
     if target is None and is_known_backend(backend_type):
@@ -77,4 +108,5 @@ def get_backend(backend_type: str):
     if target is None:
         raise UnknownBackend(unknown_backend_message(backend_type))
     module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls)
+    ctor: BackendCtor = getattr(importlib.import_module(module), cls)
+    return ctor

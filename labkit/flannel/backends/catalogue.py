@@ -14,6 +14,7 @@ Flannel-side module: it imports nothing from the host side of labkit.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .kernel import link_kind_available, missing_link_type
@@ -63,7 +64,7 @@ KNOWN_BACKENDS: tuple[str, ...] = tuple(sorted(CATALOGUE))
 SUPPORTED_BACKENDS: tuple[str, ...] = tuple(b.name for b in CATALOGUE.values() if b.lab)
 # backend -> the link kind this kernel may lack (checked before a lab is built)
 KERNEL_LINK_TYPES: dict[str, str] = {b.name: b.link_kind for b in CATALOGUE.values()
-                                     if b.kernel_optional}
+                                     if b.kernel_optional and b.link_kind}
 FLANNEL_DEVICE_RE = re.compile("^(" + "|".join(b.device_re for b in CATALOGUE.values() if b.device_re) + ")$")
 
 
@@ -75,7 +76,7 @@ class Choice:
     usable: bool
     why: str
 
-    def __iter__(self):  # unpacks as (name, usable, why)
+    def __iter__(self) -> Iterator[str | bool]:  # unpacks as (name, usable, why)
         return iter((self.name, self.usable, self.why))
 
 
@@ -99,7 +100,8 @@ def not_implemented_reason(name: str) -> str:
 def kernel_reason(name: str) -> str:
     """Why `name` cannot run on this kernel, or "" (the kernel probe: see kernel.py)."""
     info = CATALOGUE.get(name)
-    if info is None or not info.kernel_optional or link_kind_available(info.link_kind) is not False:
+    if (info is None or not info.kernel_optional or info.link_kind is None
+            or link_kind_available(info.link_kind) is not False):
         return ""
     others = ", ".join(b for b in SUPPORTED_BACKENDS if not CATALOGUE[b].kernel_optional)
     return (f"{name} cannot run here: {missing_link_type(info.link_kind)}. "

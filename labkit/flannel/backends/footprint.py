@@ -29,23 +29,38 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypedDict
 
 from ..ip import AF_BRIDGE, AF_INET, routes_into
 from .catalogue import FLANNEL_DEVICE_RE, device_name
 
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
 __all__ = ["FLANNEL_DEVICE_RE", "device_name", "footprint", "peers_handled", "remove_leftovers"]
 
 
-def footprint(ipr, network) -> dict:
+class Footprint(TypedDict):
+    """What footprint() returns: device names, and one dict per route, ARP or FDB entry."""
+
+    devices: list[str]
+    routes: list[dict[str, str | None]]
+    arp: list[dict[str, str | None]]
+    fdb: list[dict[str, str | None]]
+
+
+def footprint(ipr: IPRoute, network: ipaddress.IPv4Network | str) -> Footprint:
     """flannel's objects in this namespace: its devices, and routes into `network` that
     have a gateway or leave through a flannel device (docker0's own route is not one)."""
     network = ipaddress.IPv4Network(network)
-    names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
+    names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
     devices = sorted(n for n in names.values() if FLANNEL_DEVICE_RE.match(n or ""))
     routes = [{"dst": str(r.dst), "via": str(r.gw) if r.gw else None, "dev": names.get(r.oif)}
               for r in routes_into(ipr, network)
               if r.gw or FLANNEL_DEVICE_RE.match(names.get(r.oif) or "")]
-    fdb, arp = [], []
+    fdb: list[dict[str, str | None]] = []
+    arp: list[dict[str, str | None]] = []
     for idx, name in names.items():
         if not FLANNEL_DEVICE_RE.match(name or ""):
             continue
@@ -57,14 +72,14 @@ def footprint(ipr, network) -> dict:
     return {"devices": devices, "routes": routes, "arp": arp, "fdb": fdb}
 
 
-def remove_leftovers(ipr, network) -> list[str]:
+def remove_leftovers(ipr: IPRoute, network: ipaddress.IPv4Network | str) -> list[str]:
     """Delete every flannel device and every gateway route into `network`.
 
     Returns the equivalent commands, in the order they were done. A device takes its
     addresses, ARP/FDB entries and routes with it, so only the routes through other
     devices (host-gw's and DirectRouting's, on eth0) need deleting one by one.
     """
-    done = []
+    done: list[str] = []
     network = ipaddress.IPv4Network(network)
     for name in footprint(ipr, network)["devices"]:
         idx = ipr.link_lookup(ifname=name)
@@ -74,7 +89,7 @@ def remove_leftovers(ipr, network) -> list[str]:
             except Exception:  # a TUN device may vanish by itself as its proxy exits
                 continue
             done.append(f"ip link del {name}")
-    names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
+    names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
     for r in routes_into(ipr, network):
         if r.gw:
             try:
@@ -89,7 +104,8 @@ _ADDED_REMOVED = re.compile(r"Subnet (added|removed): (\d+\.\d+\.\d+\.\d+/\d+)")
 _REFUSED = re.compile(r"Error adding route to \{Ifindex: \d+ Dst: (\d+\.\d+\.\d+\.\d+/\d+) ")
 
 
-def peers_handled(backend: str, log: str, routed: set) -> set:
+def peers_handled(backend: str, log: str,
+                  routed: Iterable[ipaddress.IPv4Network]) -> set[ipaddress.IPv4Network]:
     """The peer subnets this node's flanneld has dealt with, from its current run.
 
     udp keeps its per-peer table inside the proxy, not in the kernel: its peers are
@@ -99,7 +115,7 @@ def peers_handled(backend: str, log: str, routed: set) -> set:
     """
     run = log[log.rfind("CLI flags config"):] if "CLI flags config" in log else log
     if backend == "udp":
-        peers: set = set()
+        peers: set[ipaddress.IPv4Network] = set()
         for m in _ADDED_REMOVED.finditer(run):
             sn = ipaddress.IPv4Network(m.group(2))
             (peers.add if m.group(1) == "added" else peers.discard)(sn)

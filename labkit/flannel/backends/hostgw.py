@@ -14,10 +14,18 @@ that differs from the interface address (a node behind NAT) is refused up front.
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
-from ..subnet import LeaseAttrs
+from ..subnet import Lease, LeaseAttrs
 from . import require_ipv4
 from .route_network import Route, RouteNetwork
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+    from ..config import Config
+    from ..etcd_manager import LocalManager
+    from ..iface import ExternalInterface
 
 SRC = "hostgw.go"
 BACKEND_TYPE = "host-gw"
@@ -26,7 +34,7 @@ NAT_REFUSAL = ("your PublicIP differs from interface IP, meaning that probably y
 
 
 class HostgwBackend:
-    def __init__(self, sm, ext_iface, ipr):
+    def __init__(self, sm: LocalManager, ext_iface: ExternalInterface, ipr: IPRoute) -> None:
         """New: refuse a PublicIP that is not the interface's own address."""
         if ext_iface.ext_addr != ext_iface.iface_addr:
             raise RuntimeError(NAT_REFUSAL)
@@ -34,11 +42,11 @@ class HostgwBackend:
         self.ext_iface = ext_iface
         self.ipr = ipr
 
-    def register_network(self, config) -> RouteNetwork:
+    def register_network(self, config: Config) -> RouteNetwork:
         require_ipv4(config)
         ext = self.ext_iface
 
-        def get_route(lease) -> Route:
+        def get_route(lease: Lease) -> Route:
             return Route(dst=lease.subnet, gw=ipaddress.IPv4Address(lease.attrs.public_ip),
                          link_index=ext.index)
 

@@ -14,26 +14,43 @@ refuses ``--backend ipip`` on such a kernel before it builds anything.
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING, Any
 
 from .. import log
-from ..ip import EEXIST, RTNH_F_ONLINK, checked, direct_routing, ensure_v4_address_on_link, errno_of, go_strerror
-from ..subnet import LeaseAttrs
-from .catalogue import CATALOGUE
+from ..ip import (
+    EEXIST,
+    RTNH_F_ONLINK,
+    NetlinkMessage,
+    checked,
+    direct_routing,
+    ensure_v4_address_on_link,
+    errno_of,
+    go_strerror,
+)
+from ..subnet import Lease, LeaseAttrs
+from . import decode_backend_config, require_ipv4
+from .catalogue import CATALOGUE, encap_overhead
 from .kernel import is_missing_link_type, missing_link_type
 from .route_network import Route, RouteNetwork
-from . import decode_backend_config, require_ipv4
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+    from ..config import Config
+    from ..etcd_manager import LocalManager
+    from ..iface import ExternalInterface
 
 SRC = "ipip.go"
 BACKEND_TYPE = "ipip"
 TUNNEL_NAME = CATALOGUE[BACKEND_TYPE].device            # flannel.ipip
-ENCAP_OVERHEAD = CATALOGUE[BACKEND_TYPE].encap_overhead  # one more IPv4 header
+ENCAP_OVERHEAD = encap_overhead(BACKEND_TYPE)           # one more IPv4 header
 
 
-def parse_backend_config(backend: dict) -> dict:
+def parse_backend_config(backend: dict[str, Any]) -> dict[str, Any]:
     return decode_backend_config(backend, {"DirectRouting": False}, "IPIP")
 
 
-def _link_info(link) -> tuple[str | None, str | None, str | None]:
+def _link_info(link: NetlinkMessage) -> tuple[str | None, str | None, str | None]:
     info = link.get_attr("IFLA_LINKINFO")
     kind = info.get_attr("IFLA_INFO_KIND") if info else None
     data = info.get_attr("IFLA_INFO_DATA") if info else None
@@ -44,12 +61,12 @@ def _link_info(link) -> tuple[str | None, str | None, str | None]:
 
 class IPIPBackend:
     # one constructor per backend, as flannel has New() in pkg/backend/{vxlan/vxlan,udp/udp_amd64,ipip/ipip}.go
-    def __init__(self, sm, ext_iface, ipr):
+    def __init__(self, sm: LocalManager, ext_iface: ExternalInterface, ipr: IPRoute) -> None:
         self.sm = sm
         self.ext_iface = ext_iface
         self.ipr = ipr
 
-    def register_network(self, config) -> RouteNetwork:
+    def register_network(self, config: Config) -> RouteNetwork:
         require_ipv4(config)
         cfg = parse_backend_config(config.backend)
         log.info(SRC, f"IPIP config: DirectRouting={str(cfg['DirectRouting']).lower()}")
@@ -60,10 +77,11 @@ class IPIPBackend:
             n.lease = self.sm.acquire_lease(attrs)
         except Exception as e:
             raise RuntimeError(f"failed to acquire lease: {e}") from e
+        assert config.network is not None  # CheckNetworkConfig: an IPv4 config has a Network
         index, mtu = self.configure_ipip_device(n.lease, config.network)
         n._mtu, n.link_index = mtu, index
 
-        def get_route(lease) -> Route:
+        def get_route(lease: Lease) -> Route:
             route = Route(dst=lease.subnet, gw=ipaddress.IPv4Address(lease.attrs.public_ip),
                           link_index=n.link_index, flags=RTNH_F_ONLINK)
             if cfg["DirectRouting"]:
@@ -77,7 +95,7 @@ class IPIPBackend:
         n.get_route = get_route
         return n
 
-    def configure_ipip_device(self, lease, network) -> tuple[int, int]:
+    def configure_ipip_device(self, lease: Lease, network: ipaddress.IPv4Network) -> tuple[int, int]:
         ipr, ext = self.ipr, self.ext_iface
         add = dict(ifname=TUNNEL_NAME, kind="ipip", ipip_local=str(ext.iface_addr))
         try:

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable, Iterable
 
 from ..ip import EOPNOTSUPP, errno_of
 
 SCRATCH_PREFIX = "labkit_probe_"   # "_" cannot occur in a lab name: no lab owns this
-_cache: dict[tuple, bool | None] = {}
+_cache: dict[tuple[str, tuple[str, ...]], bool | None] = {}
 
 
 def probe_namespace(pid: int) -> str:
@@ -48,7 +49,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def dead_probes(names, alive=_alive) -> list[str]:
+def dead_probes(names: Iterable[str], alive: Callable[[int], bool] = _alive) -> list[str]:
     """The probe namespaces among `names` whose process no longer exists."""
     return [ns for ns in names if (pid := probe_owner(ns)) is not None and not alive(pid)]
 
@@ -58,7 +59,7 @@ def missing_link_type(kind: str) -> str:
             f"\"Unknown device type\"): the {kind} kernel module is neither built in nor loaded")
 
 
-def is_missing_link_type(err) -> bool:
+def is_missing_link_type(err: BaseException) -> bool:
     """True for the kernel's answer to a link kind it does not know."""
     return errno_of(err) == EOPNOTSUPP
 

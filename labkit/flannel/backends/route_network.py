@@ -24,14 +24,20 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyroute2 import IPRoute
 
 from .. import log
-from ..subnet import EVENT_ADDED, EVENT_REMOVED
 from ..ip import RTNH_F_ONLINK, RTPROT_BOOT, go_strerror, main_routes
+from ..subnet import EVENT_ADDED, EVENT_REMOVED, Event, Lease
 from .simple_network import SimpleNetwork
+
+if TYPE_CHECKING:
+    from ..etcd_manager import LocalManager
+    from ..iface import ExternalInterface
 
 SRC = "route_network.go"
 ROUTE_CHECK_SECONDS = 10
@@ -40,7 +46,7 @@ ROUTE_CHECK_SECONDS = 10
 @dataclass
 class Route:
     """The fields of a netlink.Route that flannel sets and compares."""
-    dst: ipaddress.IPv4Network
+    dst: ipaddress.IPv4Network | None  # None: the default route, as read back from the kernel
     gw: ipaddress.IPv4Address | None
     link_index: int
     flags: int = 0
@@ -56,8 +62,8 @@ class Route:
         return (f"{{Ifindex: {self.link_index} Dst: {self.dst} Src: <nil> Gw: {self.gw or '<nil>'} "
                 f"Flags: {flags} Table: {self.table} Realm: 0}}")
 
-    def netlink_args(self) -> dict:
-        kw = dict(dst=str(self.dst), oif=self.link_index, proto=RTPROT_BOOT)
+    def netlink_args(self) -> dict[str, str | int]:
+        kw: dict[str, str | int] = dict(dst=str(self.dst), oif=self.link_index, proto=RTPROT_BOOT)
         if self.gw is not None:
             kw["gateway"] = str(self.gw)
         if self.flags:
@@ -65,15 +71,20 @@ class Route:
         return kw
 
 
-def kernel_routes(ipr, dst: ipaddress.IPv4Network | None = None) -> list[Route]:
+def kernel_routes(ipr: IPRoute, dst: ipaddress.IPv4Network | None = None) -> list[Route]:
     """RouteList / RouteListFiltered(RT_FILTER_DST): IPv4 routes of the main table."""
     return [Route(dst=r.dst, gw=r.gw, link_index=r.oif, flags=r.flags, table=r.table)
             for r in main_routes(ipr, dst)]
 
 
+# GetRoute: the route a remote lease gets (each backend has its own)
+GetRoute = Callable[[Lease], Route]
+
+
 class RouteNetwork(SimpleNetwork):
-    def __init__(self, sm, ext_iface, backend_type: str, mtu: int, link_index: int, get_route, ipr,
-                 lease=None, route_check_seconds: float = ROUTE_CHECK_SECONDS):
+    def __init__(self, sm: LocalManager, ext_iface: ExternalInterface, backend_type: str, mtu: int,
+                 link_index: int, get_route: GetRoute | None, ipr: IPRoute, lease: Lease | None = None,
+                 route_check_seconds: float = ROUTE_CHECK_SECONDS) -> None:
         super().__init__(sm, ext_iface, lease, ipr)
         self.backend_type = backend_type
         self._mtu = mtu
@@ -82,13 +93,14 @@ class RouteNetwork(SimpleNetwork):
         self.routes: list[Route] = []
         self.lock = threading.Lock()
         self.route_check_seconds = route_check_seconds
-        self._checker = None
+        self._checker: threading.Thread | None = None
 
     def mtu(self) -> int:
         return self._mtu
 
     # -- events (handleSubnetEvents) ------------------------------------------------------
-    def handle_subnet_events(self, batch) -> None:
+    def handle_subnet_events(self, batch: list[Event]) -> None:
+        assert self.get_route is not None, "RegisterNetwork sets GetRoute before any event"
         if self._checker is None:  # Run starts routeCheck next to the event loop
             self._checker = threading.Thread(target=self._route_check, name="routeCheck", daemon=True)
             self._checker.start()
@@ -157,7 +169,7 @@ class RouteNetwork(SimpleNetwork):
             except Exception as e:  # never let the checker die
                 log.error(SRC, f"Error fetching route list. Will automatically retry: {go_strerror(e)}")
 
-    def check_subnet_exist_in_routes(self, ipr) -> None:
+    def check_subnet_exist_in_routes(self, ipr: IPRoute) -> None:
         with self.lock:
             have = [r for r in kernel_routes(ipr) if r.dst is not None]
             for route in self.routes:

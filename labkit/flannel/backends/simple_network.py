@@ -6,9 +6,18 @@ interface's MTU, which a backend with encapsulation lowers).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+    from ..etcd_manager import LocalManager
+    from ..iface import ExternalInterface
+    from ..subnet import Lease
+
 
 class SimpleNetwork:
-    def __init__(self, sm, ext_iface, lease, ipr):
+    def __init__(self, sm: LocalManager, ext_iface: ExternalInterface, lease: Lease | None, ipr: IPRoute) -> None:
         self.sm = sm
         self.ext_iface = ext_iface
         self.lease = lease

@@ -14,23 +14,33 @@ rather than pretending. There is no fallback to another backend.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, NoReturn
+
 from ..ip import EEXIST, errno_of, go_strerror
-from .catalogue import CATALOGUE
+from .catalogue import CATALOGUE, encap_overhead
 from .kernel import is_missing_link_type, missing_link_type
 
 SRC = "wireguard.go"
 DEVICE = CATALOGUE["wireguard"].device   # flannel-wg
+ENCAP_OVERHEAD = encap_overhead("wireguard")
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+    from ..config import Config
+    from ..etcd_manager import LocalManager
+    from ..iface import ExternalInterface
 
 
 class WireguardBackend:
-    def __init__(self, sm, ext_iface, ipr):
+    def __init__(self, sm: LocalManager, ext_iface: ExternalInterface, ipr: IPRoute) -> None:
         self.sm = sm
         self.ext_iface = ext_iface
         self.ipr = ipr
 
-    def register_network(self, config):
+    def register_network(self, config: Config) -> NoReturn:
         try:
-            self.ipr.link("add", ifname=DEVICE, kind="wireguard", mtu=self.ext_iface.mtu - CATALOGUE["wireguard"].encap_overhead)
+            self.ipr.link("add", ifname=DEVICE, kind="wireguard", mtu=self.ext_iface.mtu - ENCAP_OVERHEAD)
         except Exception as e:
             if is_missing_link_type(e):
                 raise RuntimeError(f"could not create wireguard interface: {missing_link_type('wireguard')}: "

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from ..config import ConfigError, decode_config
+from ..config import Config, ConfigError, decode_config
 
 
-def parse_config(text):
+def parse_config(text: str | bytes) -> Config:
     cfg = decode_config(text)
     net = cfg.network
     if net is None:  # Go's zero IP4Net: 0.0.0.0/0

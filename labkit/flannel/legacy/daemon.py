@@ -18,15 +18,37 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
 from .. import log
-from ..daemon import FlagError, parse_flags, usage
-from ..subnet import EVENT_ADDED, EVENT_REMOVED, Event, Lease, LeaseAttrs, LeaseWatcher, choose_subnet, parse_subnet_key, subnet_key
+from ..config import Config
+from ..daemon import FlagError, Options, parse_flags, usage
 from ..etcd_manager import lease_from_node
+from ..subnet import (
+    EVENT_ADDED,
+    EVENT_REMOVED,
+    Event,
+    Lease,
+    LeaseAttrs,
+    LeaseWatcher,
+    choose_subnet,
+    parse_subnet_key,
+    subnet_key,
+)
 from ..subnetenv import write_subnet_file
 from .config import parse_config
-from .registry import EtcdError, V2Registry
-from .vxlan import LegacyVXLANDevice, LegacyVXLANNetwork, parse_backend_config
+from .registry import Body, EtcdError, V2Registry
+from .vxlan import LegacyVXLANDevice, LegacyVXLANNetwork, Miss, parse_backend_config
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+    from ..iface import ExternalInterface
+
+# what the main loop waits on: a signal, watch changes, a re-list, or an L3 miss
+Item = (Literal["stop"] | tuple[Literal["watch"], list[tuple[str, str, str]]]
+        | tuple[Literal["reset"], list[Body]] | Miss)
 
 SRC = "network.go"
 
@@ -37,25 +59,25 @@ def lease_json(public_ip: str, mac: str) -> str:
                       separators=(",", ":"))
 
 
-def to_lease(key: str, value: str, ttl) -> Lease | None:
+def to_lease(key: str, value: str, ttl: float | None) -> Lease | None:
     return lease_from_node(key, value, None if ttl is None else time.time() + ttl)
 
 
 class Daemon:
-    def __init__(self, opts, ext, ipr):
+    def __init__(self, opts: Options, ext: ExternalInterface, ipr: IPRoute) -> None:
         self.opts, self.ext, self.ipr = opts, ext, ipr
         self.reg = V2Registry(opts["etcd-endpoints"], opts["etcd-prefix"])
         self.ttl = opts["lab-subnet-ttl"]
         self.margin = opts["lab-renew-margin-seconds"] or opts["subnet-lease-renew-margin"] * 60
         seed = opts["lab-seed"]
         self.rng = random.Random(f"{seed}/{ext.ext_addr}") if seed else random.Random()
-        self.events: queue.Queue = queue.Queue()
-        self.stop = []
+        self.events: queue.Queue[Item] = queue.Queue()
+        self.stop: list[int] = []
         self.generation = 0  # a restarted network ignores the old watch thread
-        self.monitoring = set()
+        self.monitoring: set[int] = set()
 
     # -- init (retryInit) -------------------------------------------------------------
-    def init(self):
+    def init(self) -> tuple[Config, LegacyVXLANDevice, Lease]:
         try:
             config = parse_config(self.reg.get_network_config())
         except Exception as e:
@@ -74,15 +96,17 @@ class Daemon:
                                                     backend_data={"VtepMAC": dev.mac}), dev.mac)
         except Exception as e:
             raise RuntimeError(f"failed to register network: failed to acquire lease: {e}") from e
+        assert config.network is not None  # 0.7.1's ParseConfig fills in 0.0.0.0/0
         dev.configure(lease.subnet.network_address, ipaddress.IPv4Network(
             f"{lease.subnet.network_address}/{config.network.prefixlen}", strict=False))
         return config, dev, lease
 
-    def acquire(self, config, attrs: LeaseAttrs, mac: str) -> Lease:
+    def acquire(self, config: Config, attrs: LeaseAttrs, mac: str) -> Lease:
         """AcquireLease/tryAcquireLease: reuse by PublicIP, else a random free subnet."""
         value = lease_json(attrs.public_ip, mac)
         for _ in range(10):
-            leases = [l for l in (to_lease(n["key"], n["value"], n["ttl"]) for n in self.reg.get_subnets()[0]) if l]
+            nodes = self.reg.get_subnets()[0]
+            leases = [lease for lease in (to_lease(n["key"], n["value"], n["ttl"]) for n in nodes) if lease]
             d = choose_subnet(config, leases, self.ext.ext_addr, None, self.rng)
             key = subnet_key(self.opts["etcd-prefix"], d.subnet)
             for stale in d.delete:
@@ -106,7 +130,7 @@ class Daemon:
     def watch(self, since: int) -> None:
         gen = self.generation
 
-        def loop(index):
+        def loop(index: int) -> None:
             while gen == self.generation:
                 try:
                     changes, index = self.reg.watch_subnets(index)
@@ -114,6 +138,7 @@ class Daemon:
                         self.events.put(("watch", changes))
                     continue
                 except EtcdError as e:
+                    err: Exception = e
                     if e.code == 401:  # index cleared from history: re-list (leasesWatchReset)
                         log.warning("local_manager.go", "Watch of subnet leases failed because etcd "
                                                         "index outside history window")
@@ -123,14 +148,14 @@ class Daemon:
                                 self.events.put(("reset", nodes))
                             continue
                         except Exception as e2:
-                            e = e2
-                    err = e
+                            err = e2
                 except Exception as e:  # etcd restarted, killed, unreachable: watch again in 1 s
                     err = e
                 if gen != self.generation or self.stop:
                     return
                 import http.client
-                why = "unexpected EOF" if isinstance(err, http.client.IncompleteRead) else " ".join(str(err).split())
+                why = ("unexpected EOF" if isinstance(err, http.client.IncompleteRead)
+                       else " ".join(str(err).split()))
                 log.error("watch.go", f"Watch subnets: {why}")  # a long poll cut by etcd going away
                 time.sleep(1)
         threading.Thread(target=loop, args=(since,), daemon=True, name="watch").start()
@@ -154,17 +179,18 @@ class Daemon:
         log.info("vxlan.go", "Watching for L3 misses")
         if dev.index not in self.monitoring:
             self.monitoring.add(dev.index)
-            dev.monitor_misses(self.events)
+            dev.monitor_misses(self.events.put)
         self.generation += 1
         log.info("vxlan.go", "Watching for new subnet leases")
         watcher = LeaseWatcher(own_subnet=lease.subnet)
         nodes, index = self.reg.get_subnets()
-        leases = [l for l in (to_lease(n["key"], n["value"], n["ttl"]) for n in nodes) if l]
-        bn.handle_initial([l for l in leases if l.subnet != lease.subnet])
+        leases = [found for found in (to_lease(n["key"], n["value"], n["ttl"]) for n in nodes) if found]
+        bn.handle_initial([other for other in leases if other.subnet != lease.subnet])
         watcher.reset(leases)
         self.watch(index)
         renew_at = time.time() + max(0, self.ttl - self.margin)
         while not self.stop:
+            item: Item | None
             try:
                 item = self.events.get(timeout=max(0.0, renew_at - time.time()))
             except queue.Empty:
@@ -174,8 +200,8 @@ class Daemon:
             if item and item[0] == "miss":
                 bn.handle_miss(item[1])
             elif item and item[0] == "reset":  # a fresh list after a lost index: diff it
-                leases = [l for l in (to_lease(n["key"], n["value"], n["ttl"]) for n in item[1]) if l]
-                if not any(l.subnet == lease.subnet for l in leases):
+                leases = [found for found in (to_lease(n["key"], n["value"], n["ttl"]) for n in item[1]) if found]
+                if not any(listed.subnet == lease.subnet for listed in leases):
                     log.warning(SRC, "Lease has been revoked")
                     return True
                 for out in watcher.reset(leases):
@@ -192,15 +218,22 @@ class Daemon:
                             return True
                         renew_at = time.time() + max(0, self.ttl - self.margin)
                         continue
-                    ev = Event(EVENT_REMOVED, Lease(subnet=sn, attrs=LeaseAttrs(public_ip="")), ) if removed \
-                        else Event(EVENT_ADDED, to_lease(key, value, self.ttl))
+                    if removed:
+                        ev = Event(EVENT_REMOVED, Lease(subnet=sn, attrs=LeaseAttrs(public_ip="")))
+                    else:
+                        added = to_lease(key, value, self.ttl)
+                        # a value that is not a lease stops the daemon here (0.7.1 would skip it)
+                        assert added is not None, f"not a lease: {key}"
+                        ev = Event(EVENT_ADDED, added)
                     for out in watcher.update([ev]):
                         bn.handle_event(out.type, out.lease)
             if time.time() >= renew_at:
+                assert lease.key is not None  # acquire() names the key it wrote
                 try:
                     exp = self.reg.update_subnet(lease.key, lease_json(str(self.ext.ext_addr), dev.mac), self.ttl)
                     log.info(SRC, "Lease renewed, new expiration: " +
                              time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(exp)))
+                    assert exp is not None, "a lease renewed without a TTL has no expiration"
                     renew_at = exp - self.margin
                 except Exception as e:
                     log.error(SRC, f"Error renewing lease (trying again in 1 min): {e}")
@@ -208,7 +241,7 @@ class Daemon:
         return False
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     try:
         opts = parse_flags(sys.argv[1:] if argv is None else argv)
     except FlagError as e:
@@ -216,10 +249,11 @@ def main(argv=None) -> int:
         print(usage(), file=sys.stderr)
         return 0 if str(e) == "help" else 2
     from pyroute2 import IPRoute
+
     from ..iface import InterfaceError, lookup
     ipr = IPRoute()
     try:
-        ext = lookup(ipr, (opts["iface"] or [None])[0], opts["public-ip"] or None)
+        ext = lookup(ipr, opts["iface"][0] if opts["iface"] else None, opts["public-ip"] or None)
     except InterfaceError as e:
         log.error("main.go", str(e))
         return 1
@@ -228,7 +262,7 @@ def main(argv=None) -> int:
     d = Daemon(opts, ext, ipr)
     log.info("main.go", "Installing signal handlers")
 
-    def on_signal(*_):
+    def on_signal(*_: object) -> None:
         d.stop.append(1)
         d.events.put("stop")
     signal.signal(signal.SIGTERM, on_signal)

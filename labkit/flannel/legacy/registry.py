@@ -11,12 +11,16 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
+
+# a decoded etcd v2 JSON answer (untyped data)
+Body = dict[str, Any]
 
 
 class EtcdError(Exception):
     """An etcd v2 error, printed as the Go client printed it: `100: Key not found (/x) [7]`."""
 
-    def __init__(self, body: dict):
+    def __init__(self, body: Body) -> None:
         self.code = body.get("errorCode")
         super().__init__(f"{self.code}: {body.get('message')} ({body.get('cause')}) [{body.get('index')}]")
 
@@ -31,14 +35,15 @@ def _go_dial_error(endpoint: str, e: Exception) -> str:
 
 
 class V2Registry:
-    def __init__(self, endpoints: str, prefix: str):
+    def __init__(self, endpoints: str, prefix: str) -> None:
         self.endpoints = [e.strip().rstrip("/") for e in endpoints.split(",") if e.strip()]
         self.prefix = prefix.rstrip("/")
 
-    def _request(self, method: str, key: str, params: dict | None = None, timeout: float | None = 5):
+    def _request(self, method: str, key: str, params: dict[str, str | int] | None = None,
+                 timeout: float | None = 5) -> Body:
         query = "?" + urllib.parse.urlencode(params) if params and method in ("GET", "DELETE") else ""
         data = urllib.parse.urlencode(params).encode() if params and method == "PUT" else None
-        last = None
+        last: str | None = None
         for ep in self.endpoints:
             req = urllib.request.Request(f"{ep}/v2/keys{urllib.parse.quote(key)}{query}", data=data,
                                          method=method)
@@ -46,7 +51,8 @@ class V2Registry:
                 req.add_header("Content-Type", "application/x-www-form-urlencoded")
             try:
                 with urllib.request.urlopen(req, timeout=timeout) as resp:
-                    return json.loads(resp.read() or b"{}")
+                    answer: Body = json.loads(resp.read() or b"{}")
+                    return answer
             except urllib.error.HTTPError as e:
                 body = json.loads(e.read() or b"{}")
                 raise EtcdError(body) from None
@@ -56,9 +62,10 @@ class V2Registry:
 
     # -- config and leases ------------------------------------------------------------------
     def get_network_config(self) -> str:
-        return self._request("GET", f"{self.prefix}/config", {"quorum": "true"})["node"]["value"]
+        value: str = self._request("GET", f"{self.prefix}/config", {"quorum": "true"})["node"]["value"]
+        return value
 
-    def get_subnets(self) -> tuple[list[dict], int]:
+    def get_subnets(self) -> tuple[list[Body], int]:
         """[{key, value, ttl}] and the etcd index to watch from."""
         try:
             resp = self._request("GET", f"{self.prefix}/subnets", {"recursive": "true", "quorum": "true"})
@@ -75,7 +82,7 @@ class V2Registry:
         return time.time() + ttl
 
     def update_subnet(self, key: str, value: str, ttl: int) -> float | None:
-        params = {"value": value}
+        params: dict[str, str | int] = {"value": value}
         if ttl:
             params["ttl"] = ttl
         self._request("PUT", key, params)

@@ -27,13 +27,20 @@ import socket
 import struct
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from ... import log
-from ...subnet import EVENT_ADDED, EVENT_REMOVED
 from ...ip import EEXIST, RTPROT_BOOT, checked, errno_of, go_strerror
+from ...subnet import EVENT_ADDED, EVENT_REMOVED, Event, Lease
 from ..catalogue import encap_overhead
 from ..simple_network import SimpleNetwork
 from .proxy import CMD_DEL_ROUTE, CMD_SET_ROUTE, CMD_STOP, pack_command
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+    from ...etcd_manager import LocalManager
+    from ...iface import ExternalInterface
 
 SRC = "udp_network_amd64.go"
 ENCAP_OVERHEAD = encap_overhead("udp")  # 20 bytes IP header + 8 bytes UDP header
@@ -57,12 +64,12 @@ def open_tun(name: str = "flannel%d") -> tuple[int, str]:
     return fd, res[:16].rstrip(b"\0").decode()
 
 
-def configure_iface(ipr, ifname: str, ipn: ipaddress.IPv4Interface, mtu: int) -> int:
+def configure_iface(ipr: IPRoute, ifname: str, ipn: ipaddress.IPv4Interface, mtu: int) -> int:
     """/32 address, MTU, up, and the route for the whole Network (EEXIST is fine)."""
-    idx = ipr.link_lookup(ifname=ifname)
-    if not idx:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
         raise RuntimeError(f"failed to lookup interface {ifname}")
-    idx = idx[0]
+    idx: int = found[0]
     checked(f"failed to add IP address {ipn.ip}/32 to {ifname}", ipr.addr, "add", index=idx,
             address=str(ipn.ip), prefixlen=32)
     checked(f"failed to set MTU for {ifname}", ipr.link, "set", index=idx, mtu=mtu)
@@ -78,8 +85,8 @@ def configure_iface(ipr, ifname: str, ipn: ipaddress.IPv4Interface, mtu: int) ->
 
 
 class UdpNetwork(SimpleNetwork):
-    def __init__(self, sm, ext_iface, port: int, tun_net: ipaddress.IPv4Interface, lease, ipr,
-                 verbosity: int = 0):
+    def __init__(self, sm: LocalManager, ext_iface: ExternalInterface, port: int, tun_net: ipaddress.IPv4Interface,
+                 lease: Lease, ipr: IPRoute, verbosity: int = 0) -> None:
         """`verbosity` is flanneld's -v (klog's V level): the proxy logs its errors from 1 up."""
         super().__init__(sm, ext_iface, lease, ipr)
         self.port = port
@@ -108,7 +115,7 @@ class UdpNetwork(SimpleNetwork):
             raise RuntimeError(f"failed to create control socket: {go_strerror(e)}") from None
         self.proxy = self._start_proxy()
 
-    def _start_proxy(self) -> subprocess.Popen:
+    def _start_proxy(self) -> subprocess.Popen[bytes]:
         """runCProxy: the data path, in its own process (see proxy.py for why)."""
         fds = (self.tun, self.conn.fileno(), self.ctl2.fileno())
         argv = [sys.executable, "-m", "labkit.flannel.backends.udp.proxy",
@@ -128,7 +135,7 @@ class UdpNetwork(SimpleNetwork):
         except OSError as e:
             log.error("cproxy_amd64.go", f"Error while writing the command {data!r}. Error: {go_strerror(e)}")
 
-    def handle_subnet_events(self, batch) -> None:
+    def handle_subnet_events(self, batch: list[Event]) -> None:
         """processSubnetEvents: no BackendType check, udp leases have none."""
         for event in batch:
             sn = event.lease.subnet

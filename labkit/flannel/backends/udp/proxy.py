@@ -24,8 +24,8 @@ What the C code does, and this module does the same way:
 Where it differs: C runs one poll() loop over the three sockets and reads until EAGAIN.
 In Python every extra system call and every EAGAIN exception costs interpreter time, so
 here each direction has its own thread blocked in read()/recv_into() (both release the
-GIL), and the main thread serves the commands. (A forked process per direction, with no GIL to share, measured no faster on
-2 CPUs: the kernel work of each packet dominates.) The proxy runs as its own process
+GIL), and the main thread serves the commands. (A forked process per direction, with no
+GIL to share, measured no faster on 2 CPUs: the kernel work of each packet dominates.) The proxy runs as its own process
 (``python -m labkit.flannel.backends.udp.proxy``), started by flanneld with the three
 file descriptors, so it never waits for flanneld's etcd and grpc threads. It dies with
 flanneld (PR_SET_PDEATHSIG, and end of file on the control socket), and then the TUN
@@ -76,17 +76,17 @@ def netmask(prefix_len: int) -> int:
     return (0xFFFFFFFF << (32 - prefix_len)) & 0xFFFFFFFF if prefix_len else 0
 
 
-def cksum(data: bytes) -> int:
+def cksum(data: bytes | bytearray) -> int:
     """The Internet checksum (one's complement of the one's complement sum)."""
     if len(data) % 2:
         data = bytes(data) + b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return ~s & 0xFFFF
 
 
-def decrement_ttl(buf) -> bool:
+def decrement_ttl(buf: bytearray) -> bool:
     """TTL - 1 in place, checksum patched (RFC 1624); False when it reaches 0 (drop).
 
     The TTL is the high byte of header word 4, so the word drops by 0x100 and the
@@ -104,7 +104,7 @@ def decrement_ttl(buf) -> bool:
     return True
 
 
-def net_unreachable(offender, tun_addr: bytes) -> bytes | None:
+def net_unreachable(offender: bytes | bytearray | memoryview, tun_addr: bytes) -> bytes | None:
     """The ICMP net-unreachable packet the proxy writes back for `offender`, or None.
 
     None, as in send_net_unreachable(): for a malformed header, for an ICMP packet
@@ -127,14 +127,23 @@ def net_unreachable(offender, tun_addr: bytes) -> bytes | None:
     return bytes(iph + icmp)
 
 
+class RouteEntry:
+    """proxy_amd64.c's route_entry: network and mask as integers, and the next hop
+    (ip, port); mutable, as set_route overwrites the next hop in place."""
+
+    __slots__ = ("net", "mask", "hop")
+
+    def __init__(self, net: int, mask: int, hop: tuple[str, int]) -> None:
+        self.net = net
+        self.mask = mask
+        self.hop = hop
+
+
 class RouteTable:
-    """set_route/del_route/find_route of proxy_amd64.c: a list, first match wins.
+    """set_route/del_route/find_route of proxy_amd64.c: a list, first match wins."""
 
-    Entries are ``[network, mask, (next_hop_ip, port)]`` with addresses as integers.
-    """
-
-    def __init__(self):
-        self.routes: list = []
+    def __init__(self) -> None:
+        self.routes: list[RouteEntry] = []
         self.lock = threading.Lock()
 
     def set_route(self, dest_net: str, prefix_len: int, hop_ip: str, hop_port: int) -> None:
@@ -142,37 +151,37 @@ class RouteTable:
         net = int.from_bytes(socket.inet_aton(dest_net), "big") & mask
         with self.lock:
             for r in self.routes:
-                if r[0] == net and r[1] == mask:
-                    r[2] = (hop_ip, hop_port)
+                if r.net == net and r.mask == mask:
+                    r.hop = (hop_ip, hop_port)
                     return
-            self.routes.append([net, mask, (hop_ip, hop_port)])
+            self.routes.append(RouteEntry(net, mask, (hop_ip, hop_port)))
 
     def del_route(self, dest_net: str, prefix_len: int) -> bool:
         mask = netmask(prefix_len)
         net = int.from_bytes(socket.inet_aton(dest_net), "big") & mask
         with self.lock:
             for i, r in enumerate(self.routes):
-                if r[0] == net and r[1] == mask:
+                if r.net == net and r.mask == mask:
                     self.routes[i] = self.routes[-1]  # the last entry fills the hole
                     self.routes.pop()
                     return True
         return False
 
-    def find_route(self, dst: int):
+    def find_route(self, dst: int) -> tuple[str, int] | None:
         """The next hop for dst, swapping the matching entry to the front."""
         with self.lock:
             routes = self.routes
             for i, r in enumerate(routes):
-                if dst & r[1] == r[0]:
+                if dst & r.mask == r.net:
                     if i:
                         routes[0], routes[i] = r, routes[0]
-                    return r[2]
+                    return r.hop
         return None
 
     def entries(self) -> list[tuple[str, int, str, int]]:
         with self.lock:
-            return [(socket.inet_ntoa(r[0].to_bytes(4, "big")), 32 - (~r[1] & 0xFFFFFFFF).bit_length(),
-                     r[2][0], r[2][1]) for r in self.routes]
+            return [(socket.inet_ntoa(r.net.to_bytes(4, "big")), 32 - (~r.mask & 0xFFFFFFFF).bit_length(),
+                     r.hop[0], r.hop[1]) for r in self.routes]
 
 
 # -- the proxy --------------------------------------------------------------------------------
@@ -180,7 +189,7 @@ class Proxy:
     """run_proxy(tun, sock, ctl, tun_ip, tun_mtu, log_errors), one thread per direction."""
 
     def __init__(self, tun_fd: int, sock: socket.socket, ctl: socket.socket | None,
-                 tun_ip: str, mtu: int, log_errors: bool = False):
+                 tun_ip: str, mtu: int, log_errors: bool = False) -> None:
         self.tun_fd = tun_fd
         self.sock = sock
         self.ctl = ctl
@@ -206,9 +215,11 @@ class Proxy:
             self.stopped.set()
 
     def ctl_loop(self) -> None:
+        ctl = self.ctl
+        assert ctl is not None, "serving commands needs the control socket"
         while not self.stopped.is_set():
             try:
-                data = self.ctl.recv(COMMAND.size)
+                data = ctl.recv(COMMAND.size)
             except InterruptedError:
                 continue
             except OSError as e:
@@ -248,7 +259,7 @@ class Proxy:
             # fast path: the entry at the front (where the last hit was swapped to)
             try:
                 r = routes[0]
-                hop = r[2] if dst & r[1] == r[0] else find_route(dst)
+                hop = r.hop if dst & r.mask == r.net else find_route(dst)
             except IndexError:
                 hop = None
             if hop is None:
@@ -265,12 +276,12 @@ class Proxy:
             if sent != n:
                 self.log_error(f"Was only able to send {sent} out of {n} bytes to {hop[0]}:{hop[1]}")
 
-    def log_zero_ttl(self, mv) -> None:
+    def log_zero_ttl(self, mv: memoryview) -> None:
         """proxy_amd64.c's message for a packet whose TTL ran out (both directions)."""
         self.log_error(f"Discarding IP fragment {socket.inet_ntoa(mv[12:16])} -> "
                        f"{socket.inet_ntoa(mv[16:20])} due to zero TTL")
 
-    def send_net_unreachable(self, offender) -> None:
+    def send_net_unreachable(self, offender: memoryview) -> None:
         ihl = (offender[0] & 0x0F) * 4
         if ihl >= IPHDR_LEN + MAX_IPOPTLEN:
             self.log_error(f"not sending net unreachable: mulformed ip pkt: iph={ihl}")
@@ -361,7 +372,7 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     import argparse
     p = argparse.ArgumentParser(prog="flanneld-udp-proxy",
                                 description="flannel's udp backend data path (started by flanneld)")

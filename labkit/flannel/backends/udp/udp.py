@@ -8,29 +8,37 @@ kernel route sends every remote pod address to the proxy.
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING, Any
 
 from ... import log
 from ...subnet import LeaseAttrs
-from .network import UdpNetwork
 from .. import decode_backend_config, require_ipv4
+from .network import UdpNetwork
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+    from ...config import Config
+    from ...etcd_manager import LocalManager
+    from ...iface import ExternalInterface
 
 SRC = "udp_amd64.go"
 DEFAULT_PORT = 8285
 
 
-def parse_backend_config(backend: dict) -> dict:
+def parse_backend_config(backend: dict[str, Any]) -> dict[str, Any]:
     """{"Port": ...} with flannel's default."""
     return decode_backend_config(backend, {"Port": DEFAULT_PORT}, "UDP")
 
 
 class UdpBackend:
     # one constructor per backend, as flannel has New() in pkg/backend/{vxlan/vxlan,udp/udp_amd64,ipip/ipip}.go
-    def __init__(self, sm, ext_iface, ipr):
+    def __init__(self, sm: LocalManager, ext_iface: ExternalInterface, ipr: IPRoute) -> None:
         self.sm = sm
         self.ext_iface = ext_iface
         self.ipr = ipr
 
-    def register_network(self, config) -> UdpNetwork:
+    def register_network(self, config: Config) -> UdpNetwork:
         require_ipv4(config)
         cfg = parse_backend_config(config.backend)
         # 1. the lease: PublicIP only
@@ -41,6 +49,7 @@ class UdpBackend:
             raise RuntimeError(f"failed to acquire lease: {e}") from e
         # 2. the TUN's network is that of the whole overlay (e.g. /16), not the
         #    node's /24: the lease's address with the Network's prefix length
+        assert config.network is not None  # CheckNetworkConfig: an IPv4 config has a Network
         tun_net = ipaddress.IPv4Interface(f"{lease.subnet.network_address}/{config.network.prefixlen}")
         return UdpNetwork(self.sm, self.ext_iface, cfg["Port"], tun_net, lease, self.ipr,
                           verbosity=log.verbosity())
