@@ -160,6 +160,7 @@ class VXLANNetwork(SimpleNetwork):
                 log.error(SRC, f"failed to create vxlan device: {why}")
                 backoff = retry_after_backoff(backoff, MAX_BACKOFF)
                 continue
+            assert self.lease is not None  # Run starts after the lease was acquired
             try:
                 configure_device_ipv4_ipv6(dev, self.lease, config)
             except Exception as e:
