@@ -33,7 +33,7 @@ FLANNEL_ETCD_ENDPOINTS="{endpoints}"
 FLANNEL_ETCD_PREFIX="{prefix}"
 
 # Any additional options for flanneld
-FLANNEL_OPTIONS="-iface=eth0"
+FLANNEL_OPTIONS="{options}"
 """
 
 
@@ -70,7 +70,9 @@ class Node:
             f.write(self.name + "\n")
         with open(self.dir("etc", "upper", "sysconfig", "flanneld"), "w") as f:
             f.write(SYSCONFIG_FLANNELD.format(endpoints=f"http://{self.master_ip}:{CLIENT_PORT}",
-                                              prefix=self.spec.prefix))
+                                              prefix=self.spec.prefix,
+                                              options=" ".join(filter(None, ["-iface=eth0",
+                                                                             self.spec.flannel_options]))))
 
     def view(self, hostname: str | None = None) -> list[str]:
         """labkit.nsexec options: the node's /run/flannel, its /etc overlay, its hostname."""
@@ -117,14 +119,16 @@ class Node:
         from .flannel.subnetenv import read_subnet_file
         conf = read_subnet_file(self.etc_file("sysconfig", "flanneld"))
         module = "labkit.flannel.legacy.daemon" if self.spec.flavour == "legacy" else "labkit.flannel.daemon"
+        # the lab's own flags first: a flag given again in FLANNEL_OPTIONS wins (Go's flag
+        # package keeps the last value), so a user's -lab-subnet-ttl=... there is obeyed
         argv = [sys.executable, "-m", module,
-                f"-etcd-endpoints={conf.get('FLANNEL_ETCD_ENDPOINTS', '')}",
-                f"-etcd-prefix={conf.get('FLANNEL_ETCD_PREFIX', '')}",
-                *shlex.split(conf.get("FLANNEL_OPTIONS", "")),
                 f"-lab-subnet-ttl={self.spec.lease_ttl}",
                 f"-lab-renew-margin-seconds={self.spec.renew_margin}"]
         if self.spec.seed is not None:
             argv.append(f"-lab-seed={self.spec.seed}")
+        argv += [f"-etcd-endpoints={conf.get('FLANNEL_ETCD_ENDPOINTS', '')}",
+                 f"-etcd-prefix={conf.get('FLANNEL_ETCD_PREFIX', '')}",
+                 *shlex.split(conf.get("FLANNEL_OPTIONS", ""))]
         return argv
 
     def service(self, name: str) -> Service:

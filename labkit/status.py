@@ -82,6 +82,39 @@ def docker0_in_range(docker0: str | None, subnet: str | None, network: str | Non
     return ip in ipaddress.IPv4Network(subnet)
 
 
+def flanneld_public_ip(node) -> str:
+    """The PublicIP the node's flanneld puts in its lease: -public-ip from the node's
+    FLANNEL_OPTIONS (/etc/sysconfig/flanneld) if given, else the node's underlay address."""
+    import shlex
+
+    from .flannel.daemon import FlagError, parse_flags
+    from .flannel.subnetenv import read_subnet_file
+    try:
+        conf = read_subnet_file(node.etc_file("sysconfig", "flanneld"))
+        return parse_flags(shlex.split(conf.get("FLANNEL_OPTIONS", "")), environ={})["public-ip"] \
+            or str(node.public_ip)
+    except (OSError, ValueError, FlagError):
+        return str(node.public_ip)
+
+
+def own_lease(leases: dict, subnet_env: dict, public_ip: str) -> tuple[str | None, dict | None]:
+    """The node's lease as its flanneld wrote it: the lease of the subnet in its subnet.env
+    (several nodes can share one PublicIP, like Vagrant's 10.0.2.15), if that lease carries
+    the node's PublicIP; else the first lease with the node's PublicIP (flannel's findLeaseByIP)."""
+    env_subnet = subnet_env.get("FLANNEL_SUBNET")
+    if env_subnet:
+        try:
+            sn = str(ipaddress.IPv4Interface(env_subnet).network)
+        except ValueError:
+            sn = ""
+        if (leases.get(sn) or {}).get("PublicIP") == public_ip:
+            return sn, leases[sn]
+    for sn, lease in leases.items():
+        if lease.get("PublicIP") == public_ip:
+            return sn, lease
+    return None, None
+
+
 @dataclass
 class ContainerStatus:
     name: str
@@ -158,7 +191,6 @@ def lab_status(lab) -> LabStatus:
                 leases[sn] = {"key": key, **json.loads(value)}
         except Exception as e:  # etcd went away between the two calls
             etcd_error = str(e) or type(e).__name__
-    by_ip = {v.get("PublicIP"): (sn, v) for sn, v in leases.items()}
     network = ipaddress.IPv4Network(lab.spec.network)
     if etcd_error is None:
         try:  # "in range" means inside the Network flannel is told about now, in etcd
@@ -168,7 +200,8 @@ def lab_status(lab) -> LabStatus:
     from .flannel.backends.footprint import device_name
     nodes = []
     for node in lab.nodes:
-        sn, lease = by_ip.get(str(node.public_ip), (None, None))
+        subnet_env = node.subnet_env()
+        sn, lease = own_lease(leases, subnet_env, flanneld_public_ip(node))
         data = (lease or {}).get("BackendData") or {}
         vni = data.get("VNI", lab.spec.vni or 1)
         # the backend the node runs is the one its lease says (udp writes no BackendType)
@@ -182,7 +215,7 @@ def lab_status(lab) -> LabStatus:
             name=node.name, namespace=node.ns, public_ip=str(node.public_ip), subnet=sn,
             vtep_mac=data.get("VtepMAC"), lease=lease, docker0=docker0, docker0_in_network=in_net,
             in_range=in_range, services={s: node.service(s).status() for s in node.services()},
-            subnet_env=node.subnet_env(),
+            subnet_env=subnet_env,
             containers=[ContainerStatus(r.name, r.ip, r.running) for r in lab.containers(node.name)],
             kernel=kern))
     return LabStatus(name=lab.spec.name, network=str(network), backend=lab.spec.backend,

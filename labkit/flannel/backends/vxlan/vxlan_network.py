@@ -205,13 +205,15 @@ class VXLANNetwork(SimpleNetwork):
 
     def _add(self, sn: IPv4Network, gw: IPv4Address, public_ip: str, mac: str, direct: bool) -> None:
         if direct:
-            log.info(SRC, f"Adding direct route to subnet: {sn} PublicIP: {public_ip}")
+            if log.v(2):  # log.V(2) in vxlan_network.go: shown with -v=2 or more
+                log.info(SRC, f"Adding direct route to subnet: {sn} PublicIP: {public_ip}")
             try:
                 self.ipr.route("replace", dst=str(sn), gateway=str(public_ip), proto=RTPROT_BOOT)
             except Exception as e:
                 log.error(SRC, f"Error adding route to {sn} via {public_ip}: {e}")
             return
-        log.info(SRC, f"adding subnet: {sn} PublicIP: {public_ip} VtepMAC: {mac}")
+        if log.v(2):  # log.V(2) in vxlan_network.go: shown with -v=2 or more
+            log.info(SRC, f"adding subnet: {sn} PublicIP: {public_ip} VtepMAC: {mac}")
         try:
             self.dev.add_arp(gw, mac)
         except Exception as e:
@@ -233,13 +235,15 @@ class VXLANNetwork(SimpleNetwork):
 
     def _remove(self, sn: IPv4Network, gw: IPv4Address, public_ip: str, mac: str, direct: bool) -> None:
         if direct:
-            log.info(SRC, f"Removing direct route to subnet: {sn} PublicIP: {public_ip}")
+            if log.v(2):  # log.V(2) in vxlan_network.go: shown with -v=2 or more
+                log.info(SRC, f"Removing direct route to subnet: {sn} PublicIP: {public_ip}")
             try:
                 self.ipr.route("del", dst=str(sn), gateway=str(public_ip))
             except Exception as e:
                 log.error(SRC, f"Error deleting route to {sn} via {public_ip}: {e}")
             return
-        log.info(SRC, f"removing subnet: {sn} PublicIP: {public_ip} VtepMAC: {mac}")
+        if log.v(2):  # log.V(2) in vxlan_network.go: shown with -v=2 or more
+            log.info(SRC, f"removing subnet: {sn} PublicIP: {public_ip} VtepMAC: {mac}")
         # try every removal: one failing must not leave the others behind
         self._try(self.dev.del_arp, gw, mac, what="DelARP")
         self._try(self.dev.del_fdb, public_ip, mac, what="DelFDB")
