@@ -61,6 +61,9 @@ class VXLANNetwork(SimpleNetwork):
         reports the device missing, recreates it in a goroutine of its own, so that lease
         events keep being handled meanwhile: here, two threads, and one per re-creation."""
         vxlan_missing: queue.Queue[bool] = queue.Queue(maxsize=1)  # buffered: one signal pending at most
+        # watchVXLANDevice's first line, logged before its thread starts: in flannel the goroutine
+        # races CompleteLease's "Waiting for ... to renew lease"; here the order is the same every run
+        log.info(SRC, "starting vxlan device watcher")
         threading.Thread(target=self.watch_vxlan_device, args=(vxlan_missing,), name="watchVXLANDevice",
                          daemon=True).start()
         threading.Thread(target=self._handle_vxlan_missing, args=(vxlan_missing,), daemon=True).start()
@@ -82,8 +85,7 @@ class VXLANNetwork(SimpleNetwork):
         the RTMGRP_LINK multicast group) and signal when a link with the device's name is
         deleted (RTM_DELLINK). Any deletion counts: `ip link del`, another program, or
         flanneld's own ensureLink replacing an incompatible device. The name is read once:
-        a re-created device has the same one."""
-        log.info(SRC, "starting vxlan device watcher")
+        a re-created device has the same one. ("starting vxlan device watcher" is logged by run.)"""
         try:
             updates = IPRoute()
             updates.bind(groups=RTMGRP_LINK)
