@@ -279,8 +279,8 @@ def scale(sizes=(10, 50, 100), name: str = "scale", progress=None, pings: int = 
         spec = LabSpec(name=lab_name, nodes=n, backend="vxlan").validate()
         steps: dict = {}
 
-        def record(msg: str, _steps=steps) -> None:
-            say(f"[{n} nodes] {msg}")
+        def record(msg: str, _steps: dict = steps, _n: int = n) -> None:
+            say(f"[{_n} nodes] {msg}")
             head, sep, tail = msg.partition(": ")
             if sep and tail.endswith("s)") and "(" in tail:
                 try:

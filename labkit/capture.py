@@ -222,7 +222,7 @@ class Capture:
 
 # -- decoding ---------------------------------------------------------------------------------
 def _scapy():
-    from scapy.layers.inet import ICMP, IP, UDP, TCP  # noqa: F401
+    from scapy.layers.inet import ICMP, IP, TCP, UDP  # noqa: F401
     from scapy.layers.l2 import ARP, Ether  # noqa: F401
     from scapy.layers.vxlan import VXLAN  # noqa: F401  (binds UDP 8472 and 4789)
     from scapy.packet import bind_layers
@@ -298,13 +298,13 @@ def dissect(pkt) -> list[dict]:
 
 
 _DESCRIBE = {  # layer -> its words in describe()
-    "IP": lambda l: f"{l.src} > {l.dst}",
-    "UDP": lambda l: f"udp/{l.dport}",
-    "TCP": lambda l: f"tcp/{l.dport}",
-    "VXLAN": lambda l: f"VXLAN vni={l.vni}",
-    "ICMP": lambda l: f"ICMP {ICMP_TYPES.get(l.type, l.type)} seq={l.seq}",
-    "ARP": lambda l: f"ARP {'who-has ' + l.pdst if l.op == 1 else l.psrc + ' is-at ' + l.hwsrc}",
-    "IPv6": lambda l: f"IPv6 {l.src} > {l.dst}",
+    "IP": lambda ly: f"{ly.src} > {ly.dst}",
+    "UDP": lambda ly: f"udp/{ly.dport}",
+    "TCP": lambda ly: f"tcp/{ly.dport}",
+    "VXLAN": lambda ly: f"VXLAN vni={ly.vni}",
+    "ICMP": lambda ly: f"ICMP {ICMP_TYPES.get(ly.type, ly.type)} seq={ly.seq}",
+    "ARP": lambda ly: f"ARP {'who-has ' + ly.pdst if ly.op == 1 else ly.psrc + ' is-at ' + ly.hwsrc}",
+    "IPv6": lambda ly: f"IPv6 {ly.src} > {ly.dst}",
 }
 
 

@@ -154,6 +154,7 @@ def cmd_add_node(a) -> int:
 
 def cmd_reconfigure(a) -> int:
     import dataclasses
+
     from .lab import Lab
     lab = Lab.attach(a.name, progress=_progress)
     given = {"network": a.network, "subnet_len": a.subnet_len, "backend": a.backend, "vni": a.vni,

@@ -34,6 +34,7 @@ def mount_data_dir(state) -> str:
     The mount is recorded (``mount <path>`` in the lab's record) before it is made, and
     `clean` unmounts every mount below the state folder, also after a crash."""
     import subprocess
+
     from .state import mounts_under
     path = state.path("etcd")
     if path in mounts_under(path):

@@ -21,15 +21,15 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from . import netns
 from .capture import capture
 from .docker import containers
 from .docker.containers import Container
 from .errors import LabError
-from .etcd import V2Client, http_request, wait_healthy, v3_client
+from .etcd import V2Client, http_request, v3_client, wait_healthy
 from .flannel.backends.footprint import peers_handled, remove_leftovers
 from .flannel.backends.kernel import dead_probes
 from .flannel.ip import AF_BRIDGE, routes_into

@@ -14,7 +14,12 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import LabError
 from .flannel.backends.catalogue import (
-    KERNEL_LINK_TYPES, SUPPORTED_BACKENDS, is_known_backend, kernel_reason, unavailable_reason)
+    KERNEL_LINK_TYPES,
+    SUPPORTED_BACKENDS,
+    is_known_backend,
+    kernel_reason,
+    unavailable_reason,
+)
 from .flannel.config import ConfigError, go_parse_cidr, parse_config
 
 LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")

@@ -45,7 +45,7 @@ def kernel_state(ipr, device: str) -> dict:
             if n.get_attr("NDA_DST"):
                 out["fdb"].append({"mac": n.get_attr("NDA_LLADDR"), "dst": n.get_attr("NDA_DST"),
                                    "permanent": bool(n["state"] & NUD_PERMANENT)})
-    names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
+    names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
     for r in ipr.get_routes(family=AF_INET):
         dst = r.get_attr("RTA_DST")
         if dst is None or r.get_attr("RTA_TABLE") != RT_TABLE_MAIN:

@@ -80,8 +80,8 @@ def main(argv=None) -> int:
     p.add_argument("--subnet-file", default=SUBNET_FILE)
     args = p.parse_args(argv)
 
-    from . import containers
     from ..state import LabState
+    from . import containers
     state = LabState(args.lab)
 
     stopping = threading.Event()

@@ -83,6 +83,7 @@ def start(name: str, quiet: bool = False, spec=None, **fields):
     """Build the notebook's lab `name` (LabSpec fields as keywords, or a whole `spec`
     such as ``blog_spec(...)``) and return it."""
     import dataclasses
+
     from ..lab import Lab, clean
     from ..spec import LabSpec
     asked, name = name, name + _suffix() if NOTEBOOK_LAB.match(name) else name

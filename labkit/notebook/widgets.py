@@ -110,7 +110,7 @@ class ConfigPanel(W.VBox):
 
     def _fill_subnet_len(self, keep: int) -> None:
         try:
-            from ..flannel.config import subnet_len_bounds, default_subnet_len, validate_network_cidr
+            from ..flannel.config import default_subnet_len, subnet_len_bounds, validate_network_cidr
             net = validate_network_cidr(self.network.value)
             lo, hi = subnet_len_bounds(net)
             options = [(f"default (/{default_subnet_len(net)})", 0)] + [(f"/{n}", n) for n in range(lo, hi + 1)]

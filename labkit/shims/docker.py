@@ -14,10 +14,10 @@ import subprocess
 import sys
 import time
 
-from . import current, run
 from .. import netns
 from ..docker import containers
 from ..errors import LabError
+from . import current, run
 
 RUN_HELP = """Run a command in a new container.
 

@@ -5,7 +5,6 @@ import os
 import re
 
 import pytest
-
 from conftest import labkit, sh, unique_name, unreachable, wait_for
 
 NET = "10.108.0.0/16"

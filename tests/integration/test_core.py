@@ -4,7 +4,6 @@ import json
 import re
 
 import pytest
-
 from conftest import labkit, unique_name
 
 LEASE_RE = re.compile(r'^\{"PublicIP":"(192\.168\.50\.\d+)","PublicIPv6":null,"BackendType":"vxlan",'

@@ -15,7 +15,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, labkit, unique_name, unreachable, wait_for
 
 PREFIX = "/coreos.com/network"
@@ -71,10 +70,10 @@ def peers_learn_a_new_lease(lab):
     lab.etcd().put(key, '{"PublicIP":"192.168.50.99","PublicIPv6":null,"BackendType":"vxlan",'
                         '"BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:99"}}')
     for node in ("master", "node1"):
-        wait_for(lambda: FAKE in flannel_routes(lab, node), timeout=10, what=f"{node} to learn {FAKE}")
+        wait_for(lambda node=node: FAKE in flannel_routes(lab, node), timeout=10, what=f"{node} to learn {FAKE}")
     lab.etcd().delete(key)
     for node in ("master", "node1"):
-        wait_for(lambda: FAKE not in flannel_routes(lab, node), timeout=10, what=f"{node} to drop {FAKE}")
+        wait_for(lambda node=node: FAKE not in flannel_routes(lab, node), timeout=10, what=f"{node} to drop {FAKE}")
 
 
 @pytest.mark.timeout(60)
@@ -118,6 +117,7 @@ def test_a_watch_behind_compaction_relists_the_leases(lab, capfd):
     (the daemon diffs that snapshot) and goes on from the list's revision."""
     import queue
     import threading
+
     from labkit.flannel.etcd_manager import LocalManager, Snapshot
     client = lab.etcd()
     rev = client.put(f"{PREFIX}/scratch", "1").header.revision

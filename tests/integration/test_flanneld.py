@@ -4,13 +4,12 @@ import signal
 import time
 
 import pytest
-
 from conftest import wait_for
 
 
 def kernel(lab, node):
-    from labkit.status import kernel_state
     from labkit import netns
+    from labkit.status import kernel_state
     return netns.netlink.call(lab.node(node).ns, kernel_state, "flannel.1")
 
 
@@ -43,7 +42,7 @@ def test_deleting_a_lease_removes_its_entries_on_the_other_nodes(make_lab):
     node2 = lab.status().node("node2")
     lab.etcd().delete(f"/coreos.com/network/subnets/{sn.replace('/', '-')}")
     for other in ("master", "node1"):
-        wait_for(lambda: sn not in peer_subnets(lab, other), what=f"route removal on {other}")
+        wait_for(lambda other=other: sn not in peer_subnets(lab, other), what=f"route removal on {other}")
         k = kernel(lab, other)
         assert node2.vtep_mac not in {a["mac"] for a in k["arp"]}
         assert node2.public_ip not in {f["dst"] for f in k["fdb"]}
@@ -172,7 +171,7 @@ def test_a_joining_node_is_learned_by_everyone(make_lab):
     assert node.name == "node2"
     sn = lease_of(lab, "node2")
     for other in ("master", "node1"):
-        wait_for(lambda: sn in peer_subnets(lab, other), what=f"{other} to learn node2")
+        wait_for(lambda other=other: sn in peer_subnets(lab, other), what=f"{other} to learn node2")
     assert all(lab.connectivity().values())
     from labkit.lab import Lab
     assert [n.name for n in Lab.attach(lab.spec.name).nodes] == ["master", "node1", "node2"]
