@@ -11,7 +11,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, wait_for
+
+from tests.helpers import ROOT, wait_for
 
 TOKEN = secrets.token_hex(2)
 LAB = f"bt{TOKEN}lab"           # the shared lab

@@ -9,7 +9,7 @@ import pytest
 
 from labkit import capture as C
 from labkit.errors import LabError
-from tests.conftest import labkit
+from tests.helpers import labkit
 
 
 @pytest.fixture

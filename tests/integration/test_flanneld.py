@@ -4,7 +4,8 @@ import signal
 import time
 
 import pytest
-from conftest import wait_for
+
+from tests.helpers import sh, wait_for
 
 
 def kernel(lab, node):
@@ -144,24 +145,24 @@ def test_forward_rules_are_kept_and_ip_masq_comes_from_sysconfig(make_lab):
     """flanneld's FLANNEL-FWD rules come back after deletion; -ip-masq set in the node's
     /etc/sysconfig/flanneld adds FLANNEL-POSTRTG and FLANNEL_IPMASQ=true."""
     lab = make_lab(nodes=2, containers=1)
-    rules = lab.sh("node1", "iptables -S").stdout
+    rules = sh(lab, "node1", "iptables -S")
     assert '-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD' in rules
     assert '-A FLANNEL-FWD -s 10.108.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT' in rules
     lab.sh("node1", "iptables -D FORWARD -m comment --comment 'flanneld forward' -j FLANNEL-FWD")
-    wait_for(lambda: "-j FLANNEL-FWD" in lab.sh("node1", "iptables -S FORWARD").stdout, timeout=10,
+    wait_for(lambda: "-j FLANNEL-FWD" in sh(lab, "node1", "iptables -S FORWARD"), timeout=10,
              what="the resync to restore the FORWARD rule")
     assert "Some iptables rules are missing; deleting and recreating rules" in lab.service("node1", "flanneld").log()
     r = lab.sh("node1", "sed -i 's/^FLANNEL_OPTIONS=.*/FLANNEL_OPTIONS=\"-iface=eth0 -ip-masq\"/' "
                         "/etc/sysconfig/flanneld && systemctl restart flanneld")
     assert r.returncode == 0, r.stderr
-    assert "FLANNEL_IPMASQ=true" in lab.sh("node1", "cat /run/flannel/subnet.env").stdout
-    nat = lab.sh("node1", "iptables -t nat -S FLANNEL-POSTRTG").stdout
+    assert "FLANNEL_IPMASQ=true" in sh(lab, "node1", "cat /run/flannel/subnet.env")
+    nat = sh(lab, "node1", "iptables -t nat -S FLANNEL-POSTRTG")
     assert "-s 10.108.0.0/16 ! -d 224.0.0.0/4 -m comment --comment \"flanneld masq\" -j MASQUERADE" in nat
     assert "-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000" in nat
     # the host's /etc is untouched; master kept its own sysconfig
     host_file = "/etc/sysconfig/flanneld"
     assert not os.path.exists(host_file) or "-ip-masq" not in open(host_file).read()
-    assert "-ip-masq" not in lab.sh("master", "cat /etc/sysconfig/flanneld").stdout
+    assert "-ip-masq" not in sh(lab, "master", "cat /etc/sysconfig/flanneld")
     assert all(lab.connectivity().values())
 
 

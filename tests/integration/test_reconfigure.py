@@ -7,7 +7,7 @@ import pytest
 
 from labkit.errors import LabError
 from labkit.lab import Lab
-from tests.conftest import labkit, wait_for
+from tests.helpers import labkit, wait_for
 
 
 def leased_ips(lab):

@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, labkit, unique_name
+
+from tests.helpers import ROOT, labkit, unique_name
 
 SYSCTLS = ["net/ipv4/ip_forward", "net/ipv4/conf/all/forwarding", "net/ipv6/conf/all/forwarding",
            "net/ipv4/ping_group_range", "net/bridge/bridge-nf-call-iptables",
