@@ -23,6 +23,8 @@ import json
 import os
 import platform
 import random
+import selectors
+import statistics
 import subprocess
 import time
 
@@ -48,7 +50,6 @@ def _where(lab: Lab, target: str) -> tuple[str, dict]:
 
 def _server(lab: Lab, target: str, port: int) -> subprocess.Popen:
     """`iperf3 -s -1` on target (one test, then it exits); returns once it listens."""
-    import selectors
     ns, env = _where(lab, target)
     proc = subprocess.Popen(netns.nsexec_argv(ns, ["iperf3", "-s", "-1", "--forceflush", "-p", str(port)]),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
@@ -119,7 +120,6 @@ def throughput(backends=("vxlan", "host-gw", "udp"), seconds: float = 5, pps_sec
     With `repeat` > 1 each measurement is taken that many times and the median is
     reported (the samples are kept too): on a small shared machine one run is noisy.
     """
-    import statistics
     say = _progress(progress)
     pps_seconds = pps_seconds or max(1.0, min(seconds, 3.0))
     backends = list(backends)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import netns
-from .capture import capture
+from .capture import MAX_PING_COUNT, capture
 from .docker import containers
 from .docker.containers import Container
 from .errors import LabError
@@ -43,7 +43,6 @@ from .underlay import attach, build_router, build_switch
 
 REQUIRED_BINARIES = {"ip": "iproute2", "etcd": "etcd-server", "etcdctl": "etcd-client",
                      "ping": "iputils-ping"}
-MAX_PING_COUNT = 1000  # ping's interval here is 0.2 s: at most 200 s of pings
 
 
 def preflight() -> None:
@@ -429,7 +428,7 @@ class Lab:
             return netns.netlink.call(node.ns, fdb)
         return self._peer_routes(node)
 
-    def _routed(self, node: Node) -> set:
+    def gateway_subnets(self, node: Node) -> set:
         """The subnets of the Network this node has a gateway route to."""
         net = ipaddress.IPv4Network(self.spec.network)
 
@@ -541,7 +540,7 @@ class Lab:
         if revoke and subnet and self.spec.flavour != "legacy" and self.spec.backend != "udp":
             gone = ipaddress.IPv4Interface(subnet).network
             deadline = time.monotonic() + timeout
-            while any(gone in self._routed(n) for n in self.nodes):
+            while any(gone in self.gateway_subnets(n) for n in self.nodes):
                 if time.monotonic() > deadline:
                     raise LabError(f"peers still route {gone} {timeout:.0f}s after its lease was revoked")
                 time.sleep(0.05)

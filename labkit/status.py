@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 
 from . import netns
+from .flannel.backends.footprint import device_name
+from .flannel.config import decode_config
 from .flannel.ip import AF_BRIDGE, AF_INET, NUD_PERMANENT, RT_TABLE_MAIN, RTNH_F_ONLINK
 
 
@@ -60,7 +62,6 @@ def json_network(config: str | None) -> ipaddress.IPv4Network | None:
     """The Network of a flannel config JSON (any key case, as Go reads it), or None."""
     if not config:
         return None
-    from .flannel.config import decode_config
     return decode_config(config).network
 
 
@@ -165,7 +166,6 @@ def lab_status(lab) -> LabStatus:
             network = json_network(lab.network_config()) or network
         except ValueError:
             pass
-    from .flannel.backends.footprint import device_name
     nodes = []
     for node in lab.nodes:
         sn, lease = by_ip.get(str(node.public_ip), (None, None))

@@ -194,6 +194,7 @@ def main(argv=None) -> int:
 
     # 6. external interface
     from pyroute2 import IPRoute
+
     from .iface import InterfaceError, lookup
     ipr = IPRoute()
     try:

@@ -15,8 +15,17 @@ import urllib.parse
 
 from . import log
 from .config import parse_config
-from .subnet import (EVENT_ADDED, EVENT_REMOVED, Event, Lease, LeaseAttrs, LeaseWatcher, choose_subnet, parse_subnet_key,
-                     subnet_key)
+from .subnet import (
+    EVENT_ADDED,
+    EVENT_REMOVED,
+    Event,
+    Lease,
+    LeaseAttrs,
+    LeaseWatcher,
+    choose_subnet,
+    parse_subnet_key,
+    subnet_key,
+)
 
 SRC = "local_manager.go"
 RACE_RETRIES = 10

@@ -257,7 +257,7 @@ def test_config_panel_checks_live_and_applies_through_reconfigure():
     assert p.plan == lab.real.plan(lab.reconfigured[0]) and len(p.plan) == 7
     assert p.progress.max == p.progress.value == 7 and "done" in p.step.value
     assert "✓" in table.text() and "labkit-result" in p.result.value
-    p._apply_clicked()                      # the button: no exception escapes
+    p.apply_clicked()                      # the button: no exception escapes
     assert len(lab.reconfigured) == 2
 
 
@@ -267,7 +267,7 @@ def test_config_panel_shows_a_failed_apply():
     p = ConfigPanel(lab)
     p.network.value = "10.20.0.0/22"
     lab.fail = LabError("boom")
-    p._apply_clicked()
+    p.apply_clicked()
     assert "Apply failed: boom" in p.step.value and not p.apply_button.disabled
 
 

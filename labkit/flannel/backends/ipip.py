@@ -18,10 +18,10 @@ import ipaddress
 from .. import log
 from ..ip import EEXIST, RTNH_F_ONLINK, checked, direct_routing, ensure_v4_address_on_link, errno_of, go_strerror
 from ..subnet import LeaseAttrs
+from . import decode_backend_config, require_ipv4
 from .catalogue import CATALOGUE
 from .kernel import is_missing_link_type, missing_link_type
 from .route_network import Route, RouteNetwork
-from . import decode_backend_config, require_ipv4
 
 SRC = "ipip.go"
 BACKEND_TYPE = "ipip"

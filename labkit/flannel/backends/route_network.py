@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 
 from .. import log
-from ..subnet import EVENT_ADDED, EVENT_REMOVED
 from ..ip import RTNH_F_ONLINK, RTPROT_BOOT, go_strerror, main_routes
+from ..subnet import EVENT_ADDED, EVENT_REMOVED
 from .simple_network import SimpleNetwork
 
 SRC = "route_network.go"

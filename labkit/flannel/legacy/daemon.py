@@ -21,8 +21,18 @@ import time
 
 from .. import log
 from ..daemon import FlagError, parse_flags, usage
-from ..subnet import EVENT_ADDED, EVENT_REMOVED, Event, Lease, LeaseAttrs, LeaseWatcher, choose_subnet, parse_subnet_key, subnet_key
 from ..etcd_manager import lease_from_node
+from ..subnet import (
+    EVENT_ADDED,
+    EVENT_REMOVED,
+    Event,
+    Lease,
+    LeaseAttrs,
+    LeaseWatcher,
+    choose_subnet,
+    parse_subnet_key,
+    subnet_key,
+)
 from ..subnetenv import write_subnet_file
 from .config import parse_config
 from .registry import EtcdError, V2Registry
@@ -216,6 +226,7 @@ def main(argv=None) -> int:
         print(usage(), file=sys.stderr)
         return 0 if str(e) == "help" else 2
     from pyroute2 import IPRoute
+
     from ..iface import InterfaceError, lookup
     ipr = IPRoute()
     try:

@@ -19,11 +19,21 @@ import threading
 from pyroute2.netlink.exceptions import NetlinkError
 
 from .. import log
-from ..backends.vxlan.device import ensure_link
 from ..backends import decode_backend_config
+from ..backends.vxlan.device import ensure_link
+from ..ip import (
+    AF_BRIDGE,
+    EEXIST,
+    NTF_SELF,
+    NUD_DELAY,
+    NUD_INCOMPLETE,
+    NUD_PERMANENT,
+    NUD_PROBE,
+    NUD_REACHABLE,
+    NUD_STALE,
+    RTPROT_BOOT,
+)
 from ..subnet import EVENT_ADDED
-from ..ip import (AF_BRIDGE, EEXIST, NTF_SELF, NUD_DELAY, NUD_INCOMPLETE, NUD_PERMANENT, NUD_PROBE,
-                  NUD_REACHABLE, NUD_STALE, RTPROT_BOOT)
 
 
 def parse_backend_config(backend: dict) -> dict:

@@ -29,8 +29,8 @@ import subprocess
 import sys
 
 from ... import log
-from ...subnet import EVENT_ADDED, EVENT_REMOVED
 from ...ip import EEXIST, RTPROT_BOOT, checked, errno_of, go_strerror
+from ...subnet import EVENT_ADDED, EVENT_REMOVED
 from ..catalogue import encap_overhead
 from ..simple_network import SimpleNetwork
 from .proxy import CMD_DEL_ROUTE, CMD_SET_ROUTE, CMD_STOP, pack_command

@@ -11,8 +11,8 @@ import ipaddress
 
 from ... import log
 from ...subnet import LeaseAttrs
-from .network import UdpNetwork
 from .. import decode_backend_config, require_ipv4
+from .network import UdpNetwork
 
 SRC = "udp_amd64.go"
 DEFAULT_PORT = 8285

@@ -10,10 +10,10 @@ import ipaddress
 
 from ... import log
 from ...subnet import LeaseAttrs
-from .device import VXLANDevice, VXLANDeviceAttrs
-from .vxlan_network import VXLANNetwork
 from .. import decode_backend_config, require_ipv4
 from ..route_network import go_strerror
+from .device import VXLANDevice, VXLANDeviceAttrs
+from .vxlan_network import VXLANNetwork
 
 SRC = "vxlan.go"
 DEFAULT_VNI = 1

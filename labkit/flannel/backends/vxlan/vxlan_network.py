@@ -11,8 +11,8 @@ plain route via its PublicIP instead, and no encapsulation at all.
 from __future__ import annotations
 
 from ... import log
-from ...subnet import EVENT_ADDED, EVENT_REMOVED
 from ...ip import RTNH_F_ONLINK, RTPROT_BOOT, direct_routing
+from ...subnet import EVENT_ADDED, EVENT_REMOVED
 from ..catalogue import encap_overhead
 from ..simple_network import SimpleNetwork
 
