@@ -53,6 +53,7 @@ def _server(lab: Lab, target: str, port: int) -> subprocess.Popen:
     ns, env = _where(lab, target)
     proc = subprocess.Popen(netns.nsexec_argv(ns, ["iperf3", "-s", "-1", "--forceflush", "-p", str(port)]),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    assert proc.stdout is not None  # stdout=PIPE
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     seen = b""
@@ -243,8 +244,8 @@ class _PatientLab(Lab):
     def _patience(self) -> float:
         return 30 + 3 * len(self.nodes)
 
-    def start_flanneld(self, nodes=None, timeout: float = 0, **kw) -> str:
-        return super().start_flanneld(nodes, timeout or self._patience(), **kw)
+    def start_flanneld(self, nodes=None, timeout: float = 0, wait: bool = True) -> str:
+        return super().start_flanneld(nodes, timeout or self._patience(), wait)
 
     def start_docker(self, nodes=None, timeout: float = 0) -> str:
         return super().start_docker(nodes, timeout or self._patience())

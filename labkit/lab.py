@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import ipaddress
 import json
 import os
@@ -23,6 +24,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import netns
 from .capture import MAX_PING_COUNT, capture
@@ -287,13 +289,15 @@ class Lab:
         for node in nodes:
             node.service("docker").start()
         deadline = time.monotonic() + timeout
+        bips = {}
         for node in nodes:
-            while containers.daemon_info(self.state, node.name) is None or \
-                    containers.daemon_info(self.state, node.name)["pid"] != node.service("docker").pid():
+            while (info := containers.daemon_info(self.state, node.name)) is None or \
+                    info["pid"] != node.service("docker").pid():
                 if time.monotonic() > deadline:
                     raise LabError(f"docker did not start on {node.name}; see `labkit logs {node.name} docker`")
                 time.sleep(0.02)
-        return ", ".join(f"{n.name}={containers.daemon_info(self.state, n.name)['bip']}" for n in nodes)
+            bips[node.name] = info["bip"]
+        return ", ".join(f"{n.name}={bips[n.name]}" for n in nodes)
 
     def service(self, node: str, name: str):
         return self.node(node).service(name)
@@ -464,15 +468,15 @@ class Lab:
                            f"rebuild (`labkit down --name {self.spec.name}`, then `labkit up` with the new "
                            "values); reconfigure changes the network config and the node count only")
 
-    def _steps(self, new: LabSpec, clean: bool, revoke: bool, timeout: float) -> list:
+    def _steps(self, new: LabSpec, clean: bool, revoke: bool, timeout: float) -> list[tuple[str, Callable[[], Any]]]:
         """[(text, fn)]: the plan and what carries it out, from one list so they agree."""
         old = self.spec
-        steps = []
+        steps: list[tuple[str, Callable[[], Any]]] = []
         for node in reversed(self.nodes[new.nodes:]):
             how = ("revoke its lease (peers drop its routes now)" if revoke
                    else "leave its lease to expire (as after a crash)")
             steps.append((f"{node.name}: stop flanneld, {how}, remove its namespaces",
-                          lambda n=node: self._remove_and_wait(n, revoke, timeout)))
+                          functools.partial(self._remove_and_wait, node, revoke, timeout)))
         if new.network_config_json() != old.network_config_json():
             running: dict = {}
 

@@ -280,6 +280,7 @@ class LabSpec:
             cfg = parse_config(self.network_config_json())
         except ConfigError as e:
             raise LabError(f"invalid network config: {e}", field=_config_field(str(e), self)) from None
+        assert cfg.network is not None  # the lab's config always has an IPv4 Network
         self.network = str(cfg.network)  # what flannel works with (host bits dropped)
         _check_usable(cfg.network, "Network", "network")
         _check_usable(under, "underlay", "underlay")

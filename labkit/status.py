@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import netns
 from .flannel.backends.footprint import device_name
@@ -26,7 +27,7 @@ def _link_addrs(ipr, ifname: str) -> list[str]:
 
 def kernel_state(ipr, device: str) -> dict:
     """flannel's footprint in one node: the device, its ARP/FDB entries, the routes."""
-    out = {"device": None, "arp": [], "fdb": [], "routes": [], "docker0": _link_addrs(ipr, "docker0")}
+    out: dict[str, Any] = {"device": None, "arp": [], "fdb": [], "routes": [], "docker0": _link_addrs(ipr, "docker0")}
     idx = ipr.link_lookup(ifname=device)
     if idx:
         link = ipr.link("get", index=idx[0])[0]

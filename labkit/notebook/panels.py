@@ -78,6 +78,7 @@ def check_form(lab_spec, *, network: str, subnet_len: int | None, backend: str, 
             cfg = parse_config(res.config_json)
             res.effective_subnet_len = cfg.subnet_len
             size = 1 << (32 - cfg.subnet_len)
+            assert cfg.subnet_min is not None and cfg.subnet_max is not None  # parse_config fills them in
             res.subnets = (int(cfg.subnet_max) - int(cfg.subnet_min)) // size + 1
         except ConfigError as e:
             res.errors["subnet_len" if subnet_len else "network"] = str(e)

@@ -126,7 +126,7 @@ class ConfigPanel(W.VBox):
                 "backend": self.backend, "vni": self.vni.value, "port": self.port.value,
                 "direct_routing": self.direct_routing.value, "nodes": self.nodes.value}
 
-    def check(self) -> panels.FormCheck:
+    def check(self) -> panels.FormCheck | None:
         """Check the form (flannel's messages) and update the preview; returns the check."""
         if getattr(self, "_filling", False):
             return None
@@ -157,6 +157,7 @@ class ConfigPanel(W.VBox):
     def apply(self, echo: bool = True):
         """What the Apply button does; with echo, the steps and the result are printed."""
         res = self.check()
+        assert res is not None  # check() gives None only to a re-entrant call, while it fills the form
         if not res.ok:
             raise LabError("; ".join(f"{k}: {v}" for k, v in res.errors.items()))
         new = panels.make_spec(self.lab.spec, **self.values())
@@ -221,7 +222,8 @@ class ConnectivityMatrix(W.VBox):
         self.check_button = W.Button(description="Check", icon="play")
         self.check_button.on_click(lambda _b: self.check())
         self.grid = W.HTML()
-        self.result, self.endpoints = {}, []
+        self.result: dict[tuple[str, str], bool] = {}
+        self.endpoints: list[str] = []
         super().__init__([W.HBox([W.HTML(f"<b>connectivity</b> in lab {html.escape(self.lab.spec.name)}"),
                                   self.check_button]), self.grid])
         self.add_class("labkit-matrix")
