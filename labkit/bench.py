@@ -23,6 +23,8 @@ import json
 import os
 import platform
 import random
+import selectors
+import statistics
 import subprocess
 import time
 
@@ -48,10 +50,10 @@ def _where(lab: Lab, target: str) -> tuple[str, dict]:
 
 def _server(lab: Lab, target: str, port: int) -> subprocess.Popen:
     """`iperf3 -s -1` on target (one test, then it exits); returns once it listens."""
-    import selectors
     ns, env = _where(lab, target)
     proc = subprocess.Popen(netns.nsexec_argv(ns, ["iperf3", "-s", "-1", "--forceflush", "-p", str(port)]),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    assert proc.stdout is not None  # stdout=PIPE
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     seen = b""
@@ -119,7 +121,6 @@ def throughput(backends=("vxlan", "host-gw", "udp"), seconds: float = 5, pps_sec
     With `repeat` > 1 each measurement is taken that many times and the median is
     reported (the samples are kept too): on a small shared machine one run is noisy.
     """
-    import statistics
     say = _progress(progress)
     pps_seconds = pps_seconds or max(1.0, min(seconds, 3.0))
     backends = list(backends)
@@ -243,8 +244,8 @@ class _PatientLab(Lab):
     def _patience(self) -> float:
         return 30 + 3 * len(self.nodes)
 
-    def start_flanneld(self, nodes=None, timeout: float = 0, **kw) -> str:
-        return super().start_flanneld(nodes, timeout or self._patience(), **kw)
+    def start_flanneld(self, nodes=None, timeout: float = 0, wait: bool = True) -> str:
+        return super().start_flanneld(nodes, timeout or self._patience(), wait)
 
     def start_docker(self, nodes=None, timeout: float = 0) -> str:
         return super().start_docker(nodes, timeout or self._patience())
@@ -279,8 +280,8 @@ def scale(sizes=(10, 50, 100), name: str = "scale", progress=None, pings: int = 
         spec = LabSpec(name=lab_name, nodes=n, backend="vxlan").validate()
         steps: dict = {}
 
-        def record(msg: str, _steps=steps) -> None:
-            say(f"[{n} nodes] {msg}")
+        def record(msg: str, _steps: dict = steps, _n: int = n) -> None:
+            say(f"[{_n} nodes] {msg}")
             head, sep, tail = msg.partition(": ")
             if sep and tail.endswith("s)") and "(" in tail:
                 try:

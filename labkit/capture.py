@@ -32,9 +32,12 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from html import escape
 
 from .errors import LabError
 from .nsexec import enter_net
+
+MAX_PING_COUNT = 1000  # ping's interval here is 0.2 s: at most 200 s of pings
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
@@ -51,7 +54,7 @@ MAX_TIMEOUT = 300.0
 
 
 # -- opening a socket inside a namespace ----------------------------------------------------
-def _linktype(hatype: int) -> int:
+def linktype_for(hatype: int) -> int:
     if hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
         return DLT_EN10MB
     if hatype == ARPHRD_NONE:          # a TUN device (flannel0 of the udp backend): raw IP
@@ -59,7 +62,9 @@ def _linktype(hatype: int) -> int:
     return DLT_EN10MB
 
 
-def _attach_filter(sock: socket.socket, expr: str, linktype: int) -> None:
+def attach_filter(sock: socket.socket, expr: str, linktype: int) -> None:
+    # scapy is imported where it is used, not at the top: it takes ~0.6 s (python -X importtime),
+    # and this module is imported by every node-side process that imports labkit.lab
     from scapy.arch.common import compile_filter, free_filter
     from scapy.libs.structures import sock_fprog
     try:
@@ -118,11 +123,11 @@ def _open_here(ns: str, iface: str, expr: str | None):
     except OSError as e:
         raise LabError(f"no interface {iface!r} in {ns}" if e.errno == 19
                        else f"cannot capture on {iface} in {ns}: {e.strerror or e}") from None
-    linktype = _linktype(hatype)
+    linktype = linktype_for(hatype)
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         if expr:
-            _attach_filter(s, expr, linktype)
+            attach_filter(s, expr, linktype)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         s.bind((iface, ETH_P_ALL))
     except LabError:
@@ -200,7 +205,6 @@ class Capture:
         return self.text()
 
     def _repr_html_(self):
-        from html import escape
         rows = "".join(
             f"<tr><td>{r['no']}</td><td>{r['dir']}</td><td>{r['len']}</td>"
             f"<td style='text-align:left'><code>{escape(r['summary'])}</code></td></tr>"
@@ -222,7 +226,8 @@ class Capture:
 
 # -- decoding ---------------------------------------------------------------------------------
 def _scapy():
-    from scapy.layers.inet import ICMP, IP, UDP, TCP  # noqa: F401
+    # lazy for start-up time: scapy's layers take ~0.6 s to import (python -X importtime)
+    from scapy.layers.inet import ICMP, IP, TCP, UDP  # noqa: F401
     from scapy.layers.l2 import ARP, Ether  # noqa: F401
     from scapy.layers.vxlan import VXLAN  # noqa: F401  (binds UDP 8472 and 4789)
     from scapy.packet import bind_layers
@@ -298,13 +303,13 @@ def dissect(pkt) -> list[dict]:
 
 
 _DESCRIBE = {  # layer -> its words in describe()
-    "IP": lambda l: f"{l.src} > {l.dst}",
-    "UDP": lambda l: f"udp/{l.dport}",
-    "TCP": lambda l: f"tcp/{l.dport}",
-    "VXLAN": lambda l: f"VXLAN vni={l.vni}",
-    "ICMP": lambda l: f"ICMP {ICMP_TYPES.get(l.type, l.type)} seq={l.seq}",
-    "ARP": lambda l: f"ARP {'who-has ' + l.pdst if l.op == 1 else l.psrc + ' is-at ' + l.hwsrc}",
-    "IPv6": lambda l: f"IPv6 {l.src} > {l.dst}",
+    "IP": lambda ly: f"{ly.src} > {ly.dst}",
+    "UDP": lambda ly: f"udp/{ly.dport}",
+    "TCP": lambda ly: f"tcp/{ly.dport}",
+    "VXLAN": lambda ly: f"VXLAN vni={ly.vni}",
+    "ICMP": lambda ly: f"ICMP {ICMP_TYPES.get(ly.type, ly.type)} seq={ly.seq}",
+    "ARP": lambda ly: f"ARP {'who-has ' + ly.pdst if ly.op == 1 else ly.psrc + ' is-at ' + ly.hwsrc}",
+    "IPv6": lambda ly: f"IPv6 {ly.src} > {ly.dst}",
 }
 
 
@@ -405,7 +410,7 @@ def _vxlan_ports(lab) -> tuple:
     return tuple(sorted({VXLAN_PORT} | ({port} if port else set())))
 
 
-def _check_bounds(count: int, timeout: float) -> None:
+def check_bounds(count: int, timeout: float) -> None:
     if not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
         raise LabError(f"capture count must be between 1 and {MAX_COUNT}, got {count!r}")
     if not 0 < float(timeout) <= MAX_TIMEOUT:
@@ -422,7 +427,7 @@ def capture_many(lab, points, *, filter: str | None = None, count: int = 10,
     is a callable run once every socket is open (a ping, ...). Returns one Capture per
     point, in order; with `pcap_dir`, each is saved as <dir>/<lab>-<target>-<iface>.pcap.
     """
-    _check_bounds(count, timeout)
+    check_bounds(count, timeout)
     say = progress or (lambda msg: None)
     vx = _vxlan_ports(lab)
     socks, caps = [], []
@@ -500,7 +505,6 @@ def capture(lab, target: str, iface: str, filter: str | None = None, count: int 
 
 def ping(lab, src: str, dst: str, count: int = 1):
     """Traffic for a capture: `count` pings from src to dst (lab addresses only)."""
-    from .lab import MAX_PING_COUNT
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PING_COUNT:
         raise LabError(f"--ping-count must be between 1 and {MAX_PING_COUNT}, got {count!r}")
 

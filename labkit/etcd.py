@@ -14,11 +14,13 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import time
 import urllib.parse
 import warnings
 
 from .errors import LabError
+from .state import mounts_under
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
@@ -33,8 +35,6 @@ def mount_data_dir(state) -> str:
 
     The mount is recorded (``mount <path>`` in the lab's record) before it is made, and
     `clean` unmounts every mount below the state folder, also after a crash."""
-    import subprocess
-    from .state import mounts_under
     path = state.path("etcd")
     if path in mounts_under(path):
         return path
@@ -117,6 +117,8 @@ def wait_healthy(sock_path: str, timeout: float = 10.0, is_running=lambda: True)
 def v3_client(sock_path: str):
     """A python-etcd3 client over the unix socket (grpc target unix:<path>)."""
     os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+    # imported here, not at the top: etcd3 (grpc, protobuf) takes ~0.4 s to import (python -X
+    # importtime), and this module is imported by the systemctl/docker shims a node shell runs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import etcd3

@@ -14,7 +14,12 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import LabError
 from .flannel.backends.catalogue import (
-    KERNEL_LINK_TYPES, SUPPORTED_BACKENDS, is_known_backend, kernel_reason, unavailable_reason)
+    KERNEL_LINK_TYPES,
+    SUPPORTED_BACKENDS,
+    is_known_backend,
+    kernel_reason,
+    unavailable_reason,
+)
 from .flannel.config import ConfigError, go_parse_cidr, parse_config
 
 LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
@@ -275,6 +280,7 @@ class LabSpec:
             cfg = parse_config(self.network_config_json())
         except ConfigError as e:
             raise LabError(f"invalid network config: {e}", field=_config_field(str(e), self)) from None
+        assert cfg.network is not None  # the lab's config always has an IPv4 Network
         self.network = str(cfg.network)  # what flannel works with (host bits dropped)
         _check_usable(cfg.network, "Network", "network")
         _check_usable(under, "underlay", "underlay")

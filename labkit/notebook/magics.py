@@ -21,15 +21,19 @@ from __future__ import annotations
 
 import sys
 
+from IPython.core.magic import no_var_expand
+
 from ..errors import LabError
+from ..lab import Lab
+from .session import current
+from .session import use as session_use
 
 USAGE = "usage: %node [--lab NAME] [--timeout SECONDS] NODE COMMAND...   (NODE: master, node1, node1/c1)"
 
 
 def use(lab):
     """Make `lab` the one %node talks to."""
-    from .session import use as _use
-    return _use(lab)
+    return session_use(lab)
 
 
 def parse_line(line: str) -> tuple[dict, str, str]:
@@ -66,7 +70,6 @@ def run(target: str, command: str, lab=None, timeout: float = 60) -> None:
     """Run `command` on `target` and print its stdout and stderr (and `[exit N]` when it
     fails): what %node does, for a command line built in Python."""
     if lab is None:
-        from .session import current
         lab = current()
     if not command.strip():
         raise LabError(f"nothing to run on {target}; {USAGE}")
@@ -83,7 +86,6 @@ def run(target: str, command: str, lab=None, timeout: float = 60) -> None:
 
 def _lab_for(opts):
     if "lab" in opts:
-        from ..lab import Lab
         return Lab.attach(opts["lab"])
     return None
 
@@ -107,7 +109,6 @@ def node_cell(line: str, cell: str) -> None:
 
 
 def load_ipython_extension(ipython) -> None:
-    from IPython.core.magic import no_var_expand
     node_line.__doc__ = node_cell.__doc__ = __doc__
     ipython.register_magic_function(no_var_expand(node_line), "line", "node")
     ipython.register_magic_function(no_var_expand(node_cell), "cell", "node")

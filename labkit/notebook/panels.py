@@ -11,6 +11,13 @@ from dataclasses import dataclass, field
 
 from ..errors import LabError
 from ..flannel.backends import catalogue
+from ..flannel.config import (
+    ConfigError,
+    parse_config,
+    subnet_len_bounds,
+    unknown_backend_message,
+    validate_network_cidr,
+)
 
 MAX_PANEL_NODES = 8
 
@@ -50,7 +57,6 @@ def make_spec(lab_spec, *, network: str, subnet_len: int | None, backend: str, v
 def check_form(lab_spec, *, network: str, subnet_len: int | None, backend: str, vni: int | None,
                port: int | None, direct_routing: bool, nodes: int) -> FormCheck:
     """Check the form as the user types: flannel's messages, field by field."""
-    from ..flannel.config import ConfigError, parse_config, subnet_len_bounds, validate_network_cidr
     res = FormCheck()
     net = None
     try:
@@ -60,7 +66,6 @@ def check_form(lab_spec, *, network: str, subnet_len: int | None, backend: str, 
         res.errors["network"] = str(e)
     choices = {name: (ok, why) for name, ok, why in backend_choices()}
     if backend not in choices:
-        from ..flannel.config import unknown_backend_message
         res.errors["backend"] = unknown_backend_message(backend)
     elif not choices[backend][0]:
         res.errors["backend"] = choices[backend][1]
@@ -73,6 +78,7 @@ def check_form(lab_spec, *, network: str, subnet_len: int | None, backend: str, 
             cfg = parse_config(res.config_json)
             res.effective_subnet_len = cfg.subnet_len
             size = 1 << (32 - cfg.subnet_len)
+            assert cfg.subnet_min is not None and cfg.subnet_max is not None  # parse_config fills them in
             res.subnets = (int(cfg.subnet_max) - int(cfg.subnet_min)) // size + 1
         except ConfigError as e:
             res.errors["subnet_len" if subnet_len else "network"] = str(e)

@@ -17,13 +17,19 @@ A notebook starts with ``lab = start("nb01", nodes=2, seed=1)`` and ends with
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import json
 import os
 import re
 import subprocess
 import sys
 import time
 
+from .. import netns
 from ..errors import LabError
+from ..lab import Lab, clean
+from ..spec import LabSpec
+from ..state import LabState, list_labs
 from .tables import Table, result_table
 
 NOTEBOOK_LAB = re.compile(r"^nb[0-9]{2}[a-z0-9]*$")
@@ -60,7 +66,6 @@ BUILT_BY = "notebook kernel"
 def check_removable(name: str, asked: str | None = None) -> None:
     """Raise LabError unless lab `name` may be replaced by this kernel: it does not
     exist, this kernel built it, or the notebook kernel that built it is gone."""
-    from ..state import LabState
     state = LabState(name)
     if not state.exists():
         return                          # nothing, or a crash's debris: clean() is safe
@@ -82,9 +87,6 @@ def check_removable(name: str, asked: str | None = None) -> None:
 def start(name: str, quiet: bool = False, spec=None, **fields):
     """Build the notebook's lab `name` (LabSpec fields as keywords, or a whole `spec`
     such as ``blog_spec(...)``) and return it."""
-    import dataclasses
-    from ..lab import Lab, clean
-    from ..spec import LabSpec
     asked, name = name, name + _suffix() if NOTEBOOK_LAB.match(name) else name
     spec = dataclasses.replace(spec, name=name, **fields) if spec is not None else LabSpec(name=name, **fields)
     spec.validate()
@@ -121,7 +123,6 @@ def _start_reaper(lab) -> None:
 def _reap(pid: int, name: str, ino: int, every: float = 0.3) -> None:
     """Wait until `pid` is gone; then, if lab `name` is still the one it built, remove it.
     Returns at once when the lab goes away by itself (finish, atexit, labkit down)."""
-    from ..state import LabState
     state_dir = LabState(name).dir
 
     def same_lab():
@@ -134,7 +135,6 @@ def _reap(pid: int, name: str, ino: int, every: float = 0.3) -> None:
             os.kill(pid, 0)
         except ProcessLookupError:
             if same_lab():
-                from ..lab import clean
                 clean(name)
             return
         except PermissionError:
@@ -169,8 +169,6 @@ def current():
     lab running on this machine."""
     if _current is not None:
         return _current
-    from ..lab import Lab
-    from ..state import list_labs
     labs = list_labs()
     if len(labs) == 1:
         return use(Lab.attach(labs[0]))
@@ -185,7 +183,6 @@ def current():
 def _remove_owned() -> None:
     if not _owned:
         return
-    from ..lab import clean
     for name in list(_owned):
         try:
             clean(name)
@@ -198,9 +195,6 @@ def cleanup_labs(pattern=None) -> list[str]:
     """Remove every lab (state folder or namespaces) whose name matches `pattern`; by
     default the labs of this run's notebooks."""
     pattern = pattern or notebook_labs()
-    from .. import netns
-    from ..lab import clean
-    from ..state import list_labs
     names = set(list_labs())
     names |= {ns.split("-", 1)[0] for ns in netns.list_names() if "-" in ns}
     removed = []
@@ -245,11 +239,10 @@ def status_table(lab) -> Table:
 
 def show_json(text: str) -> str:
     """Pretty-print a JSON value (a lease, a config) as it is stored in etcd."""
-    import json
     return json.dumps(json.loads(text), indent=2)
 
 
-def _main(argv: list[str]) -> None:
+def main(argv: list[str]) -> None:
     if argv[:1] == ["--reap"]:
         _reap(int(argv[1]), argv[2], int(argv[3]))
     else:
@@ -257,4 +250,4 @@ def _main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _main(sys.argv[1:])
+    main(sys.argv[1:])

@@ -19,8 +19,11 @@ import os
 
 import ipywidgets as W
 
+from .. import capture as cap
 from ..errors import LabError
+from ..flannel.config import default_subnet_len, subnet_len_bounds, validate_network_cidr
 from . import panels, tables
+from .session import current
 
 WIDE = {"description_width": "110px"}
 
@@ -28,7 +31,6 @@ WIDE = {"description_width": "110px"}
 def _lab(lab):
     if lab is not None:
         return lab
-    from .session import current
     return current()
 
 
@@ -66,7 +68,7 @@ class ConfigPanel(W.VBox):
         self.errors = W.HTML()
         self.preview = W.HTML()
         self.apply_button = W.Button(description="Apply", button_style="primary", icon="check")
-        self.apply_button.on_click(lambda _b: self._apply_clicked())
+        self.apply_button.on_click(lambda _b: self.apply_clicked())
         self.progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="320px"))
         self.step = W.HTML()
         self.result = W.HTML()
@@ -110,7 +112,6 @@ class ConfigPanel(W.VBox):
 
     def _fill_subnet_len(self, keep: int) -> None:
         try:
-            from ..flannel.config import subnet_len_bounds, default_subnet_len, validate_network_cidr
             net = validate_network_cidr(self.network.value)
             lo, hi = subnet_len_bounds(net)
             options = [(f"default (/{default_subnet_len(net)})", 0)] + [(f"/{n}", n) for n in range(lo, hi + 1)]
@@ -125,7 +126,7 @@ class ConfigPanel(W.VBox):
                 "backend": self.backend, "vni": self.vni.value, "port": self.port.value,
                 "direct_routing": self.direct_routing.value, "nodes": self.nodes.value}
 
-    def check(self) -> panels.FormCheck:
+    def check(self) -> panels.FormCheck | None:
         """Check the form (flannel's messages) and update the preview; returns the check."""
         if getattr(self, "_filling", False):
             return None
@@ -156,6 +157,7 @@ class ConfigPanel(W.VBox):
     def apply(self, echo: bool = True):
         """What the Apply button does; with echo, the steps and the result are printed."""
         res = self.check()
+        assert res is not None  # check() gives None only to a re-entrant call, while it fills the form
         if not res.ok:
             raise LabError("; ".join(f"{k}: {v}" for k, v in res.errors.items()))
         new = panels.make_spec(self.lab.spec, **self.values())
@@ -176,7 +178,8 @@ class ConfigPanel(W.VBox):
     plan: list = []
     last_result = None
 
-    def _apply_clicked(self) -> None:
+    def apply_clicked(self) -> None:
+        """What the Apply button does: apply() without echo; a failure is shown in the panel."""
         self.result.value = ""
         try:
             self.apply(echo=False)
@@ -219,7 +222,8 @@ class ConnectivityMatrix(W.VBox):
         self.check_button = W.Button(description="Check", icon="play")
         self.check_button.on_click(lambda _b: self.check())
         self.grid = W.HTML()
-        self.result, self.endpoints = {}, []
+        self.result: dict[tuple[str, str], bool] = {}
+        self.endpoints: list[str] = []
         super().__init__([W.HBox([W.HTML(f"<b>connectivity</b> in lab {html.escape(self.lab.spec.name)}"),
                                   self.check_button]), self.grid])
         self.add_class("labkit-matrix")
@@ -244,7 +248,6 @@ class CapturePanel(W.VBox):
     """Where to listen, what to keep, what traffic to send; then the decoded packets."""
 
     def __init__(self, lab=None, pcap_dir: str = "captures"):
-        from .. import capture as cap
         self.lab = _lab(lab)
         self.pcap_dir = pcap_dir
         eps = self.lab.endpoints()
@@ -287,7 +290,6 @@ class CapturePanel(W.VBox):
         self.iface.value = "eth0" if "eth0" in names else (names[0] if names else None)
 
     def _ifaces(self, target):
-        from .. import capture as cap
         try:
             return [n for n in cap.interfaces(self.lab, target) if n != "lo"] + ["lo"]
         except LabError:
