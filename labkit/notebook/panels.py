@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..errors import LabError
 from ..flannel.backends import catalogue
@@ -32,8 +32,20 @@ def backend_choices() -> list[tuple[str, bool, str]]:
     return [(c.name, c.usable, c.why) for c in catalogue.backend_choices()]
 
 
+class FormValues(TypedDict):
+    """The config form's fields, as make_spec and check_form take them (keywords)."""
+    network: str
+    subnet_len: int | None
+    backend: str
+    vni: int | None
+    port: int | None
+    direct_routing: bool
+    nodes: int
+
+
 @dataclass
 class FormCheck:
+
     """The result of checking the form: per-field errors, the config, what flannel derives."""
     errors: dict[str, str] = field(default_factory=dict)      # field -> message
     config: dict[str, Any] | None = None
