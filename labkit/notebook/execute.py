@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterable
 
 from .session import cleanup_labs
 
 
-def execute_notebooks(paths, timeout: int = 300) -> None:
+def execute_notebooks(paths: Iterable[str], timeout: int = 300) -> None:
     """Run each notebook top to bottom in a fresh kernel and write it back, outputs included;
     whatever labs its kernel left behind are removed afterwards."""
     # imported here, not at the top: nbclient takes ~2.0 s to import (python -X importtime) and

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..errors import LabError
 from ..flannel.backends import catalogue
@@ -19,6 +20,9 @@ from ..flannel.config import (
     validate_network_cidr,
 )
 
+if TYPE_CHECKING:
+    from ..spec import LabSpec
+
 MAX_PANEL_NODES = 8
 
 
@@ -28,24 +32,36 @@ def backend_choices() -> list[tuple[str, bool, str]]:
     return [(c.name, c.usable, c.why) for c in catalogue.backend_choices()]
 
 
+class FormValues(TypedDict):
+    """The config form's fields, as make_spec and check_form take them (keywords)."""
+    network: str
+    subnet_len: int | None
+    backend: str
+    vni: int | None
+    port: int | None
+    direct_routing: bool
+    nodes: int
+
+
 @dataclass
 class FormCheck:
+
     """The result of checking the form: per-field errors, the config, what flannel derives."""
-    errors: dict = field(default_factory=dict)      # field -> message
-    config: dict | None = None
+    errors: dict[str, str] = field(default_factory=dict)      # field -> message
+    config: dict[str, Any] | None = None
     config_json: str = ""
-    subnet_len_bounds: tuple | None = None          # (min, max) SubnetLen for this Network
+    subnet_len_bounds: tuple[int, int] | None = None          # (min, max) SubnetLen for this Network
     effective_subnet_len: int | None = None         # what flannel will use (default filled in)
     subnets: int | None = None                      # how many subnets SubnetMin..SubnetMax hold
-    warnings: list = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
 
-def make_spec(lab_spec, *, network: str, subnet_len: int | None, backend: str, vni: int | None,
-              port: int | None, direct_routing: bool, nodes: int):
+def make_spec(lab_spec: LabSpec, *, network: str, subnet_len: int | None, backend: str, vni: int | None,
+              port: int | None, direct_routing: bool, nodes: int) -> LabSpec:
     """The lab's spec with the form's values (None/0 SubnetLen, VNI, Port = flannel's default)."""
     if not vni or (vni == 1 and lab_spec.vni is None):
         vni = None                      # flannel's default VNI 1: not written to the config
@@ -54,7 +70,8 @@ def make_spec(lab_spec, *, network: str, subnet_len: int | None, backend: str, v
         port=port or None, direct_routing=bool(direct_routing), nodes=nodes)
 
 
-def check_form(lab_spec, *, network: str, subnet_len: int | None, backend: str, vni: int | None,
+def check_form(lab_spec: LabSpec, *, network: str,
+ subnet_len: int | None, backend: str, vni: int | None,
                port: int | None, direct_routing: bool, nodes: int) -> FormCheck:
     """Check the form as the user types: flannel's messages, field by field."""
     res = FormCheck()

@@ -34,7 +34,7 @@ LINK_PROBES = [
 ]
 
 
-def _version(argv) -> str:
+def _version(argv: list[str]) -> str:
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
