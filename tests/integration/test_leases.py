@@ -5,7 +5,7 @@ import ipaddress
 import json
 import time
 
-from conftest import labkit, wait_for
+from tests.helpers import labkit, wait_for
 
 
 def key_of(sn: str, prefix: str = "/coreos.com/network") -> str:
