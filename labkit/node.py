@@ -33,7 +33,7 @@ FLANNEL_ETCD_ENDPOINTS="{endpoints}"
 FLANNEL_ETCD_PREFIX="{prefix}"
 
 # Any additional options for flanneld
-FLANNEL_OPTIONS="-iface=eth0"
+FLANNEL_OPTIONS="{options}"
 """
 
 
@@ -70,7 +70,8 @@ class Node:
             f.write(self.name + "\n")
         with open(self.dir("etc", "upper", "sysconfig", "flanneld"), "w") as f:
             f.write(SYSCONFIG_FLANNELD.format(endpoints=f"http://{self.master_ip}:{CLIENT_PORT}",
-                                              prefix=self.spec.prefix))
+                                              prefix=self.spec.prefix,
+                                              options=" ".join(self.spec.flanneld_options(self.name))))
 
     def view(self, hostname: str | None = None) -> list[str]:
         """labkit.nsexec options: the node's /run/flannel, its /etc overlay, its hostname."""
