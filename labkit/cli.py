@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import subprocess
 import sys
 import time
 
+from . import bench, capture
 from .errors import LabError
+from .lab import Lab, clean
+from .services import systemd_failure
+from .spec import MAX_NODES, LabSpec, blog_spec, parse_node_values
+from .state import list_labs
 
 DEFAULT_NAME = os.environ.get("LABKIT_NAME", "lab")
 
@@ -43,8 +50,6 @@ def _progress(msg: str) -> None:
 
 
 def cmd_up(a) -> int:
-    from .lab import Lab
-    from .spec import LabSpec, blog_spec, parse_node_values
     if a.blog:
         spec = blog_spec(a.name, flavour=a.flavour or "legacy", seed=a.seed)
     else:
@@ -72,7 +77,6 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def cmd_status(a) -> int:
-    from .lab import Lab
     st = Lab.attach(a.name).status()
     if a.json:
         print(st.to_json(kernel=False))
@@ -93,16 +97,13 @@ def cmd_status(a) -> int:
 
 
 def cmd_exec(a) -> int:
-    from .lab import Lab
     if not a.command:
         raise LabError("nothing to run: labkit exec NODE -- COMMAND [ARGS...]")
-    import subprocess
     argv, env = Lab.attach(a.name).command(a.target, a.command)
     return subprocess.call(argv, env=env)  # stdin, stdout and stderr stay the user's
 
 
 def cmd_shell(a) -> int:
-    from .lab import Lab
     argv, env = Lab.attach(a.name).command(a.target, ["bash", "--norc", "-i"])
     env["PS1"] = "[root@\\h \\W]# "
     os.chdir(os.path.expanduser("~"))  # a login lands in root's home, as on the blog's hosts
@@ -110,14 +111,12 @@ def cmd_shell(a) -> int:
 
 
 def cmd_ping(a) -> int:
-    from .lab import Lab
     ok, out = Lab.attach(a.name).ping(a.src, a.dst, count=a.count)
     print(out.rstrip())
     return 0 if ok else 1
 
 
 def cmd_check(a) -> int:
-    from .lab import Lab
     lab = Lab.attach(a.name)
     eps = lab.endpoints()
     res = lab.connectivity(eps)
@@ -134,25 +133,21 @@ def cmd_check(a) -> int:
 
 
 def cmd_link(a) -> int:
-    from .lab import Lab
     print(Lab.attach(a.name).link(a.node, a.action))
     return 0
 
 
 def cmd_logs(a) -> int:
-    from .lab import Lab
     sys.stdout.write(Lab.attach(a.name).node(a.node).service(a.service).log())
     return 0
 
 
 def cmd_service(a) -> int:
-    from .lab import Lab
     svc = Lab.attach(a.name).node(a.node).service(a.service)
     if a.action == "status":
         print(f"{a.service}@{a.node}: {svc.status()} (pid {svc.pid() or '-'})")
         return 0 if svc.is_active() else 3
     if a.action in ("start", "restart"):  # as `systemctl` on the node: done once the unit is ready
-        from .services import systemd_failure
         why = svc.start_ready(restart=a.action == "restart")
         if why is not None:
             print(systemd_failure(a.service, why), file=sys.stderr)
@@ -163,15 +158,12 @@ def cmd_service(a) -> int:
 
 
 def cmd_add_node(a) -> int:
-    from .lab import Lab
     node = Lab.attach(a.name, progress=_progress).add_node()
     print(f"{node.name} joined: {node.public_ip}, subnet {node.subnet_env().get('FLANNEL_SUBNET', '-')}")
     return 0
 
 
 def cmd_reconfigure(a) -> int:
-    import dataclasses
-    from .lab import Lab
     lab = Lab.attach(a.name, progress=_progress)
     given = {"network": a.network, "subnet_len": a.subnet_len, "backend": a.backend, "vni": a.vni,
              "port": a.port, "direct_routing": a.direct_routing, "nodes": a.nodes}
@@ -189,14 +181,12 @@ def cmd_reconfigure(a) -> int:
 
 
 def cmd_down(a) -> int:
-    from .lab import clean
     removed = clean(a.name)
     print(f"lab {a.name}: removed {len(removed)} items" if removed else f"lab {a.name}: nothing to remove")
     return 0
 
 
 def cmd_bench(a) -> int:
-    from . import bench
     if a.kind == "scale":
         sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
         res = bench.scale(sizes, name=a.name, progress=_progress)
@@ -211,8 +201,6 @@ def cmd_bench(a) -> int:
 
 
 def cmd_capture(a) -> int:
-    from . import capture
-    from .lab import Lab
     if a.write:  # before anything runs: a capture is not thrown away for a bad file name
         capture.check_pcap_path(a.write)
     if a.expr and a.filter:
@@ -228,14 +216,12 @@ def cmd_capture(a) -> int:
 
 
 def cmd_list(a) -> int:
-    from .state import list_labs
     for name in list_labs():
         print(name)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .spec import MAX_NODES
     p = _Parser(prog="labkit", description="A flannel cluster in network namespaces.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import ipaddress
 import json
 import os
@@ -21,15 +22,16 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from . import netns
-from .capture import capture
+from .capture import MAX_PING_COUNT, capture
 from .docker import containers
 from .docker.containers import Container
 from .errors import LabError
-from .etcd import V2Client, http_request, wait_healthy, v3_client
+from .etcd import V2Client, http_request, v3_client, wait_healthy
 from .flannel.backends.footprint import peers_handled, remove_leftovers
 from .flannel.backends.kernel import dead_probes
 from .flannel.ip import AF_BRIDGE, routes_into
@@ -40,12 +42,19 @@ from .spec import LabSpec, check_lab_name
 from .state import LabState, lab_lock, mounts_under
 from .status import LabStatus, lab_status
 from .underlay import (
-    attach, attach_nat, attach_vbox_nat, build_outside, build_router, build_switch, cable, delete_device,
-    has_device)
+    attach,
+    attach_nat,
+    attach_vbox_nat,
+    build_outside,
+    build_router,
+    build_switch,
+    cable,
+    delete_device,
+    has_device,
+)
 
 REQUIRED_BINARIES = {"ip": "iproute2", "etcd": "etcd-server", "etcdctl": "etcd-client",
                      "ping": "iputils-ping"}
-MAX_PING_COUNT = 1000  # ping's interval here is 0.2 s: at most 200 s of pings
 # `labkit link NODE ACTION`: unplug/plug the node's cable, delete/re-create its uplink NIC
 LINK_ACTIONS = ("down", "up", "del", "add")
 
@@ -370,13 +379,15 @@ class Lab:
         for node in nodes:
             node.service("docker").start()
         deadline = time.monotonic() + timeout
+        bips = {}
         for node in nodes:
-            while containers.daemon_info(self.state, node.name) is None or \
-                    containers.daemon_info(self.state, node.name)["pid"] != node.service("docker").pid():
+            while (info := containers.daemon_info(self.state, node.name)) is None or \
+                    info["pid"] != node.service("docker").pid():
                 if time.monotonic() > deadline:
                     raise LabError(f"docker did not start on {node.name}; see `labkit logs {node.name} docker`")
                 time.sleep(0.02)
-        return ", ".join(f"{n.name}={containers.daemon_info(self.state, n.name)['bip']}" for n in nodes)
+            bips[node.name] = info["bip"]
+        return ", ".join(f"{n.name}={bips[n.name]}" for n in nodes)
 
     def service(self, node: str, name: str):
         return self.node(node).service(name)
@@ -515,7 +526,7 @@ class Lab:
             return netns.netlink.call(node.ns, fdb)
         return self._peer_routes(node)
 
-    def _routed(self, node: Node) -> set:
+    def gateway_subnets(self, node: Node) -> set:
         """The subnets of the Network this node has a gateway route to."""
         net = ipaddress.IPv4Network(self.spec.network)
 
@@ -551,15 +562,15 @@ class Lab:
                            f"rebuild (`labkit down --name {self.spec.name}`, then `labkit up` with the new "
                            "values); reconfigure changes the network config and the node count only")
 
-    def _steps(self, new: LabSpec, clean: bool, revoke: bool, timeout: float) -> list:
+    def _steps(self, new: LabSpec, clean: bool, revoke: bool, timeout: float) -> list[tuple[str, Callable[[], Any]]]:
         """[(text, fn)]: the plan and what carries it out, from one list so they agree."""
         old = self.spec
-        steps = []
+        steps: list[tuple[str, Callable[[], Any]]] = []
         for node in reversed(self.nodes[new.nodes:]):
             how = ("revoke its lease (peers drop its routes now)" if revoke
                    else "leave its lease to expire (as after a crash)")
             steps.append((f"{node.name}: stop flanneld, {how}, remove its namespaces",
-                          lambda n=node: self._remove_and_wait(n, revoke, timeout)))
+                          functools.partial(self._remove_and_wait, node, revoke, timeout)))
         if new.network_config_json() != old.network_config_json():
             running: dict = {}
 
@@ -627,7 +638,7 @@ class Lab:
         if revoke and subnet and self.spec.flavour != "legacy" and self.spec.backend != "udp":
             gone = ipaddress.IPv4Interface(subnet).network
             deadline = time.monotonic() + timeout
-            while any(gone in self._routed(n) for n in self.nodes):
+            while any(gone in self.gateway_subnets(n) for n in self.nodes):
                 if time.monotonic() > deadline:
                     raise LabError(f"peers still route {gone} {timeout:.0f}s after its lease was revoked")
                 time.sleep(0.05)

@@ -13,7 +13,10 @@ import shlex
 import sys
 
 from . import netns
-from .etcd import CLIENT_PORT, etcd_argv
+from .docker.containers import daemon_info
+from .errors import LabError
+from .etcd import CLIENT_PORT, etcd_argv, http_request, mount_data_dir
+from .flannel.subnetenv import read_subnet_file
 from .services import Service
 from .spec import LabSpec
 from .state import LabState
@@ -115,7 +118,6 @@ class Node:
     # -- services -------------------------------------------------------------------------
     def flanneld_argv(self) -> list[str]:
         """What flanneld.service runs: flags from /etc/sysconfig/flanneld, read at each start."""
-        from .flannel.subnetenv import read_subnet_file
         conf = read_subnet_file(self.etc_file("sysconfig", "flanneld"))
         module = "labkit.flannel.legacy.daemon" if self.spec.flavour == "legacy" else "labkit.flannel.daemon"
         argv = [sys.executable, "-m", module,
@@ -137,7 +139,6 @@ class Node:
         elif name == "etcd" and self.is_master:
             argv = etcd_argv(self.state.name, self.state.path("etcd"), str(self.public_ip))
         else:
-            from .errors import LabError
             raise LabError(f"Unit {name}.service not found.")
         svc = Service(name=name, ns=self.ns, argv=argv,
                       log_path=self.dir("log", f"{name}.log"), pid_path=self.dir("pid", f"{name}.pid"),
@@ -147,7 +148,6 @@ class Node:
                       socket=self.state.etcd_socket if name == "etcd" else None)
         svc.probe = lambda: self._readiness(name, svc)
         if name == "etcd":
-            from .etcd import mount_data_dir
             svc.prepare = lambda: mount_data_dir(self.state)
         return svc
 
@@ -164,13 +164,11 @@ class Node:
             before = mtime()
             return lambda: mtime() not in (None, before)
         if name == "docker":
-            from .docker.containers import daemon_info
 
             def docker_ready():
                 info = daemon_info(self.state, self.name)
                 return bool(info) and info["pid"] == svc.pid()
             return docker_ready
-        from .etcd import http_request
 
         def etcd_ready():
             try:
@@ -184,7 +182,6 @@ class Node:
         return (["etcd"] if self.is_master else []) + list(SERVICE_NAMES)
 
     def subnet_env(self) -> dict:
-        from .flannel.subnetenv import read_subnet_file
         try:
             return read_subnet_file(self.subnet_file)
         except FileNotFoundError:

@@ -14,7 +14,12 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import LabError
 from .flannel.backends.catalogue import (
-    KERNEL_LINK_TYPES, SUPPORTED_BACKENDS, is_known_backend, kernel_reason, unavailable_reason)
+    KERNEL_LINK_TYPES,
+    SUPPORTED_BACKENDS,
+    is_known_backend,
+    kernel_reason,
+    unavailable_reason,
+)
 from .flannel.config import ConfigError, go_parse_cidr, parse_config
 
 LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
@@ -50,25 +55,25 @@ def _shown(value, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit - 5] + "...'"
 
 
-def check_lab_name(name: str) -> str:
-    if not isinstance(name, str) or not LAB_NAME_RE.match(name):
-        raise LabError(f"invalid lab name {_shown(name)}: use 1-12 lower-case letters and digits, "
-                       "starting with a letter (it prefixes every namespace of the lab)", field="name")
+def _check_name(name: str, pattern: re.Pattern[str], what: str, rule: str, fieldname: str) -> str:
+    """One clear line for a name that will reach a command line or a file path."""
+    if not isinstance(name, str) or not pattern.match(name):
+        raise LabError(f"invalid {what} name {_shown(name)}: {rule}", field=fieldname)
     return name
+
+
+def check_lab_name(name: str) -> str:
+    return _check_name(name, LAB_NAME_RE, "lab", "use 1-12 lower-case letters and digits, starting with a "
+                       "letter (it prefixes every namespace of the lab)", "name")
 
 
 def check_node_name(name: str) -> str:
-    if not isinstance(name, str) or not NODE_NAME_RE.match(name):
-        raise LabError(f"invalid node name {_shown(name)}: nodes are called master, node1, node2, ...",
-                       field="node")
-    return name
+    return _check_name(name, NODE_NAME_RE, "node", "nodes are called master, node1, node2, ...", "node")
 
 
 def check_container_name(name: str) -> str:
-    if not isinstance(name, str) or not CONTAINER_NAME_RE.match(name):
-        raise LabError(f"invalid container name {_shown(name)}: use up to 32 of [a-zA-Z0-9_.-], "
-                       "starting with a letter or digit", field="container")
-    return name
+    return _check_name(name, CONTAINER_NAME_RE, "container", "use up to 32 of [a-zA-Z0-9_.-], starting with "
+                       "a letter or digit", "container")
 
 
 def node_name(index: int) -> str:
@@ -330,6 +335,7 @@ class LabSpec:
             cfg = parse_config(self.network_config_json())
         except ConfigError as e:
             raise LabError(f"invalid network config: {e}", field=_config_field(str(e), self)) from None
+        assert cfg.network is not None  # the lab's config always has an IPv4 Network
         self.network = str(cfg.network)  # what flannel works with (host bits dropped)
         _check_usable(cfg.network, "Network", "network")
         _check_usable(under, "underlay", "underlay")

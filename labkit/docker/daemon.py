@@ -21,6 +21,9 @@ import sys
 import threading
 import time
 
+from ..flannel.subnetenv import read_subnet_file
+from ..state import LabState
+from . import containers
 from .opts import bip_and_mtu
 
 DEFAULT_BIP = ipaddress.IPv4Interface("172.17.0.1/16")
@@ -36,7 +39,6 @@ def log(msg: str) -> None:
 
 def network_options(subnet_file: str = SUBNET_FILE):
     """(bip, mtu) as dockerd would get them from mk-docker-opts.sh, or the defaults."""
-    from ..flannel.subnetenv import read_subnet_file
     try:
         env = read_subnet_file(subnet_file)
     except FileNotFoundError:
@@ -80,8 +82,6 @@ def main(argv=None) -> int:
     p.add_argument("--subnet-file", default=SUBNET_FILE)
     args = p.parse_args(argv)
 
-    from . import containers
-    from ..state import LabState
     state = LabState(args.lab)
 
     stopping = threading.Event()

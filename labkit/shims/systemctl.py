@@ -3,8 +3,9 @@
 Like systemd with ``Type=notify`` units, ``start``/``restart`` return only once the
 service says it is ready: flanneld when it has (re)written /run/flannel/subnet.env,
 docker when docker0 is configured, etcd when it answers /health (``labkit service``
-does the same, see ``Service.start_ready``); a unit that exits first fails the job. That is what makes ``systemctl restart flanneld
-docker`` safe: docker starts after flanneld has written the file docker reads.
+does the same, see ``Service.start_ready``); a unit that exits first fails the job. That
+is what makes ``systemctl restart flanneld docker`` safe: docker starts after flanneld has
+written the file docker reads.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import os
 import sys
 import time
 
-from . import START_ORDER, UNITS, current, run
 from ..services import systemd_failure
+from . import START_ORDER, UNITS, current, run
 
 READY_TIMEOUT = 15.0  # systemd's is 90 s; a lab learner should not wait that long
 
