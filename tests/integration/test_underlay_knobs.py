@@ -10,9 +10,8 @@ import json
 import subprocess
 import time
 
-from conftest import labkit, sh, unreachable
-
 from labkit import netns
+from tests.helpers import labkit, sh, unreachable
 
 
 def ping(lab, src, dst, *args):
