@@ -13,7 +13,7 @@ from . import bench, capture
 from .errors import LabError
 from .lab import Lab, clean
 from .services import systemd_failure
-from .spec import MAX_NODES, LabSpec, blog_spec
+from .spec import MAX_NODES, LabSpec, blog_spec, parse_node_values
 from .state import list_labs
 
 DEFAULT_NAME = os.environ.get("LABKIT_NAME", "lab")
@@ -28,6 +28,11 @@ EPILOG = """examples:
   labkit logs node1 flanneld
   labkit capture master eth0 udp port 8472 --ping master/c1 node1/c1 --layers
   labkit down                       # or: labkit clean (after a crash)
+  labkit up --segments 2 --router-mtu 1400 --router-drop-icmp   # a PMTU black hole on the router
+  labkit up --nics 2                # the Vagrant trap: every node's eth0 is 10.0.2.15 (fix: --iface eth1)
+  labkit up --nat node1 --nat-public-ip   # node1 behind a NAT; flanneld -public-ip=<the NAT's address>
+  labkit up --outside --ip-masq --containers 1   # pods reach 203.0.113.1 (inside the lab), masqueraded
+  labkit link node1 down            # unplug node1's cable (up: plug it back; del/add: re-create eth0)
   labkit up --blog --name blog      # the blog's cluster: legacy flannel, waiting for `etcdctl set`
   labkit shell master --name blog   # a root shell on the master (systemctl, docker, ifconfig, etcdctl)
 """
@@ -61,7 +66,10 @@ def cmd_up(a) -> int:
                        backend=a.backend, vni=a.vni, port=a.port, direct_routing=a.direct_routing,
                        containers=a.containers, underlay=a.underlay, mtu=a.mtu, prefix=a.etcd_prefix,
                        seed=a.seed, flavour=a.flavour or "modern", write_config=not a.no_config,
-                       segments=a.segments, flannel_options=a.flannel_options or "",
+                       segments=a.segments, node_mtu=parse_node_values(a.node_mtu, "--node-mtu"),
+                       router_mtu=a.router_mtu, router_drop_icmp=a.router_drop_icmp, nics=a.nics,
+                       iface=a.iface, nat=a.nat or [], nat_public_ip=a.nat_public_ip, outside=a.outside,
+                       ip_masq=a.ip_masq, flannel_options=a.flannel_options or "",
                        **_lease_fields(a.lease_ttl))
     Lab(spec, progress=_progress, built_by="labkit up").up()
     if not spec.write_config:
@@ -124,11 +132,19 @@ def cmd_check(a) -> int:
     res = lab.connectivity(eps)
     rows = [["FROM \\ TO"] + eps]
     for s in eps:
-        rows.append([s] + ["-" if s == d else ("ok" if res[(s, d)] else "FAIL") for d in eps])
+        rows.append([s] + ["-" if s == d else "SAME" if res.same_address(s, d) else ("ok" if res[(s, d)] else "FAIL")
+                           for d in eps])
     print(_table(rows))
     bad = sum(1 for v in res.values() if not v)
     print(f"\n{len(res) - bad} of {len(res)} pairs reachable")
+    for addr, group in res.duplicates.items():
+        print(f"SAME address {addr}: {', '.join(group)} (not pinged: a ping would answer locally)")
     return 0 if bad == 0 else 1
+
+
+def cmd_link(a) -> int:
+    print(Lab.attach(a.name).link(a.node, a.action))
+    return 0
 
 
 def cmd_logs(a) -> int:
@@ -254,6 +270,28 @@ def build_parser() -> argparse.ArgumentParser:
                          "e.g. --flannel-options=-v=2 (flannel's klog verbosity; use the = form)")
     up.add_argument("--segments", type=int, default=1,
                     help="split the nodes over this many L2 segments joined by a router (default 1)")
+    kn = up.add_argument_group("underlay knobs (README: Underlay knobs)")
+    kn.add_argument("--node-mtu", action="append", metavar="NODE=MTU",
+                    help="one node's uplink MTU, both ends of its cable (repeatable), e.g. node1=1400")
+    kn.add_argument("--router-mtu", type=int, default=None,
+                    help="MTU of the router's links (needs --segments 2+ or --outside): a smaller hop")
+    kn.add_argument("--router-drop-icmp", action="store_true",
+                    help="the router drops the ICMP 'frag needed' it sends: a PMTU black hole")
+    kn.add_argument("--nics", type=int, default=1,
+                    help="2: the Vagrant trap: eth0 is a NAT link with 10.0.2.15 and the default route on "
+                         "every node, eth1 the cluster network (flanneld then picks eth0)")
+    kn.add_argument("--iface", default=None,
+                    help="flanneld -iface (default: eth0; with --nics 2 none, so flannel takes the default "
+                         "route's interface; --iface eth1 is the fix)")
+    kn.add_argument("--nat", action="append", metavar="NODE",
+                    help="put NODE behind a NAT router of its own (repeatable; UDP 8472 forwarded to it)")
+    kn.add_argument("--nat-public-ip", action="store_true",
+                    help="flanneld on --nat nodes gets -public-ip=<the NAT's outside address>")
+    kn.add_argument("--outside", action="store_true",
+                    help="an outside network <lab>-outside (203.0.113.1, inside the lab only) behind the "
+                         "router; nodes get a default route to it")
+    kn.add_argument("--ip-masq", action="store_true", help="flanneld -ip-masq (masquerade traffic leaving "
+                                                           "the flannel Network)")
     up.add_argument("--flavour", choices=["modern", "legacy"], default=None,
                     help="modern: flannel v0.2x, etcd v3 (default); legacy: flannel 0.7.1 as CentOS 7 "
                          "shipped it, etcd v2")
@@ -279,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("-c", "--count", type=int, default=3, help="pings to send (default 3, at most 1000)")
 
     add("check", cmd_check, "all-pairs connectivity check between containers (or nodes)")
+
+    lk = add("link", cmd_link, "unplug or plug a node's cable (down, up: its switch port), or delete and "
+                               "re-create its uplink NIC with the same address (del, add)")
+    lk.add_argument("node", help="master, node1, ...")
+    lk.add_argument("action", choices=["down", "up", "del", "add"],
+                    help="down: cable unplugged (NO-CARRIER); up: plugged back; del: ip link del of its "
+                         "uplink (eth0; eth1 with --nics 2); add: re-created with its address and routes")
 
     lg = add("logs", cmd_logs, "a service's log on a node (flanneld, docker, etcd)")
     lg.add_argument("node")

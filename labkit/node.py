@@ -74,8 +74,7 @@ class Node:
         with open(self.dir("etc", "upper", "sysconfig", "flanneld"), "w") as f:
             f.write(SYSCONFIG_FLANNELD.format(endpoints=f"http://{self.master_ip}:{CLIENT_PORT}",
                                               prefix=self.spec.prefix,
-                                              options=" ".join(filter(None, ["-iface=eth0",
-                                                                             self.spec.flannel_options]))))
+                                              options=" ".join(self.spec.flanneld_options(self.name))))
 
     def view(self, hostname: str | None = None) -> list[str]:
         """labkit.nsexec options: the node's /run/flannel, its /etc overlay, its hostname."""
