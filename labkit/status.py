@@ -84,16 +84,38 @@ def docker0_in_range(docker0: str | None, subnet: str | None, network: str | Non
     return ip in ipaddress.IPv4Network(subnet)
 
 
+def _ext_addr(ipr, iface: str | None) -> str | None:
+    """In a node's namespace, the address flanneld takes as its external one (iface.lookup):
+    -iface's (a name or an address), else the first IPv4 address of the default route's device."""
+    if iface:
+        try:
+            return str(ipaddress.IPv4Address(iface))
+        except ValueError:
+            addrs = _link_addrs(ipr, iface)
+            return addrs[0].split("/")[0] if addrs else None
+    for r in ipr.get_routes(family=AF_INET):
+        if r["dst_len"] == 0 and r.get_attr("RTA_TABLE") == RT_TABLE_MAIN and r.get_attr("RTA_OIF"):
+            names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+            addrs = _link_addrs(ipr, names.get(r.get_attr("RTA_OIF"), ""))
+            return addrs[0].split("/")[0] if addrs else None
+    return None
+
+
 def flanneld_public_ip(node) -> str:
-    """The PublicIP the node's flanneld puts in its lease: -public-ip from the node's
-    FLANNEL_OPTIONS (/etc/sysconfig/flanneld) if given, else the node's underlay address."""
+    """The PublicIP the node's flanneld puts in its lease, from the node's FLANNEL_OPTIONS
+    (/etc/sysconfig/flanneld): -public-ip if given, else -iface's address, else the default
+    route's interface's (Vagrant's 10.0.2.15 on every node); the node's underlay address when
+    none of that can be read."""
     import shlex
 
     from .flannel.daemon import FlagError, parse_flags
     from .flannel.subnetenv import read_subnet_file
     try:
         conf = read_subnet_file(node.etc_file("sysconfig", "flanneld"))
-        return parse_flags(shlex.split(conf.get("FLANNEL_OPTIONS", "")), environ={})["public-ip"] \
+        opts = parse_flags(shlex.split(conf.get("FLANNEL_OPTIONS", "")), environ={})
+        if opts["public-ip"]:
+            return opts["public-ip"]
+        return netns.netlink.call(node.ns, _ext_addr, opts["iface"][0] if opts["iface"] else None) \
             or str(node.public_ip)
     except (OSError, ValueError, FlagError):
         return str(node.public_ip)

@@ -142,3 +142,14 @@ def test_status_finds_the_lease_of_a_node_with_public_ip(make_lab):
     r = labkit("status", "--name", lab.spec.name, "--json")
     nodes = {n["name"]: n for n in json.loads(r.stdout)["nodes"]}
     assert nodes["node1"]["subnet"] == new and nodes["master"]["subnet"] == lease_of(lab, "master")
+
+
+def test_status_with_the_vagrant_trap_finds_the_shared_lease(make_lab):
+    """--nics 2 without -iface: flanneld takes the default route's eth0, 10.0.2.15 on every
+    node (flannel #98); they all reuse one lease, and status shows it for each of them."""
+    lab = make_lab(nodes=3, nics=2)
+    (sn, (_, value)), = lab.leases().items()
+    assert json.loads(value)["PublicIP"] == "10.0.2.15"
+    st = lab.status()
+    assert [n.subnet for n in st.nodes] == [sn, sn, sn]
+    assert all(n.in_range for n in st.nodes)
