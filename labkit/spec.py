@@ -11,7 +11,9 @@ import ipaddress
 import json
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from .errors import LabError
 from .flannel.backends.catalogue import (
@@ -50,7 +52,7 @@ OUTSIDE_HOST, OUTSIDE_ROUTER = "203.0.113.1", "203.0.113.254"
 IFACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")       # a Linux interface name, or an IPv4 address
 
 
-def _shown(value, limit: int = 40) -> str:
+def _shown(value: object, limit: int = 40) -> str:
     """A user's value in a message: repr, cut short (a 10 kB name is not echoed back)."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit - 5] + "...'"
@@ -128,7 +130,7 @@ UNUSABLE_NETWORKS = [
 ]
 
 
-def blog_spec(name: str = "lab", flavour: str = "legacy", **fields) -> "LabSpec":
+def blog_spec(name: str = "lab", flavour: str = "legacy", **fields: Any) -> "LabSpec":
     """The blog's cluster: a master and one node, flannel under /flannel/network, and no
     network config yet (the first command of the walkthrough writes it)."""
     return LabSpec(name=name, nodes=2, flavour=flavour, prefix="/flannel/network",
@@ -245,7 +247,7 @@ class LabSpec:
         """The router's address on a segment: the last usable one of its slice."""
         return self.segment_nets()[segment].broadcast_address - 1
 
-    def network_config(self) -> dict:
+    def network_config(self) -> dict[str, Any]:
         """The JSON a user would write with `etcdctl put <prefix>/config`."""
         backend: dict = {"Type": self.backend}
         if self.vni is not None:
@@ -264,11 +266,11 @@ class LabSpec:
     def network_config_json(self) -> str:
         return json.dumps(self.network_config(), separators=(",", ":"))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LabSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> "LabSpec":
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -452,11 +454,11 @@ def parse_node_values(items: list[str] | None, flag: str) -> dict[str, int]:
     return out
 
 
-def _is_int(v) -> bool:
+def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _parse_underlay(text) -> ipaddress.IPv4Network:
+def _parse_underlay(text: object) -> ipaddress.IPv4Network:
     """The lab's own underlay: an IPv4 network written exactly (no host bits)."""
     if not isinstance(text, str):
         raise LabError(f"invalid underlay {_shown(text)}: write an IPv4 network like 192.168.50.0/24",
