@@ -26,6 +26,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from typing import TypedDict
 
 from . import netns
 from .errors import LabError
@@ -34,12 +36,29 @@ from .spec import LabSpec, check_lab_name
 DEFAULT_BASE = "/run/labkit"
 
 
+class Owner(TypedDict):
+    """owner.json, and whether that process still runs (see :meth:`LabState.owner`)."""
+    pid: int
+    start: str | None
+    by: str
+    alive: bool
+
+
+class Leftovers(TypedDict):
+    """What of a lab still exists (see :func:`leftovers`): each kind, what of it is left."""
+    netns: list[str]
+    state: list[str]
+    lock: list[str]
+    mounts: list[str]
+    processes: list[str]
+
+
 def base_dir() -> str:
     return os.environ.get("LABKIT_RUN_DIR", DEFAULT_BASE)
 
 
 class LabState:
-    def __init__(self, name: str, base: str | None = None):
+    def __init__(self, name: str, base: str | None = None) -> None:
         self.name = check_lab_name(name)
         self.dir = os.path.join(base or base_dir(), name)
 
@@ -96,7 +115,7 @@ class LabState:
         pid = pid or os.getpid()
         self._write_json("owner.json", {"pid": pid, "start": _starttime(pid), "by": by})
 
-    def owner(self) -> dict | None:
+    def owner(self) -> Owner | None:
         """{pid, start, by, alive} of the process that built the lab (None: no record).
         `alive` is false once that process is gone (or its pid was reused)."""
         try:
@@ -110,7 +129,7 @@ class LabState:
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def _write_json(self, name: str, data) -> None:
+    def _write_json(self, name: str, data: object) -> None:
         tmp = self.path(f"{name}.{os.getpid()}.tmp")  # two writers never share a temporary file
         with open(tmp, "w") as f:
             json.dump(data, f, indent=2)
@@ -139,7 +158,7 @@ class LabBusy(LabError):
     """Another process holds the lab's lock (it is building or removing that lab)."""
 
 
-_held: dict[str, list] = {}  # lab name -> [fd, depth]: the lock is re-entrant within a process
+_held: dict[str, list[int]] = {}  # lab name -> [fd, depth]: the lock is re-entrant within a process
 
 
 def lock_path(name: str, base: str | None = None) -> str:
@@ -156,7 +175,7 @@ def _holder(path: str) -> str:
 
 
 @contextlib.contextmanager
-def lab_lock(name: str, wait: float = 0.0, base: str | None = None):
+def lab_lock(name: str, wait: float = 0.0, base: str | None = None) -> Iterator[None]:
     """Hold lab `name`'s lock (flock) for the block: one builder or remover at a time.
 
     `wait` seconds are spent waiting for another holder, then :class:`LabBusy`. The
@@ -222,13 +241,13 @@ def mounts_under(directory: str) -> list[str]:
     return sorted(set(found), key=lambda p: (-p.count("/"), p))
 
 
-def leftovers(name: str, base: str | None = None) -> dict:
+def leftovers(name: str, base: str | None = None) -> Leftovers:
     """What of lab `name` still exists on this machine: {kind: [what]}, empty lists when
     nothing is left. Kinds: netns (with the lab's prefix), state (its folder), lock (its
     lock file), mounts (anywhere whose source or path is the lab's), processes (any
     process started for the lab: their environment carries LABKIT_LAB=<name>)."""
     state = LabState(name, base)
-    out = {"netns": [n for n in netns.list_names() if n.startswith(state.prefix)],
+    out: Leftovers = {"netns": [n for n in netns.list_names() if n.startswith(state.prefix)],
            "state": [state.dir] if os.path.exists(state.dir) else [],
            "lock": [lock_path(name, base)] if os.path.exists(lock_path(name, base)) else [],
            "mounts": [], "processes": []}
