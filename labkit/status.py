@@ -9,23 +9,28 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import netns
 from .flannel.backends.footprint import device_name
 from .flannel.config import decode_config
 from .flannel.ip import AF_BRIDGE, AF_INET, NUD_PERMANENT, RT_TABLE_MAIN, RTNH_F_ONLINK
 
+if TYPE_CHECKING:
+    from .lab import Lab
+    from .node import Node
 
-def _link_addrs(ipr, ifname: str) -> list[str]:
+
+def _link_addrs(ipr: Any, ifname: str) -> list[str]:
     idx = ipr.link_lookup(ifname=ifname)
     if not idx:
         return []
     return [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(family=2, index=idx[0])]
 
 
-def kernel_state(ipr, device: str) -> dict:
+def kernel_state(ipr: Any, device: str) -> dict[str, Any]:
     """flannel's footprint in one node: the device, its ARP/FDB entries, the routes."""
     out: dict[str, Any] = {"device": None, "arp": [], "fdb": [], "routes": [], "docker0": _link_addrs(ipr, "docker0")}
     idx = ipr.link_lookup(ifname=device)
@@ -84,7 +89,7 @@ def docker0_in_range(docker0: str | None, subnet: str | None, network: str | Non
     return ip in ipaddress.IPv4Network(subnet)
 
 
-def _ext_addr(ipr, iface: str | None) -> str | None:
+def _ext_addr(ipr: Any, iface: str | None) -> str | None:
     """In a node's namespace, the address flanneld takes as its external one (iface.lookup):
     -iface's (a name or an address), else the first IPv4 address of the default route's device."""
     if iface:
@@ -101,7 +106,7 @@ def _ext_addr(ipr, iface: str | None) -> str | None:
     return None
 
 
-def flanneld_public_ip(node) -> str:
+def flanneld_public_ip(node: Node) -> str:
     """The PublicIP the node's flanneld puts in its lease, from the node's FLANNEL_OPTIONS
     (/etc/sysconfig/flanneld): -public-ip if given, else -iface's address, else the default
     route's interface's (Vagrant's 10.0.2.15 on every node); the node's underlay address when
@@ -121,7 +126,8 @@ def flanneld_public_ip(node) -> str:
         return str(node.public_ip)
 
 
-def own_lease(leases: dict, subnet_env: dict, public_ip: str) -> tuple[str | None, dict | None]:
+def own_lease(leases: Mapping[str, dict[str, Any]], subnet_env: Mapping[str, str],
+              public_ip: str) -> tuple[str | None, dict[str, Any] | None]:
     """The node's lease as its flanneld wrote it: the lease of the subnet in its subnet.env
     (several nodes can share one PublicIP, like Vagrant's 10.0.2.15), if that lease carries
     the node's PublicIP; else the first lease with the node's PublicIP (flannel's findLeaseByIP)."""
@@ -145,7 +151,7 @@ class ContainerStatus:
     ip: str | None
     running: bool
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "ip": self.ip, "running": self.running}
 
 
@@ -165,8 +171,8 @@ class NodeStatus:
     containers: list[ContainerStatus] = field(default_factory=list)
     kernel: dict = field(default_factory=dict)
 
-    def to_dict(self, kernel: bool = True) -> dict:
-        d = {"name": self.name, "namespace": self.namespace, "public_ip": self.public_ip,
+    def to_dict(self, kernel: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "namespace": self.namespace, "public_ip": self.public_ip,
              "subnet": self.subnet, "vtep_mac": self.vtep_mac, "lease": self.lease,
              "docker0": self.docker0, "docker0_in_network": self.docker0_in_network,
              "in_range": self.in_range, "services": dict(self.services),
@@ -195,7 +201,7 @@ class LabStatus:
                 return n
         raise KeyError(name)
 
-    def to_dict(self, kernel: bool = True) -> dict:
+    def to_dict(self, kernel: bool = True) -> dict[str, Any]:
         return {"name": self.name, "network": self.network, "backend": self.backend,
                 "prefix": self.prefix, "etcd_error": self.etcd_error,
                 "nodes": [n.to_dict(kernel=kernel) for n in self.nodes]}
@@ -204,11 +210,11 @@ class LabStatus:
         return json.dumps(self.to_dict(kernel=kernel), indent=2)
 
 
-def lab_status(lab) -> LabStatus:
+def lab_status(lab: Lab) -> LabStatus:
     """Read etcd (leases, config) and every node's kernel. With etcd down the kernel's
     side is still shown and `etcd_error` says why the leases are missing."""
     etcd_error = lab.etcd_health()
-    leases: dict = {}
+    leases: dict[str, dict[str, Any]] = {}
     if etcd_error is None:
         try:
             for sn, (key, value) in lab.leases().items():
