@@ -16,9 +16,12 @@ from .spec import OUTSIDE_HOST, OUTSIDE_NET, OUTSIDE_ROUTER, VBOX_GATEWAY, VBOX_
 from .state import LabState
 
 BRIDGE = "br0"
+# (the underlay, the router's address on the node's segment): the route a node takes to the
+# rest of a routed underlay
+RouterRoute = tuple[ipaddress.IPv4Network, ipaddress.IPv4Address]
 
 
-def _bridge(ipr, name: str = BRIDGE) -> None:
+def _bridge(ipr: Any, name: str = BRIDGE) -> None:
     ipr.link("add", ifname=name, kind="bridge")
     ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
 
@@ -37,20 +40,20 @@ def build_switch(state: LabState, segments: int = 1) -> str:
     return ns
 
 
-def _cable(ipr, port: str, node_ns: str, mtu: int, bridge: str = BRIDGE, ifname: str = "eth0") -> None:
+def _cable(ipr: Any, port: str, node_ns: str, mtu: int, bridge: str = BRIDGE, ifname: str = "eth0") -> None:
     ipr.link("add", ifname=port, kind="veth", mtu=mtu,
              peer={"ifname": ifname, "net_ns_fd": node_ns, "mtu": mtu})
     idx = ipr.link_lookup(ifname=port)[0]
     ipr.link("set", index=idx, master=ipr.link_lookup(ifname=bridge)[0], state="up")
 
 
-def _nic(ipr, address: ipaddress.IPv4Interface, ifname: str = "eth0") -> None:
+def _nic(ipr: Any, address: ipaddress.IPv4Interface, ifname: str = "eth0") -> None:
     idx = ipr.link_lookup(ifname=ifname)[0]
     ipr.addr("add", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen)
     ipr.link("set", index=idx, state="up")
 
 
-def _route_via(ipr, dst: ipaddress.IPv4Network | str, gateway: ipaddress.IPv4Address | str) -> None:
+def _route_via(ipr: Any, dst: ipaddress.IPv4Network | str, gateway: ipaddress.IPv4Address | str) -> None:
     ipr.route("add", dst=str(dst), gateway=str(gateway))
 
 
@@ -60,7 +63,7 @@ def _pair(ipr: Any, ifname: str, peer_ns: str, peer_ifname: str, mtu: int) -> No
              peer={"ifname": peer_ifname, "net_ns_fd": peer_ns, "mtu": mtu})
 
 
-def _routes(ns: str, router: tuple | None, default_via: ipaddress.IPv4Address | None) -> None:
+def _routes(ns: str, router: RouterRoute | None, default_via: ipaddress.IPv4Address | None) -> None:
     """The underlay via the router (several segments) and the default route (--outside)."""
     if router is not None:
         netns.netlink.call(ns, _route_via, *router)
@@ -74,7 +77,7 @@ def iptables(ns: str, *args: str) -> None:
 
 
 def attach(state: LabState, node: str, node_ns: str, address: ipaddress.IPv4Interface, mtu: int,
-           segment: int = 0, router: tuple | None = None, ifname: str = "eth0",
+           segment: int = 0, router: RouterRoute | None = None, ifname: str = "eth0",
            default_via: ipaddress.IPv4Address | None = None) -> None:
     """Plug `node` into the switch: `ifname` (eth0; eth1 with two NICs) with `address`,
     and IP forwarding on.
@@ -120,7 +123,7 @@ def _plug_private(state: LabState, node: str, node_ns: str, private: ipaddress.I
 
 def attach_nat(state: LabState, node: str, node_ns: str, outside: ipaddress.IPv4Interface,
                private: ipaddress.IPv4Interface, gateway: ipaddress.IPv4Address, mtu: int, port: int,
-               segment: int = 0, router: tuple | None = None,
+               segment: int = 0, router: RouterRoute | None = None,
                default_via: ipaddress.IPv4Address | None = None) -> str:
     """--nat NODE: the node sits behind a NAT router of its own, <lab>-nat-NODE.
 
