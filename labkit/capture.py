@@ -524,7 +524,7 @@ def ping(lab: Lab, src: str, dst: str, count: int = 1) -> Callable[[], bool]:
     return run
 
 
-def container_veth(lab: Lab, target: str) -> str:
+def container_veth(lab: Lab, target: str) -> str | None:
 
     """The host end (on the node, plugged into docker0) of a container's eth0."""
     node, rec = lab.resolve(target)

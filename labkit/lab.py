@@ -22,12 +22,12 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from . import netns
-from .capture import MAX_PING_COUNT, capture
+from .capture import MAX_PING_COUNT, Capture, capture
 from .docker import containers
 from .docker.containers import Container
 from .errors import LabError
@@ -107,33 +107,33 @@ Progress = Callable[[int, int, str], None]
 
 
 class Lab:
-    def __init__(self, spec: LabSpec | None = None, *, progress=None, built_by: str | None = None,
-                 _validate: bool = True, **fields):
+    def __init__(self, spec: LabSpec | None = None, *, progress: Callable[[str], object] | None = None,
+                 built_by: str | None = None, _validate: bool = True, **fields: Any) -> None:
         self.spec = spec if spec is not None else LabSpec(**fields)
         if _validate:  # before a Node is made: bad input builds nothing (attach: already valid)
             self.spec.check_kernel().validate()  # the probe first: it names a missing link type
         self.state = LabState(check_lab_name(self.spec.name))
-        self.progress = progress or (lambda msg: None)
+        self.progress: Callable[[str], object] = progress or (lambda msg: None)
         self.built_by = built_by or "a python process"   # recorded in owner.json by up()
         self.nodes = [Node(self.state, self.spec, i) for i in range(self.spec.nodes)]
-        self._etcd = None
+        self._etcd: Any = None  # python-etcd3's client (untyped)
 
     @classmethod
-    def attach(cls, name: str = "lab", progress=None) -> "Lab":
+    def attach(cls, name: str = "lab", progress: Callable[[str], object] | None = None) -> "Lab":
         """The running lab called `name` (as built by `labkit up` or another process)."""
         state = LabState(name)
         if not state.exists():
             raise LabError(f"no lab named {name!r} is running (start one with: labkit up --name {name})")
         return cls(state.spec(), progress=progress, _validate=False)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Lab {self.spec.name}: {', '.join(n.name for n in self.nodes)}>"
 
-    def __enter__(self):
+    def __enter__(self) -> Lab:
         self.up()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.down()
         return False
 
@@ -149,7 +149,7 @@ class Lab:
         raise LabError(f"no node {name!r} in lab {self.spec.name} "
                        f"(nodes: {', '.join(n.name for n in self.nodes)})")
 
-    def etcd(self):
+    def etcd(self) -> Any:
         """A python-etcd3 client, through etcd's unix socket in the state folder."""
         if self._etcd is None:
             self._etcd = v3_client(self.state.etcd_socket)
@@ -191,7 +191,7 @@ class Lab:
         self.progress(f"lab {self.spec.name} is up in {time.monotonic() - t0:.2f}s")
         return self
 
-    def _step(self, what: str, fn) -> None:
+    def _step(self, what: str, fn: Callable[[], object]) -> None:
         t = time.monotonic()
         self.progress(f"{what} ...")
         detail = fn()
@@ -305,7 +305,7 @@ class Lab:
         waited = wait_healthy(self.state.etcd_socket, is_running=svc.is_active)
         return f"etcd healthy on {self.master.public_ip}:2379 after {waited:.2f}s"
 
-    def zygote(self):
+    def zygote(self) -> Service:
         """The lab's fork server for flanneld and dockerd (in the switch namespace)."""
         sock = self.state.path("zygote.sock")
         return Service(name="zygote", ns=self.state.netns("switch"),
@@ -329,7 +329,7 @@ class Lab:
         return f"{self.spec.prefix}/config = {value}"
 
     # -- services ----------------------------------------------------------------------
-    def start_flanneld(self, nodes=None, timeout: float = 30, wait: bool = True) -> str:
+    def start_flanneld(self, nodes: list[Node] | None = None, timeout: float = 30, wait: bool = True) -> str:
         nodes = nodes or self.nodes
         self._wait_zygote()
         if not wait:
@@ -343,8 +343,8 @@ class Lab:
             self._start_and_wait_flanneld(nodes, timeout)
         return ", ".join(f"{n.name}={n.subnet_env().get('FLANNEL_SUBNET')}" for n in nodes)
 
-    def _start_and_wait_flanneld(self, nodes, timeout: float) -> None:
-        def mtime(node):
+    def _start_and_wait_flanneld(self, nodes: Sequence[Node], timeout: float) -> None:
+        def mtime(node: Node) -> int | None:
             try:
                 return os.stat(node.subnet_file).st_mtime_ns
             except FileNotFoundError:
@@ -374,12 +374,12 @@ class Lab:
                                f"{', '.join(pending)}; see `labkit logs NODE flanneld`")
             time.sleep(0.02)
 
-    def start_docker(self, nodes=None, timeout: float = 20) -> str:
+    def start_docker(self, nodes: list[Node] | None = None, timeout: float = 20) -> str:
         nodes = nodes or self.nodes
         for node in nodes:
             node.service("docker").start()
         deadline = time.monotonic() + timeout
-        bips = {}
+        bips: dict[str, str] = {}
         for node in nodes:
             while (info := containers.daemon_info(self.state, node.name)) is None or \
                     info["pid"] != node.service("docker").pid():
@@ -389,7 +389,7 @@ class Lab:
             bips[node.name] = info["bip"]
         return ", ".join(f"{n.name}={bips[n.name]}" for n in nodes)
 
-    def service(self, node: str, name: str):
+    def service(self, node: str, name: str) -> Service:
         return self.node(node).service(name)
 
     def add_node(self) -> Node:
@@ -519,19 +519,19 @@ class Lab:
     def _peers_known(self, node: Node) -> int:
         """How many peers this node's flanneld has programmed into the kernel."""
         if self.spec.flavour == "legacy":  # flannel 0.7: one FDB entry per peer, no routes
-            def fdb(ipr):
+            def fdb(ipr: Any) -> int:
                 idx = ipr.link_lookup(ifname=f"flannel.{self.spec.vni or 1}")
                 return 0 if not idx else sum(1 for n in ipr.get_neighbours(family=AF_BRIDGE, ifindex=idx[0])
                                              if n.get_attr("NDA_DST"))
             return netns.netlink.call(node.ns, fdb)
         return self._peer_routes(node)
 
-    def gateway_subnets(self, node: Node) -> set:
+    def gateway_subnets(self, node: Node) -> set[ipaddress.IPv4Network]:
         """The subnets of the Network this node has a gateway route to."""
         net = ipaddress.IPv4Network(self.spec.network)
 
-        def routed(ipr):
-            out = set()
+        def routed(ipr: Any) -> set[ipaddress.IPv4Network]:
+            out: set[ipaddress.IPv4Network] = set()
             for r in ipr.get_routes(family=2):
                 if r.get_attr("RTA_DST") and r.get_attr("RTA_GATEWAY"):
                     sn = ipaddress.IPv4Network(f"{r.get_attr('RTA_DST')}/{r['dst_len']}")
@@ -545,8 +545,8 @@ class Lab:
         own = node.subnet_env().get("FLANNEL_SUBNET")
         own_net = ipaddress.IPv4Interface(own).network if own else None
 
-        def count(ipr):
-            return {r.dst for r in routes_into(ipr, net) if r.gw and r.dst != own_net}
+        def count(ipr: Any) -> set[ipaddress.IPv4Network]:
+            return {r.dst for r in routes_into(ipr, net) if r.gw and r.dst is not None and r.dst != own_net}
         routed = netns.netlink.call(node.ns, count)
         if self.spec.backend != "vxlan":  # udp's table is in its proxy; host-gw may be refused
             routed = peers_handled(self.spec.backend, node.service("flanneld").log(), routed) - {own_net}
@@ -572,9 +572,9 @@ class Lab:
             steps.append((f"{node.name}: stop flanneld, {how}, remove its namespaces",
                           functools.partial(self._remove_and_wait, node, revoke, timeout)))
         if new.network_config_json() != old.network_config_json():
-            running: dict = {}
+            running: dict[str, list[str]] = {}
 
-            def write():
+            def write() -> str:
                 running.update({n.name: [r.name for r in self.containers(n.name) if r.running]
                                 for n in self.nodes})
                 self._adopt(dataclasses.replace(self.spec, **{f: getattr(new, f) for f in RECONFIGURABLE
@@ -662,7 +662,7 @@ class Lab:
             node.service("docker").stop()
         return self.start_docker()
 
-    def _restart_containers(self, running: dict) -> str:
+    def _restart_containers(self, running: Mapping[str, list[str]]) -> str:
         started = []
         for node in self.nodes:
             for name in running.get(node.name, []):
@@ -670,7 +670,7 @@ class Lab:
                 started.append(f"{node.name}/{name}={rec.ip}")
         return ", ".join(started) or "no containers"
 
-    def switch_backend(self, backend: str, clean: bool = True, timeout: float = 30, **fields) -> str:
+    def switch_backend(self, backend: str, clean: bool = True, timeout: float = 30, **fields: Any) -> str:
         """Move the running lab to another backend: a thin wrapper over reconfigure.
 
         `fields` are other LabSpec fields (port, vni, direct_routing, ...); the Backend
@@ -693,21 +693,21 @@ class Lab:
         clean(self.spec.name)
 
     # -- looking at it -------------------------------------------------------------------
-    def leases(self) -> dict:
+    def leases(self) -> dict[str, tuple[str, str]]:
         """{subnet: (key, value json)} straight from etcd."""
         if self.spec.flavour == "legacy":
             pairs = V2Client(self.state.etcd_socket).list(f"{self.spec.prefix}/subnets")
         else:
             pairs = [(meta.key.decode(), value.decode())
                      for value, meta in self.etcd().get_prefix(f"{self.spec.prefix}/subnets/")]
-        out = {}
+        out: dict[str, tuple[str, str]] = {}
         for key, value in pairs:
             sn = parse_subnet_key(key)
             if sn is not None:
                 out[str(sn)] = (key, value)
         return out
 
-    def capture(self, target: str, iface: str, **kw):
+    def capture(self, target: str, iface: str, **kw: Any) -> Capture:
         """Capture packets on a node's or container's interface (see labkit.capture)."""
         return capture(self, target, iface, **kw)
 
@@ -726,7 +726,7 @@ class Lab:
         """The lab as etcd and the kernel see it now (a status.LabStatus)."""
         return lab_status(self)
 
-    def resolve(self, target: str):
+    def resolve(self, target: str) -> tuple[Node, Container | None]:
         """'node1' -> (node, None); 'node1/c1' or a unique 'c1' -> (node, container record)."""
         if "/" in target:
             node_name, _, cname = target.partition("/")
@@ -745,7 +745,7 @@ class Lab:
             raise LabError(f"{target!r} is a container on several nodes; say NODE/{target}")
         raise LabError(f"no node or container called {target!r} in lab {self.spec.name}")
 
-    def command(self, target: str, argv: list[str]) -> tuple[list[str], dict]:
+    def command(self, target: str, argv: list[str]) -> tuple[list[str], dict[str, str]]:
         """(full argv, environment) that runs argv on a node or in a container."""
         node, rec = self.resolve(target)
         if rec is None:
@@ -754,13 +754,14 @@ class Lab:
             raise LabError(f"container {rec.name} on {node.name} is not running")
         return netns.nsexec_argv(rec.netns, argv, node.view(hostname=rec.name)), node.env()
 
-    def exec(self, target: str, argv: list[str], timeout: float | None = 60, input: str | None = None):
+    def exec(self, target: str, argv: list[str], timeout: float | None = 60,
+             input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run argv on a node or in a container; returns CompletedProcess (text)."""
         full, env = self.command(target, argv)
         return subprocess.run(full, capture_output=True, text=True, env=env, timeout=timeout, input=input,
                               stdin=subprocess.DEVNULL if input is None else None)
 
-    def sh(self, target: str, script: str, timeout: float | None = 60):
+    def sh(self, target: str, script: str, timeout: float | None = 60) -> subprocess.CompletedProcess[str]:
         """Run a shell command line on a node or in a container, as typed at its prompt."""
         return self.exec(target, ["bash", "-c", script], timeout=timeout)
 
@@ -777,7 +778,7 @@ class Lab:
         return [self.spec.underlay_net(), ipaddress.IPv4Network(self.spec.network),
                 ipaddress.IPv4Network("172.17.0.0/16")] + [block for block, _ in self.spec._knob_blocks()]
 
-    def ping(self, src: str, dst: str, count: int = 1, timeout: float = 2.0):
+    def ping(self, src: str, dst: str, count: int = 1, timeout: float = 2.0) -> tuple[bool, str]:
         """Ping from a node or container to another (or to an address inside the lab)."""
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PING_COUNT:
             raise LabError(f"ping count must be between 1 and {MAX_PING_COUNT}, got {count!r}")
@@ -808,7 +809,7 @@ class Lab:
             by_addr.setdefault(str(self.address_of(ep)), []).append(ep)
         return {a: eps for a, eps in by_addr.items() if len(eps) > 1}
 
-    def connectivity(self, endpoints=None) -> "Connectivity":
+    def connectivity(self, endpoints: list[str] | None = None) -> "Connectivity":
         """All-pairs ping matrix: {(src, dst): bool}, with ``.duplicates`` ({address: endpoints}).
 
         Two endpoints with the same address are never pinged: the ping would answer
@@ -826,10 +827,11 @@ class Lab:
         return Connectivity({(a, b): got.get((a, b), False) for a in eps for b in eps if a != b}, dups)
 
 
-class Connectivity(dict):
+class Connectivity(dict[tuple[str, str], bool]):
     """The ping matrix {(src, dst): bool}; ``duplicates`` = {address: endpoints sharing it}."""
 
-    def __init__(self, pairs=(), duplicates: dict[str, list[str]] | None = None) -> None:
+    def __init__(self, pairs: Mapping[tuple[str, str], bool] | Iterable[tuple[tuple[str, str], bool]] = (),
+                 duplicates: dict[str, list[str]] | None = None) -> None:
         super().__init__(pairs)
         self.duplicates: dict[str, list[str]] = duplicates or {}
 

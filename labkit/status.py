@@ -217,8 +217,8 @@ def lab_status(lab: Lab) -> LabStatus:
     leases: dict[str, dict[str, Any]] = {}
     if etcd_error is None:
         try:
-            for sn, (key, value) in lab.leases().items():
-                leases[sn] = {"key": key, **json.loads(value)}
+            for subnet, (key, value) in lab.leases().items():
+                leases[subnet] = {"key": key, **json.loads(value)}
         except Exception as e:  # etcd went away between the two calls
             etcd_error = str(e) or type(e).__name__
     network = ipaddress.IPv4Network(lab.spec.network)
