@@ -263,9 +263,10 @@ def describe(err: jsonschema.ValidationError) -> list[str]:
         known = ", ".join(sorted(err.schema.get("properties", {})))
         return [f"{_where([*err.absolute_path, k])}: expected one of the known fields ({known}); "
                 f"found unknown field {k!r}" for k in extra]
-    if v == "propertyNames":
-        return [f"{_where([*err.absolute_path, inst])}: expected only fields of this kind "
-                f"({', '.join(vv.get('enum', []))}); found {inst!r}"]
+    if "propertyNames" in err.schema_path:  # a field another kind of check has
+        allowed = vv if isinstance(vv, list) else vv.get("enum", [])
+        return [f"{_where([*err.absolute_path, inst])}: expected only fields of this kind of check "
+                f"({', '.join(allowed)}); found {inst!r}"]
     if v == "enum":
         return [f"{where}: expected one of {', '.join(map(repr, vv))}; found {_shown(inst)}"]
     if v == "const":
