@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):  # lazy: `import labkit` stays cheap for in-node helpers
+    if name == "scenario":  # labkit.scenario("mtu-black-hole", name="sc1"): a Challenge
+        import importlib
+        return importlib.import_module(".scenario", __name__)  # a callable module (see there)
     if name in ("Lab", "LabSpec", "LabError"):
         from . import errors, lab, spec
         return {"Lab": lab.Lab, "LabSpec": spec.LabSpec, "LabError": errors.LabError}[name]

@@ -231,6 +231,75 @@ def cmd_list(a) -> int:
     return 0
 
 
+def cmd_scenario(a) -> int:
+    """`labkit scenario list|show|start|check|hint|solve|verify|down` (README: Scenarios)."""
+    from .scenario import engine, model
+    if a.verb == "list":
+        found, bad = model.load_all()
+        if a.json:
+            print(json.dumps([{"name": s.name, "title": s.title, "minutes": s.minutes, **s.tags} for s in found]
+                             + [{"error": str(e)} for e in bad], indent=1))
+        else:
+            rows = [["NAME", "TOPIC", "DIFFICULTY", "FLAVOUR", "MIN", "TITLE"]]
+            rows += [[s.name, s.tags.get("topic", ""), s.tags.get("difficulty", ""),
+                      s.tags.get("flavour", s.lab.get("flavour", "modern")), str(s.minutes), s.title] for s in found]
+            print(_table(rows))
+            for e in bad:
+                print(f"\nrefused:\n{e}", file=sys.stderr)
+        return 1 if bad else 0
+    if a.verb == "show":
+        sc = model.load(a.scenario)
+        print(f"{sc.title}  ({sc.name}; {', '.join(f'{k} {v}' for k, v in sc.tags.items())}; ~{sc.minutes} min)\n")
+        print(sc.summary + "\n")
+        print(f"lab: {json.dumps(sc.lab) if sc.lab else 'the default lab'}")
+        print("checks:")
+        for c in sc.checks:
+            print(f"  {c['id']} ({c['kind']}, {c['role']})" + (f": {c['title']}" if c.get("title") else ""))
+        if a.solution:
+            print("\nsolution:\n" + "\n".join("  " + engine.describe_step(s) for s in sc.solution))
+            print("\n" + sc.explanation)
+        print("\nreferences:\n" + "\n".join("  " + r for r in sc.references))
+        return 0
+    if a.verb == "verify":
+        names = sorted(model.available()) if a.all else [a.scenario]
+        if not names or names == [None]:
+            raise LabError("verify NAME, or --all")
+        failed = 0
+        for n in names:
+            res = engine.Challenge(n, name=a.name).verify(keep=a.keep)
+            print(res.text() + "\n", flush=True)
+            failed += not res.ok
+        if len(names) > 1:
+            print(f"{len(names) - failed} of {len(names)} scenarios verified")
+        return 1 if failed else 0
+    if a.verb == "start":
+        ch = engine.Challenge(a.scenario, name=a.name).start(progress=_progress)
+        sc = ch.scenario
+        print(f"\n{sc.title}\n\n{sc.summary}\n")
+        print(f"look around: labkit shell NODE --name {a.name}  |  labkit status --name {a.name}")
+        print(f"then: labkit scenario check --name {a.name}   (hint: labkit scenario hint --name {a.name})")
+        return 0
+    ch = engine.Challenge.attach(a.name)
+    if a.verb == "check":
+        report = ch.check()
+        print(json.dumps(report.to_dict(), indent=1) if a.json else report.text())
+        return 0 if report.solved else 1
+    if a.verb == "hint":
+        tier, text = ch.hint()
+        print(f"hint {tier} of {len(ch.scenario.hints)}: {text}")
+        return 0
+    if a.verb == "solve":
+        for line in ch.solve():
+            print(line)
+        report = ch.wait_solved()
+        print("\n" + report.text() + "\n\n" + ch.scenario.explanation)
+        return 0 if report.solved else 1
+    if a.verb == "down":
+        ch.down()
+        return 0
+    raise LabError(f"unknown scenario command {a.verb}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="labkit", description="A flannel cluster in network namespaces.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -377,6 +446,31 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--ping", nargs=2, metavar=("SRC", "DST"), help="traffic: ping SRC -> DST once capturing")
     cp.add_argument("--ping-count", type=int, default=1, help="pings to send with --ping (default 1)")
     cp.add_argument("--layers", action="store_true", help="print every packet's layers with byte offsets")
+
+    sc = sub.add_parser("scenario", help="a broken cluster to diagnose and fix (README: Scenarios)",
+                        description="scenarios: list, show NAME, start NAME, check, hint, solve, verify NAME|--all, "
+                                    "down")
+    scs = sc.add_subparsers(dest="verb", required=True, metavar="VERB")
+    sc_name = "which lab (default: scenario)"
+    for verb, help_ in [("list", "the scenarios found"), ("show", "a scenario's task, checks, references"),
+                        ("start", "build its lab and break it"), ("check", "run every check now"),
+                        ("hint", "the next hint"), ("solve", "apply the solution"),
+                        ("verify", "start, outcome checks fail, solve, they pass, remove"),
+                        ("down", "remove the scenario's lab")]:
+        vp = scs.add_parser(verb, help=help_, description=help_)
+        vp.set_defaults(fn=cmd_scenario)
+        if verb in ("show", "start"):
+            vp.add_argument("scenario", help="a name from `labkit scenario list` (or a .yaml file)")
+        if verb == "verify":
+            vp.add_argument("scenario", nargs="?", help="a name from `labkit scenario list` (or a .yaml file)")
+            vp.add_argument("--all", action="store_true", help="every scenario, one after the other")
+            vp.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+        if verb != "list":
+            vp.add_argument("--name", default="scenario", help=sc_name)
+        if verb in ("list", "check"):
+            vp.add_argument("--json", action="store_true", help="machine-readable output")
+        if verb == "show":
+            vp.add_argument("--solution", action="store_true", help="also the solution and the explanation")
 
     ls = sub.add_parser("list", help="running labs")
     ls.set_defaults(fn=cmd_list)
