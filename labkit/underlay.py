@@ -53,10 +53,11 @@ def _route_via(ipr, dst: ipaddress.IPv4Network, gateway: ipaddress.IPv4Address) 
 
 def attach(state: LabState, node: str, node_ns: str, address: ipaddress.IPv4Interface, mtu: int,
            segment: int = 0, router: tuple | None = None) -> None:
-    """Plug `node` into the switch: eth0 with `address`, and IP forwarding on.
+    """Plug `node` into the switch: eth0 with `address`.
 
-    flannel never turns ip_forward on; a Kubernetes node has it on, and without it
-    the node would not route between docker0 and flannel.1. On a routed underlay
+    ip_forward stays 0 here, as in a new namespace: flannel never turns it on, dockerd
+    does at its start (``--ip-forward=true``, labkit/docker/iptables.py), and without
+    it the node would not route between docker0 and flannel.1. On a routed underlay
     the node's cable goes to its segment's bridge, and `router` = (underlay, gateway)
     gives it a route to the rest of the underlay via the router.
     """
@@ -64,7 +65,6 @@ def attach(state: LabState, node: str, node_ns: str, address: ipaddress.IPv4Inte
     netns.netlink.call(node_ns, _nic, address)
     if router is not None:
         netns.netlink.call(node_ns, _route_via, *router)
-    netns.write_sysctl(node_ns, "net/ipv4/ip_forward", "1")
 
 
 def build_router(state: LabState, addresses: list[ipaddress.IPv4Interface], mtu: int) -> str:
