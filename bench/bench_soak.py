@@ -29,9 +29,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from labkit.lab import Lab, clean              # noqa: E402
-from labkit.spec import LabSpec                # noqa: E402
-from labkit.state import leftovers             # noqa: E402
+from labkit.lab import Lab, clean  # noqa: E402
+from labkit.spec import LabSpec  # noqa: E402
+from labkit.state import leftovers  # noqa: E402
 
 FAULTS = ("etcd-restart", "flanneld-kill9", "docker-restart", "link-down-up")
 

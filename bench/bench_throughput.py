@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     a, _ = p.parse_known_args(argv)   # ./run bench passes the same arguments to every script
     res = bench.throughput([b for b in a.backends.split(",") if b], seconds=a.seconds,
-                           pps_seconds=a.pps_seconds, name=a.name, repeat=a.repeat, progress=lambda m: print(m, flush=True))
+                           pps_seconds=a.pps_seconds, name=a.name, repeat=a.repeat,
+                           progress=lambda m: print(m, flush=True))
     print()
     print(bench.format_throughput(res))
     if a.json:

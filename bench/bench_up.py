@@ -17,9 +17,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from labkit.bench import lab_memory           # noqa: E402
-from labkit.lab import Lab, clean              # noqa: E402
-from labkit.spec import LabSpec                # noqa: E402
+from labkit.bench import lab_memory  # noqa: E402
+from labkit.lab import Lab, clean  # noqa: E402
+from labkit.spec import LabSpec  # noqa: E402
 
 
 def one(n: int, name: str) -> dict:

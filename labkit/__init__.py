@@ -14,6 +14,6 @@ __version__ = "0.1.0"
 
 def __getattr__(name):  # lazy: `import labkit` stays cheap for in-node helpers
     if name in ("Lab", "LabSpec", "LabError"):
-        from . import lab, spec, errors
+        from . import errors, lab, spec
         return {"Lab": lab.Lab, "LabSpec": spec.LabSpec, "LabError": errors.LabError}[name]
     raise AttributeError(name)

@@ -23,35 +23,40 @@ import json
 import os
 import platform
 import random
+import selectors
+import statistics
 import subprocess
 import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from . import netns
 from .errors import LabError
 from .lab import Lab, clean
+from .node import Node
 from .spec import LabSpec
 
 IPERF_PORT = 5201
 SMALL_PACKET = 64          # UDP payload bytes for the packet-rate test
 
 
-def _progress(progress):
+def _progress(progress: Callable[[str], None] | None) -> Callable[[str], None]:
     return progress or (lambda msg: None)
 
 
 # -- iperf3 ----------------------------------------------------------------------------------
-def _where(lab: Lab, target: str) -> tuple[str, dict]:
+def _where(lab: Lab, target: str) -> tuple[str, dict[str, str]]:
     """The network namespace of a node or container, and the node's environment."""
     node, rec = lab.resolve(target)
     return (node.ns if rec is None else rec.netns), node.env()
 
 
-def _server(lab: Lab, target: str, port: int) -> subprocess.Popen:
+def _server(lab: Lab, target: str, port: int) -> subprocess.Popen[bytes]:
     """`iperf3 -s -1` on target (one test, then it exits); returns once it listens."""
-    import selectors
     ns, env = _where(lab, target)
     proc = subprocess.Popen(netns.nsexec_argv(ns, ["iperf3", "-s", "-1", "--forceflush", "-p", str(port)]),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    assert proc.stdout is not None  # stdout=PIPE
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     seen = b""
@@ -68,7 +73,7 @@ def _server(lab: Lab, target: str, port: int) -> subprocess.Popen:
     raise LabError(f"iperf3 server did not start on {target}: {seen.decode(errors='replace').strip()[:200]}")
 
 
-def _client(lab: Lab, src: str, dst_ip: str, args: list[str], seconds: float, port: int) -> dict:
+def _client(lab: Lab, src: str, dst_ip: str, args: list[str], seconds: float, port: int) -> dict[str, Any]:
     r = lab.exec(src, ["iperf3", "-c", dst_ip, "-p", str(port), "-t", f"{seconds:g}", "-J", *args],
                  timeout=seconds + 30)
     try:
@@ -80,7 +85,7 @@ def _client(lab: Lab, src: str, dst_ip: str, args: list[str], seconds: float, po
     return out
 
 
-def _run(lab: Lab, src: str, dst: str, args: list[str], seconds: float, port: int) -> dict:
+def _run(lab: Lab, src: str, dst: str, args: list[str], seconds: float, port: int) -> dict[str, Any]:
     server = _server(lab, dst, port)
     try:
         return _client(lab, src, str(lab.address_of(dst)), args, seconds, port)
@@ -92,7 +97,7 @@ def _run(lab: Lab, src: str, dst: str, args: list[str], seconds: float, port: in
             server.communicate()
 
 
-def tcp(lab: Lab, src: str, dst: str, seconds: float = 5, port: int = IPERF_PORT) -> dict:
+def tcp(lab: Lab, src: str, dst: str, seconds: float = 5, port: int = IPERF_PORT) -> dict[str, Any]:
     """One TCP stream src -> dst: Gbit/s received, and the sender's retransmissions."""
     out = _run(lab, src, dst, [], seconds, port)
     end = out["end"]
@@ -101,7 +106,7 @@ def tcp(lab: Lab, src: str, dst: str, seconds: float = 5, port: int = IPERF_PORT
 
 
 def small_packets(lab: Lab, src: str, dst: str, seconds: float = 3, size: int = SMALL_PACKET,
-                  port: int = IPERF_PORT) -> dict:
+                  port: int = IPERF_PORT) -> dict[str, Any]:
     """A UDP flood of `size`-byte datagrams (iperf3 -u -b 0): packets/s that arrive."""
     out = _run(lab, src, dst, ["-u", "-b", "0", "-l", str(size)], seconds, port)
     s = out["end"]["sum"]
@@ -112,14 +117,14 @@ def small_packets(lab: Lab, src: str, dst: str, seconds: float = 3, size: int = 
 
 
 # -- throughput --------------------------------------------------------------------------------
-def throughput(backends=("vxlan", "host-gw", "udp"), seconds: float = 5, pps_seconds: float | None = None,
-               name: str = "bench", progress=None, packet_size: int = SMALL_PACKET, repeat: int = 1) -> dict:
+def throughput(backends: Sequence[str] = ("vxlan", "host-gw", "udp"), seconds: float = 5,
+               pps_seconds: float | None = None, name: str = "bench", progress: Callable[[str], None] | None = None,
+               packet_size: int = SMALL_PACKET, repeat: int = 1) -> dict[str, Any]:
     """Underlay, then every backend, in one lab; see the module docstring.
 
     With `repeat` > 1 each measurement is taken that many times and the median is
     reported (the samples are kept too): on a small shared machine one run is noisy.
     """
-    import statistics
     say = _progress(progress)
     pps_seconds = pps_seconds or max(1.0, min(seconds, 3.0))
     backends = list(backends)
@@ -166,7 +171,7 @@ def throughput(backends=("vxlan", "host-gw", "udp"), seconds: float = 5, pps_sec
             "cpus": os.cpu_count(), "kernel": platform.release(), "results": rows}
 
 
-def format_throughput(res: dict) -> str:
+def format_throughput(res: dict[str, Any]) -> str:
     runs = f", median of {res['repeat']} runs" if res.get("repeat", 1) > 1 else ""
     lines = [f"iperf3, {res['seconds']:g}s TCP / {res['pps_seconds']:g}s UDP ({res['packet_size']}-byte "
              f"datagrams){runs}, {res['cpus']} CPUs, kernel {res['kernel']}",
@@ -225,10 +230,10 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
-def lab_memory(name: str) -> dict:
+def lab_memory(name: str) -> dict[str, Any]:
     """Sum of PSS (KiB) of the lab's processes, in total and per kind of process."""
-    by_kind: dict = {}
-    count: dict = {}
+    by_kind: dict[str, int] = {}
+    count: dict[str, int] = {}
     for pid in lab_processes(name):
         kind = _kind(pid)
         by_kind[kind] = by_kind.get(kind, 0) + pss_kib(pid)
@@ -243,10 +248,10 @@ class _PatientLab(Lab):
     def _patience(self) -> float:
         return 30 + 3 * len(self.nodes)
 
-    def start_flanneld(self, nodes=None, timeout: float = 0, **kw) -> str:
-        return super().start_flanneld(nodes, timeout or self._patience(), **kw)
+    def start_flanneld(self, nodes: list[Node] | None = None, timeout: float = 0, wait: bool = True) -> str:
+        return super().start_flanneld(nodes, timeout or self._patience(), wait)
 
-    def start_docker(self, nodes=None, timeout: float = 0) -> str:
+    def start_docker(self, nodes: list[Node] | None = None, timeout: float = 0) -> str:
         return super().start_docker(nodes, timeout or self._patience())
 
     def wait_converged(self, timeout: float = 0) -> str:
@@ -270,17 +275,18 @@ def sample_pings(lab: Lab, count: int = 10, seed: int = 0) -> tuple[int, int]:
     return passed, tried
 
 
-def scale(sizes=(10, 50, 100), name: str = "scale", progress=None, pings: int = 10) -> dict:
+def scale(sizes: Iterable[int] = (10, 50, 100), name: str = "scale", progress: Callable[[str], None] | None = None,
+          pings: int = 10) -> dict[str, Any]:
     """Bring-up of vxlan labs of each size to a converged mesh: time and memory."""
     say = _progress(progress)
     rows = []
     for n in sizes:
         lab_name = f"{name}{n}"[:12]
         spec = LabSpec(name=lab_name, nodes=n, backend="vxlan").validate()
-        steps: dict = {}
+        steps: dict[str, float] = {}
 
-        def record(msg: str, _steps=steps) -> None:
-            say(f"[{n} nodes] {msg}")
+        def record(msg: str, _steps: dict[str, float] = steps, _n: int = n) -> None:
+            say(f"[{_n} nodes] {msg}")
             head, sep, tail = msg.partition(": ")
             if sep and tail.endswith("s)") and "(" in tail:
                 try:
@@ -308,7 +314,8 @@ def scale(sizes=(10, 50, 100), name: str = "scale", progress=None, pings: int = 
     return {"cpus": os.cpu_count(), "kernel": platform.release(), "results": rows}
 
 
-def format_scale(res: dict) -> str:
+def format_scale(res: dict[str, Any]) -> str:
+
     lines = [f"vxlan bring-up to a converged mesh, {res['cpus']} CPUs, kernel {res['kernel']}",
              f"{'nodes':>5} {'up s':>7} {'+pings s':>9} {'pings':>7} {'PSS MiB':>8} {'MiB/node':>9}  "
              f"by process (MiB)"]

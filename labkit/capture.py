@@ -31,10 +31,22 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from html import escape
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import LabError
 from .nsexec import enter_net
+
+if TYPE_CHECKING:
+    from .lab import Lab
+
+T = TypeVar("T")
+# (target, iface) or (target, iface, filter): a capture_many point
+CapturePoint = tuple[str, str] | tuple[str, str, str | None]
+
+MAX_PING_COUNT = 1000  # ping's interval here is 0.2 s: at most 200 s of pings
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
@@ -51,7 +63,7 @@ MAX_TIMEOUT = 300.0
 
 
 # -- opening a socket inside a namespace ----------------------------------------------------
-def _linktype(hatype: int) -> int:
+def linktype_for(hatype: int) -> int:
     if hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
         return DLT_EN10MB
     if hatype == ARPHRD_NONE:          # a TUN device (flannel0 of the udp backend): raw IP
@@ -59,7 +71,9 @@ def _linktype(hatype: int) -> int:
     return DLT_EN10MB
 
 
-def _attach_filter(sock: socket.socket, expr: str, linktype: int) -> None:
+def attach_filter(sock: socket.socket, expr: str, linktype: int) -> None:
+    # scapy is imported where it is used, not at the top: it takes ~0.6 s (python -X importtime),
+    # and this module is imported by every node-side process that imports labkit.lab
     from scapy.arch.common import compile_filter, free_filter
     from scapy.libs.structures import sock_fprog
     try:
@@ -72,7 +86,7 @@ def _attach_filter(sock: socket.socket, expr: str, linktype: int) -> None:
         free_filter(bp)
 
 
-def in_namespace(ns: str, fn, *args):
+def in_namespace(ns: str, fn: Callable[..., T], *args: Any) -> T:
     """Run fn(*args) on a short-lived thread that has entered network namespace `ns`.
 
     The thread ends with fn, so no thread of this process ever stays in (or has to
@@ -82,9 +96,9 @@ def in_namespace(ns: str, fn, *args):
     path = os.path.join("/run/netns", ns)
     if not os.path.exists(path):
         raise LabError(f"no namespace {ns}")
-    result: dict = {}
+    result: dict[str, Any] = {}
 
-    def inside():
+    def inside() -> None:
         fd = os.open(path, os.O_RDONLY)
         try:
             err = enter_net(fd)  # this thread only
@@ -106,7 +120,7 @@ def in_namespace(ns: str, fn, *args):
     return result["value"]
 
 
-def _open_here(ns: str, iface: str, expr: str | None):
+def _open_here(ns: str, iface: str, expr: str | None) -> tuple[socket.socket, int]:
     """(In the namespace) a packet socket on iface, filter attached before it receives."""
     try:
         probe = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -118,11 +132,11 @@ def _open_here(ns: str, iface: str, expr: str | None):
     except OSError as e:
         raise LabError(f"no interface {iface!r} in {ns}" if e.errno == 19
                        else f"cannot capture on {iface} in {ns}: {e.strerror or e}") from None
-    linktype = _linktype(hatype)
+    linktype = linktype_for(hatype)
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         if expr:
-            _attach_filter(s, expr, linktype)
+            attach_filter(s, expr, linktype)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         s.bind((iface, ETH_P_ALL))
     except LabError:
@@ -149,10 +163,10 @@ class Packet:
     data: bytes
     linktype: int
     stamp: float = 0.0
-    vxlan_ports: tuple = (VXLAN_PORT,)
+    vxlan_ports: tuple[int, ...] = (VXLAN_PORT,)
 
     @property
-    def scapy(self):
+    def scapy(self) -> Any:
         """The frame decoded by scapy (Ether / IP / UDP / VXLAN / Ether / IP / ICMP ...)."""
         return decode(self.data, self.linktype, self.vxlan_ports)
 
@@ -171,11 +185,11 @@ class Capture:
     filter: str | None
     count: int
     timeout: float
-    packets: list = field(default_factory=list)
+    packets: list[Packet] = field(default_factory=list)
     linktype: int = DLT_EN10MB
     pcap: str | None = None
     stopped: str = "timeout"       # "count" or "timeout"
-    vxlan_ports: tuple = (VXLAN_PORT,)
+    vxlan_ports: tuple[int, ...] = (VXLAN_PORT,)
 
     @property
     def where(self) -> str:
@@ -196,11 +210,10 @@ class Capture:
             lines.append(f"  pcap: {self.pcap}")
         return "\n".join(lines)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return self.text()
 
-    def _repr_html_(self):
-        from html import escape
+    def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><td>{r['no']}</td><td>{r['dir']}</td><td>{r['len']}</td>"
             f"<td style='text-align:left'><code>{escape(r['summary'])}</code></td></tr>"
@@ -221,15 +234,16 @@ class Capture:
 
 
 # -- decoding ---------------------------------------------------------------------------------
-def _scapy():
-    from scapy.layers.inet import ICMP, IP, UDP, TCP  # noqa: F401
+def _scapy() -> Callable[..., None]:
+    # lazy for start-up time: scapy's layers take ~0.6 s to import (python -X importtime)
+    from scapy.layers.inet import ICMP, IP, TCP, UDP  # noqa: F401
     from scapy.layers.l2 import ARP, Ether  # noqa: F401
     from scapy.layers.vxlan import VXLAN  # noqa: F401  (binds UDP 8472 and 4789)
     from scapy.packet import bind_layers
     return bind_layers
 
 
-def decode(data: bytes, linktype: int = DLT_EN10MB, vxlan_ports=(VXLAN_PORT,)):
+def decode(data: bytes, linktype: int = DLT_EN10MB, vxlan_ports: Iterable[int] = (VXLAN_PORT,)) -> Any:
     """Decode raw bytes with scapy; VXLAN is recognised on every port in `vxlan_ports`."""
     bind_layers = _scapy()
     from scapy.layers.inet import IP, UDP
@@ -241,7 +255,7 @@ def decode(data: bytes, linktype: int = DLT_EN10MB, vxlan_ports=(VXLAN_PORT,)):
     return (IP if linktype == DLT_RAW else Ether)(data)
 
 
-def _layer_list(pkt):
+def _layer_list(pkt: Any) -> list[Any]:
     out = []
     layer = pkt
     while layer is not None and layer.__class__.__name__ != "NoPayload":
@@ -253,7 +267,7 @@ def _layer_list(pkt):
 ICMP_TYPES = {0: "echo-reply", 8: "echo-request", 3: "dest-unreach", 11: "time-exceeded"}
 
 
-def _fields(layer, inner: bool) -> str:
+def _fields(layer: Any, inner: bool) -> str:
     """The fields a learner needs, and none that change from run to run except
     where marked (sport=, the kernel's flow hash; MACs)."""
     name = layer.__class__.__name__
@@ -275,7 +289,7 @@ def _fields(layer, inner: bool) -> str:
     return ""
 
 
-def dissect(pkt) -> list[dict]:
+def dissect(pkt: Any) -> list[dict[str, Any]]:
     """Layer by layer: byte offset, header length, layer name and its key fields.
 
     The offset of a layer is the length of everything in front of it; the header
@@ -298,17 +312,17 @@ def dissect(pkt) -> list[dict]:
 
 
 _DESCRIBE = {  # layer -> its words in describe()
-    "IP": lambda l: f"{l.src} > {l.dst}",
-    "UDP": lambda l: f"udp/{l.dport}",
-    "TCP": lambda l: f"tcp/{l.dport}",
-    "VXLAN": lambda l: f"VXLAN vni={l.vni}",
-    "ICMP": lambda l: f"ICMP {ICMP_TYPES.get(l.type, l.type)} seq={l.seq}",
-    "ARP": lambda l: f"ARP {'who-has ' + l.pdst if l.op == 1 else l.psrc + ' is-at ' + l.hwsrc}",
-    "IPv6": lambda l: f"IPv6 {l.src} > {l.dst}",
+    "IP": lambda ly: f"{ly.src} > {ly.dst}",
+    "UDP": lambda ly: f"udp/{ly.dport}",
+    "TCP": lambda ly: f"tcp/{ly.dport}",
+    "VXLAN": lambda ly: f"VXLAN vni={ly.vni}",
+    "ICMP": lambda ly: f"ICMP {ICMP_TYPES.get(ly.type, ly.type)} seq={ly.seq}",
+    "ARP": lambda ly: f"ARP {'who-has ' + ly.pdst if ly.op == 1 else ly.psrc + ' is-at ' + ly.hwsrc}",
+    "IPv6": lambda ly: f"IPv6 {ly.src} > {ly.dst}",
 }
 
 
-def describe(pkt) -> str:
+def describe(pkt: Any) -> str:
     """One line per packet, outer to inner: 192.168.50.1 > 192.168.50.2 udp/8472 VXLAN
     vni=1 | 10.108.76.2 > 10.108.28.2 ICMP echo-request seq=1."""
     parts, cur = [], []
@@ -324,7 +338,7 @@ def describe(pkt) -> str:
     return " | ".join(parts) or pkt.summary()
 
 
-def layers_text(pkt_or_packet) -> str:
+def layers_text(pkt_or_packet: Packet | Any) -> str:
     """The layer breakdown of one packet as a small table, with the overhead counted."""
     pkt = pkt_or_packet.scapy if isinstance(pkt_or_packet, Packet) else pkt_or_packet
     rows = dissect(pkt)
@@ -341,7 +355,7 @@ def layers_text(pkt_or_packet) -> str:
 
 
 # -- pcap files -------------------------------------------------------------------------------
-def check_pcap_path(path) -> str:
+def check_pcap_path(path: object) -> str:
     """A pcap file name the user gave: refused unless its folder exists and it is (or will be)
     a regular file. Nothing is created on the host for a bad name."""
     if not isinstance(path, str) or not path or "\0" in path:
@@ -385,7 +399,7 @@ def write_pcap(path: str, packets: list[Packet], linktype: int) -> str:
 
 
 # -- capturing --------------------------------------------------------------------------------
-def _resolve_point(lab, target: str) -> str:
+def _resolve_point(lab: Lab, target: str) -> str:
     node, rec = lab.resolve(target)
     if rec is None:
         return node.ns
@@ -394,27 +408,27 @@ def _resolve_point(lab, target: str) -> str:
     return rec.netns
 
 
-def interfaces(lab, target: str) -> list[str]:
+def interfaces(lab: Lab, target: str) -> list[str]:
     """The interfaces of a node or container (what a capture can listen on)."""
     ns = _resolve_point(lab, target)
     return sorted(name for _i, name in in_namespace(ns, socket.if_nameindex))
 
 
-def _vxlan_ports(lab) -> tuple:
+def _vxlan_ports(lab: Lab) -> tuple[int, ...]:
     port = getattr(lab.spec, "port", None)
     return tuple(sorted({VXLAN_PORT} | ({port} if port else set())))
 
 
-def _check_bounds(count: int, timeout: float) -> None:
+def check_bounds(count: int, timeout: float) -> None:
     if not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
         raise LabError(f"capture count must be between 1 and {MAX_COUNT}, got {count!r}")
     if not 0 < float(timeout) <= MAX_TIMEOUT:
         raise LabError(f"capture timeout must be between 0 and {MAX_TIMEOUT:.0f} seconds, got {timeout!r}")
 
 
-def capture_many(lab, points, *, filter: str | None = None, count: int = 10,
-                 timeout: float = 5.0, traffic=None, pcap_dir: str | None = None,
-                 progress=None) -> list[Capture]:
+def capture_many(lab: Lab, points: Iterable[CapturePoint], *, filter: str | None = None, count: int = 10,
+                 timeout: float = 5.0, traffic: Callable[[], object] | None = None, pcap_dir: str | None = None,
+                 progress: Callable[[str], object] | None = None) -> list[Capture]:
     """Capture at several points at once (e.g. one ping seen on veth, docker0, flannel.1
     and eth0). `points` is a list of (target, iface) or (target, iface, filter).
 
@@ -422,7 +436,7 @@ def capture_many(lab, points, *, filter: str | None = None, count: int = 10,
     is a callable run once every socket is open (a ping, ...). Returns one Capture per
     point, in order; with `pcap_dir`, each is saved as <dir>/<lab>-<target>-<iface>.pcap.
     """
-    _check_bounds(count, timeout)
+    check_bounds(count, timeout)
     say = progress or (lambda msg: None)
     vx = _vxlan_ports(lab)
     socks, caps = [], []
@@ -440,7 +454,7 @@ def capture_many(lab, points, *, filter: str | None = None, count: int = 10,
         errors: list = []
         runner = None
         if traffic is not None:
-            def run_traffic():
+            def run_traffic() -> None:
                 try:
                     traffic()
                 except BaseException as e:  # reported after the capture
@@ -482,8 +496,9 @@ def capture_many(lab, points, *, filter: str | None = None, count: int = 10,
     return caps
 
 
-def capture(lab, target: str, iface: str, filter: str | None = None, count: int = 10,
-            timeout: float = 5.0, traffic=None, pcap: str | None = None, progress=None) -> Capture:
+def capture(lab: Lab, target: str, iface: str, filter: str | None = None, count: int = 10,
+            timeout: float = 5.0, traffic: Callable[[], object] | None = None, pcap: str | None = None,
+            progress: Callable[[str], object] | None = None) -> Capture:
     """Capture on one interface of a node or container ("node1", "node1/c1").
 
     Stops after `count` packets or `timeout` seconds. `traffic` (a callable) runs once
@@ -498,19 +513,19 @@ def capture(lab, target: str, iface: str, filter: str | None = None, count: int 
     return cap
 
 
-def ping(lab, src: str, dst: str, count: int = 1):
+def ping(lab: Lab, src: str, dst: str, count: int = 1) -> Callable[[], bool]:
     """Traffic for a capture: `count` pings from src to dst (lab addresses only)."""
-    from .lab import MAX_PING_COUNT
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PING_COUNT:
         raise LabError(f"--ping-count must be between 1 and {MAX_PING_COUNT}, got {count!r}")
 
-    def run():
+    def run() -> bool:
         ok, out = lab.ping(src, dst, count=count)
         return ok
     return run
 
 
-def container_veth(lab, target: str) -> str:
+def container_veth(lab: Lab, target: str) -> str:
+
     """The host end (on the node, plugged into docker0) of a container's eth0."""
     node, rec = lab.resolve(target)
     if rec is None:

@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import subprocess
 import sys
 import time
 
+from . import bench, capture
 from .errors import LabError
+from .lab import Lab, clean
+from .services import systemd_failure
+from .spec import MAX_NODES, LabSpec, blog_spec, parse_node_values
+from .state import list_labs
 
 DEFAULT_NAME = os.environ.get("LABKIT_NAME", "lab")
 
@@ -21,6 +28,11 @@ EPILOG = """examples:
   labkit logs node1 flanneld
   labkit capture master eth0 udp port 8472 --ping master/c1 node1/c1 --layers
   labkit down                       # or: labkit clean (after a crash)
+  labkit up --segments 2 --router-mtu 1400 --router-drop-icmp   # a PMTU black hole on the router
+  labkit up --nics 2                # the Vagrant trap: every node's eth0 is 10.0.2.15 (fix: --iface eth1)
+  labkit up --nat node1 --nat-public-ip   # node1 behind a NAT; flanneld -public-ip=<the NAT's address>
+  labkit up --outside --ip-masq --containers 1   # pods reach 203.0.113.1 (inside the lab), masqueraded
+  labkit link node1 down            # unplug node1's cable (up: plug it back; del/add: re-create eth0)
   labkit up --blog --name blog      # the blog's cluster: legacy flannel, waiting for `etcdctl set`
   labkit shell master --name blog   # a root shell on the master (systemctl, docker, ifconfig, etcdctl)
 """
@@ -38,8 +50,6 @@ def _progress(msg: str) -> None:
 
 
 def cmd_up(a) -> int:
-    from .lab import Lab
-    from .spec import LabSpec, blog_spec
     if a.blog:
         spec = blog_spec(a.name, flavour=a.flavour or "legacy", seed=a.seed, docker_version=a.docker_version)
     else:
@@ -47,7 +57,10 @@ def cmd_up(a) -> int:
                        backend=a.backend, vni=a.vni, port=a.port, direct_routing=a.direct_routing,
                        containers=a.containers, underlay=a.underlay, mtu=a.mtu, prefix=a.etcd_prefix,
                        seed=a.seed, flavour=a.flavour or "modern", write_config=not a.no_config,
-                       segments=a.segments, docker_version=a.docker_version)
+                       segments=a.segments, node_mtu=parse_node_values(a.node_mtu, "--node-mtu"),
+                       router_mtu=a.router_mtu, router_drop_icmp=a.router_drop_icmp, nics=a.nics,
+                       iface=a.iface, nat=a.nat or [], nat_public_ip=a.nat_public_ip, outside=a.outside,
+                       ip_masq=a.ip_masq, docker_version=a.docker_version)
     Lab(spec, progress=_progress, built_by="labkit up").up()
     if not spec.write_config:
         print(f"\nflanneld is waiting for {spec.prefix}/config: write it on the master, e.g.\n"
@@ -64,7 +77,6 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def cmd_status(a) -> int:
-    from .lab import Lab
     st = Lab.attach(a.name).status()
     if a.json:
         print(st.to_json(kernel=False))
@@ -85,16 +97,13 @@ def cmd_status(a) -> int:
 
 
 def cmd_exec(a) -> int:
-    from .lab import Lab
     if not a.command:
         raise LabError("nothing to run: labkit exec NODE -- COMMAND [ARGS...]")
-    import subprocess
     argv, env = Lab.attach(a.name).command(a.target, a.command)
     return subprocess.call(argv, env=env)  # stdin, stdout and stderr stay the user's
 
 
 def cmd_shell(a) -> int:
-    from .lab import Lab
     argv, env = Lab.attach(a.name).command(a.target, ["bash", "--norc", "-i"])
     env["PS1"] = "[root@\\h \\W]# "
     os.chdir(os.path.expanduser("~"))  # a login lands in root's home, as on the blog's hosts
@@ -102,40 +111,43 @@ def cmd_shell(a) -> int:
 
 
 def cmd_ping(a) -> int:
-    from .lab import Lab
     ok, out = Lab.attach(a.name).ping(a.src, a.dst, count=a.count)
     print(out.rstrip())
     return 0 if ok else 1
 
 
 def cmd_check(a) -> int:
-    from .lab import Lab
     lab = Lab.attach(a.name)
     eps = lab.endpoints()
     res = lab.connectivity(eps)
     rows = [["FROM \\ TO"] + eps]
     for s in eps:
-        rows.append([s] + ["-" if s == d else ("ok" if res[(s, d)] else "FAIL") for d in eps])
+        rows.append([s] + ["-" if s == d else "SAME" if res.same_address(s, d) else ("ok" if res[(s, d)] else "FAIL")
+                           for d in eps])
     print(_table(rows))
     bad = sum(1 for v in res.values() if not v)
     print(f"\n{len(res) - bad} of {len(res)} pairs reachable")
+    for addr, group in res.duplicates.items():
+        print(f"SAME address {addr}: {', '.join(group)} (not pinged: a ping would answer locally)")
     return 0 if bad == 0 else 1
 
 
+def cmd_link(a) -> int:
+    print(Lab.attach(a.name).link(a.node, a.action))
+    return 0
+
+
 def cmd_logs(a) -> int:
-    from .lab import Lab
     sys.stdout.write(Lab.attach(a.name).node(a.node).service(a.service).log())
     return 0
 
 
 def cmd_service(a) -> int:
-    from .lab import Lab
     svc = Lab.attach(a.name).node(a.node).service(a.service)
     if a.action == "status":
         print(f"{a.service}@{a.node}: {svc.status()} (pid {svc.pid() or '-'})")
         return 0 if svc.is_active() else 3
     if a.action in ("start", "restart"):  # as `systemctl` on the node: done once the unit is ready
-        from .services import systemd_failure
         why = svc.start_ready(restart=a.action == "restart")
         if why is not None:
             print(systemd_failure(a.service, why), file=sys.stderr)
@@ -146,15 +158,12 @@ def cmd_service(a) -> int:
 
 
 def cmd_add_node(a) -> int:
-    from .lab import Lab
     node = Lab.attach(a.name, progress=_progress).add_node()
     print(f"{node.name} joined: {node.public_ip}, subnet {node.subnet_env().get('FLANNEL_SUBNET', '-')}")
     return 0
 
 
 def cmd_reconfigure(a) -> int:
-    import dataclasses
-    from .lab import Lab
     lab = Lab.attach(a.name, progress=_progress)
     given = {"network": a.network, "subnet_len": a.subnet_len, "backend": a.backend, "vni": a.vni,
              "port": a.port, "direct_routing": a.direct_routing, "nodes": a.nodes}
@@ -172,14 +181,12 @@ def cmd_reconfigure(a) -> int:
 
 
 def cmd_down(a) -> int:
-    from .lab import clean
     removed = clean(a.name)
     print(f"lab {a.name}: removed {len(removed)} items" if removed else f"lab {a.name}: nothing to remove")
     return 0
 
 
 def cmd_bench(a) -> int:
-    from . import bench
     if a.kind == "scale":
         sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
         res = bench.scale(sizes, name=a.name, progress=_progress)
@@ -194,8 +201,6 @@ def cmd_bench(a) -> int:
 
 
 def cmd_capture(a) -> int:
-    from . import capture
-    from .lab import Lab
     if a.write:  # before anything runs: a capture is not thrown away for a bad file name
         capture.check_pcap_path(a.write)
     if a.expr and a.filter:
@@ -211,14 +216,12 @@ def cmd_capture(a) -> int:
 
 
 def cmd_list(a) -> int:
-    from .state import list_labs
     for name in list_labs():
         print(name)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .spec import MAX_NODES
     p = _Parser(prog="labkit", description="A flannel cluster in network namespaces.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -249,6 +252,28 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--seed", type=int, default=None, help="same subnets and MACs on every run")
     up.add_argument("--segments", type=int, default=1,
                     help="split the nodes over this many L2 segments joined by a router (default 1)")
+    kn = up.add_argument_group("underlay knobs (README: Underlay knobs)")
+    kn.add_argument("--node-mtu", action="append", metavar="NODE=MTU",
+                    help="one node's uplink MTU, both ends of its cable (repeatable), e.g. node1=1400")
+    kn.add_argument("--router-mtu", type=int, default=None,
+                    help="MTU of the router's links (needs --segments 2+ or --outside): a smaller hop")
+    kn.add_argument("--router-drop-icmp", action="store_true",
+                    help="the router drops the ICMP 'frag needed' it sends: a PMTU black hole")
+    kn.add_argument("--nics", type=int, default=1,
+                    help="2: the Vagrant trap: eth0 is a NAT link with 10.0.2.15 and the default route on "
+                         "every node, eth1 the cluster network (flanneld then picks eth0)")
+    kn.add_argument("--iface", default=None,
+                    help="flanneld -iface (default: eth0; with --nics 2 none, so flannel takes the default "
+                         "route's interface; --iface eth1 is the fix)")
+    kn.add_argument("--nat", action="append", metavar="NODE",
+                    help="put NODE behind a NAT router of its own (repeatable; UDP 8472 forwarded to it)")
+    kn.add_argument("--nat-public-ip", action="store_true",
+                    help="flanneld on --nat nodes gets -public-ip=<the NAT's outside address>")
+    kn.add_argument("--outside", action="store_true",
+                    help="an outside network <lab>-outside (203.0.113.1, inside the lab only) behind the "
+                         "router; nodes get a default route to it")
+    kn.add_argument("--ip-masq", action="store_true", help="flanneld -ip-masq (masquerade traffic leaving "
+                                                           "the flannel Network)")
     up.add_argument("--flavour", choices=["modern", "legacy"], default=None,
                     help="modern: flannel v0.2x, etcd v3 (default); legacy: flannel 0.7.1 as CentOS 7 "
                          "shipped it, etcd v2")
@@ -279,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("-c", "--count", type=int, default=3, help="pings to send (default 3, at most 1000)")
 
     add("check", cmd_check, "all-pairs connectivity check between containers (or nodes)")
+
+    lk = add("link", cmd_link, "unplug or plug a node's cable (down, up: its switch port), or delete and "
+                               "re-create its uplink NIC with the same address (del, add)")
+    lk.add_argument("node", help="master, node1, ...")
+    lk.add_argument("action", choices=["down", "up", "del", "add"],
+                    help="down: cable unplugged (NO-CARRIER); up: plugged back; del: ip link del of its "
+                         "uplink (eth0; eth1 with --nics 2); add: re-created with its address and routes")
 
     lg = add("logs", cmd_logs, "a service's log on a node (flanneld, docker, etcd)")
     lg.add_argument("node")

@@ -10,6 +10,6 @@ class LabError(Exception):
     ``str(err)`` is the message alone.
     """
 
-    def __init__(self, msg: str = "", field: str | None = None):
+    def __init__(self, msg: str = "", field: str | None = None) -> None:
         super().__init__(msg)
         self.field = field

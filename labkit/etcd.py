@@ -14,11 +14,15 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import time
 import urllib.parse
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 from .errors import LabError
+from .state import LabState, mounts_under
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
@@ -28,13 +32,11 @@ PEER_PORT = 2380
 DATA_DIR_SIZE = "256m"
 
 
-def mount_data_dir(state) -> str:
+def mount_data_dir(state: LabState) -> str:
     """Mount a size-limited tmpfs on the lab's etcd data dir, unless it is mounted already.
 
     The mount is recorded (``mount <path>`` in the lab's record) before it is made, and
     `clean` unmounts every mount below the state folder, also after a crash."""
-    import subprocess
-    from .state import mounts_under
     path = state.path("etcd")
     if path in mounts_under(path):
         return path
@@ -67,18 +69,18 @@ def etcd_argv(name: str, data_dir: str, listen_ip: str) -> list[str]:
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float = 5.0):
+    def __init__(self, path: str, timeout: float = 5.0) -> None:
         super().__init__("localhost", timeout=timeout)
         self._path = path
 
-    def connect(self):
+    def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(self.timeout)
         self.sock.connect(self._path)
 
 
-def http_request(sock_path: str, method: str, url: str, body: dict | None = None,
-                 timeout: float = 5.0) -> tuple[int, dict]:
+def http_request(sock_path: str, method: str, url: str, body: dict[str, str] | None = None,
+                 timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
     """One HTTP request to etcd through its unix socket; returns (status, json)."""
     conn = _UnixHTTPConnection(sock_path, timeout)
     try:
@@ -95,7 +97,7 @@ def http_request(sock_path: str, method: str, url: str, body: dict | None = None
         conn.close()
 
 
-def wait_healthy(sock_path: str, timeout: float = 10.0, is_running=lambda: True) -> float:
+def wait_healthy(sock_path: str, timeout: float = 10.0, is_running: Callable[[], bool] = lambda: True) -> float:
     """Poll /health until etcd says true; returns the seconds waited."""
     t0 = time.monotonic()
     last = "no answer"
@@ -114,9 +116,11 @@ def wait_healthy(sock_path: str, timeout: float = 10.0, is_running=lambda: True)
     raise LabError(f"etcd did not become healthy within {timeout:.0f}s ({last})")
 
 
-def v3_client(sock_path: str):
+def v3_client(sock_path: str) -> Any:
     """A python-etcd3 client over the unix socket (grpc target unix:<path>)."""
     os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+    # imported here, not at the top: etcd3 (grpc, protobuf) takes ~0.4 s to import (python -X
+    # importtime), and this module is imported by the systemctl/docker shims a node shell runs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import etcd3
@@ -127,7 +131,8 @@ def v3_client(sock_path: str):
 class V2Client:
     """The etcd v2 keys API (what flannel <= 0.17 and `etcdctl set` use), over the socket."""
 
-    def __init__(self, sock_path: str):
+    def __init__(self, sock_path: str) -> None:
+
         self.sock = sock_path
 
     def get(self, key: str) -> str | None:

@@ -6,9 +6,21 @@ from __future__ import annotations
 import sys
 
 from .notebook.execute import execute_notebooks  # noqa: F401
-from .notebook.session import (NOTEBOOK_LAB, SUFFIX_RE, check_removable, cleanup_labs, current,  # noqa: F401
-                               current_config, finish, notebook_labs, show_json, start, status_table,
-                               use, wait_until)
+from .notebook.session import (  # noqa: F401
+    NOTEBOOK_LAB,
+    SUFFIX_RE,
+    check_removable,
+    cleanup_labs,
+    current,
+    current_config,
+    finish,
+    notebook_labs,
+    show_json,
+    start,
+    status_table,
+    use,
+    wait_until,
+)
 from .notebook.setup_check import setup_check  # noqa: F401
 from .notebook.tables import Table  # noqa: F401
 

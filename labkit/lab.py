@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import ipaddress
 import json
 import os
@@ -21,15 +22,16 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from . import netns
-from .capture import capture
+from .capture import MAX_PING_COUNT, capture
 from .docker import containers
 from .docker.containers import Container
 from .errors import LabError
-from .etcd import V2Client, http_request, wait_healthy, v3_client
+from .etcd import V2Client, http_request, v3_client, wait_healthy
 from .flannel.backends.footprint import peers_handled, remove_leftovers
 from .flannel.backends.kernel import dead_probes
 from .flannel.ip import AF_BRIDGE, routes_into
@@ -39,11 +41,22 @@ from .services import Service
 from .spec import LabSpec, check_lab_name
 from .state import LabState, lab_lock, mounts_under
 from .status import LabStatus, lab_status
-from .underlay import attach, build_router, build_switch
+from .underlay import (
+    attach,
+    attach_nat,
+    attach_vbox_nat,
+    build_outside,
+    build_router,
+    build_switch,
+    cable,
+    delete_device,
+    has_device,
+)
 
 REQUIRED_BINARIES = {"ip": "iproute2", "etcd": "etcd-server", "etcdctl": "etcd-client",
                      "ping": "iputils-ping"}
-MAX_PING_COUNT = 1000  # ping's interval here is 0.2 s: at most 200 s of pings
+# `labkit link NODE ACTION`: unplug/plug the node's cable, delete/re-create its uplink NIC
+LINK_ACTIONS = ("down", "up", "del", "add")
 
 
 def preflight() -> None:
@@ -188,26 +201,104 @@ class Lab:
     def _build_underlay(self) -> str:
         spec = self.spec
         build_switch(self.state, spec.segments)
-        if spec.segments > 1:  # a routed underlay: segments joined by <lab>-router
+        if spec.has_router:  # segments joined by <lab>-router; it also leads to <lab>-outside
             build_router(self.state, [ipaddress.IPv4Interface(f"{spec.router_ip(i)}/{net.prefixlen}")
-                                      for i, net in enumerate(spec.segment_nets())], spec.mtu)
+                                      for i, net in enumerate(spec.segment_nets())], spec.mtu,
+                         drop_icmp=spec.router_drop_icmp, hop_mtu=spec.router_mtu)
+        if spec.outside:
+            build_outside(self.state, spec.underlay_net(), spec.mtu, spec.router_mtu)
         for node in self.nodes:
             self.state.record("netns", node.ns)
             netns.add(node.ns)
             self._attach(node)
             node.prepare()
+        knobs = self._knobs_text()
         if spec.segments > 1:
             return (f"{len(self.nodes)} nodes on {spec.segments} segments "
                     f"({', '.join(map(str, spec.segment_nets()))}) joined by {self.state.netns('router')}, "
-                    f"MTU {spec.mtu}")
-        return f"{len(self.nodes)} nodes on {self.spec.underlay}, MTU {self.spec.mtu}"
+                    f"MTU {spec.mtu}{knobs}")
+        return f"{len(self.nodes)} nodes on {self.spec.underlay}, MTU {self.spec.mtu}{knobs}"
+
+    def _knobs_text(self) -> str:
+        """The underlay knobs in use, for the progress line of `up`."""
+        spec, said = self.spec, []
+        said += [f"{n} MTU {m}" for n, m in spec.node_mtu.items()]
+        if spec.router_mtu:
+            said.append(f"router links MTU {spec.router_mtu}")
+        if spec.router_drop_icmp:
+            said.append("router drops ICMP frag-needed")
+        if spec.nics == 2:
+            said.append("eth0 = NAT link 10.0.2.15 on every node, eth1 = cluster network")
+        said += [f"{n} behind {self.state.netns('nat-' + n)}" for n in spec.nat]
+        if spec.outside:
+            said.append(f"{self.state.netns('outside')} at 203.0.113.1 via the router")
+        return "; " + "; ".join(said) if said else ""
+
+    def _backend_port(self) -> int:
+        """The UDP port peers send the backend's packets to (what a NAT must forward)."""
+        if self.spec.port:
+            return self.spec.port
+        return 8285 if self.spec.backend == "udp" else 8472
 
     def _attach(self, node: Node) -> None:
-        """The node's cable: to its segment's bridge, with a route via the router if any."""
+        """The node's cable: to its segment's bridge (or to its NAT router), with a route via
+        the router if any, a default route to the outside, and the Vagrant NAT NIC."""
         spec = self.spec
         seg = spec.segment_of(node.index)
         router = (spec.underlay_net(), spec.router_ip(seg)) if spec.segments > 1 else None
-        attach(self.state, node.name, node.ns, spec.node_interface(node.index), spec.mtu, seg, router)
+        default = spec.router_ip(seg) if spec.outside else None
+        mtu = spec.link_mtu(node.name)
+        if node.name in spec.nat:
+            private, gateway = spec.nat_private(node.index)
+            attach_nat(self.state, node.name, node.ns, spec.node_interface(node.index), private, gateway, mtu,
+                       self._backend_port(), seg, router, default)
+        else:
+            attach(self.state, node.name, node.ns, spec.node_interface(node.index), mtu, seg, router,
+                   spec.uplink_ifname(), default)
+        if spec.nics == 2:
+            attach_vbox_nat(self.state, node.name, node.ns)
+
+    def uplink(self, node: str) -> str:
+        """The NIC a node reaches the cluster with: eth0, eth1 with two NICs (eth0 behind a NAT)."""
+        return "eth0" if node in self.spec.nat else self.spec.uplink_ifname()
+
+    def link(self, node: str, action: str) -> str:
+        """Unplug and replug a node: `down`/`up` act on its cable (the switch port), `del`/`add`
+        delete and re-create its uplink NIC with the same address, MTU and routes (a NIC that
+        is re-created, flannel #2247). Returns what was done, in one line."""
+        n = self.node(node)
+        if action not in LINK_ACTIONS:
+            raise LabError(f"unknown link action {action!r}: use one of {', '.join(LINK_ACTIONS)}")
+        ifname, spec = self.uplink(n.name), self.spec
+        where = f"{self.state.netns('nat-' + n.name)}'s" if n.name in spec.nat else "the node's"
+        if action in ("down", "up"):
+            try:
+                cable(self.state, n.name, up=action == "up")
+            except LabError:
+                raise LabError(f"{n.name} has no cable to unplug or plug ({ifname} was deleted: "
+                               f"labkit link {n.name} add)") from None
+            return (f"{n.name}: cable {'unplugged' if action == 'down' else 'plugged in'} (switch port "
+                    f"{n.name} {action}; {where} link shows {'NO-CARRIER' if action == 'down' else 'carrier'})")
+        present = has_device(n.ns, ifname)
+        if action == "del":
+            if not present:
+                raise LabError(f"{n.name} has no {ifname} to delete (labkit link {n.name} add re-creates it)")
+            delete_device(n.ns, ifname)
+            return f"{n.name}: {ifname} deleted (ip link del {ifname}; its cable went with it)"
+        if present:
+            raise LabError(f"{n.name} already has {ifname} (labkit link {n.name} del first)")
+        seg = spec.segment_of(n.index)
+        if n.name in spec.nat:
+            from .underlay import _plug_private
+            private, gateway = spec.nat_private(n.index)
+            _plug_private(self.state, n.name, n.ns, private, gateway, spec.link_mtu(n.name))
+            address = private
+        else:
+            router = (spec.underlay_net(), spec.router_ip(seg)) if spec.segments > 1 else None
+            address = spec.node_interface(n.index)
+            attach(self.state, n.name, n.ns, address, spec.link_mtu(n.name), seg, router, ifname,
+                   spec.router_ip(seg) if spec.outside else None)
+        return f"{n.name}: {ifname} re-created with {address}, MTU {spec.link_mtu(n.name)}, up"
 
     def _start_etcd(self) -> str:
         svc = self.master.service("etcd")
@@ -299,13 +390,15 @@ class Lab:
         for node in nodes:
             node.service("docker").start()
         deadline = time.monotonic() + timeout
+        bips = {}
         for node in nodes:
-            while containers.daemon_info(self.state, node.name) is None or \
-                    containers.daemon_info(self.state, node.name)["pid"] != node.service("docker").pid():
+            while (info := containers.daemon_info(self.state, node.name)) is None or \
+                    info["pid"] != node.service("docker").pid():
                 if time.monotonic() > deadline:
                     raise LabError(f"docker did not start on {node.name}; see `labkit logs {node.name} docker`")
                 time.sleep(0.02)
-        return ", ".join(f"{n.name}={containers.daemon_info(self.state, n.name)['bip']}" for n in nodes)
+            bips[node.name] = info["bip"]
+        return ", ".join(f"{n.name}={bips[n.name]}" for n in nodes)
 
     def service(self, node: str, name: str):
         return self.node(node).service(name)
@@ -421,10 +514,14 @@ class Lab:
     def wait_converged(self, timeout: float = 30) -> str:
         """Every node has a route (and, for VXLAN, an FDB entry) for every peer's lease."""
         deadline = time.monotonic() + timeout
-        want = len(self.nodes) - 1
+        # nodes sharing a PublicIP share one lease (the Vagrant trap): a peer is a lease
+        want = min(len(self.nodes), len(self.leases())) - 1
         while True:
             counts = {n.name: self._peers_known(n) for n in self.nodes}
             if all(c >= want for c in counts.values()):
+                if want < len(self.nodes) - 1:
+                    return (f"{len(self.nodes)} nodes hold {want + 1} leases (nodes with the same PublicIP "
+                            f"share one): {want} peer routes on each node")
                 return f"{want} peer routes on each of {len(self.nodes)} nodes"
             if time.monotonic() > deadline:
                 raise LabError(f"flannel did not converge within {timeout:.0f}s: peer routes {counts}")
@@ -440,7 +537,7 @@ class Lab:
             return netns.netlink.call(node.ns, fdb)
         return self._peer_routes(node)
 
-    def _routed(self, node: Node) -> set:
+    def gateway_subnets(self, node: Node) -> set:
         """The subnets of the Network this node has a gateway route to."""
         net = ipaddress.IPv4Network(self.spec.network)
 
@@ -476,15 +573,15 @@ class Lab:
                            f"rebuild (`labkit down --name {self.spec.name}`, then `labkit up` with the new "
                            "values); reconfigure changes the network config and the node count only")
 
-    def _steps(self, new: LabSpec, clean: bool, revoke: bool, timeout: float) -> list:
+    def _steps(self, new: LabSpec, clean: bool, revoke: bool, timeout: float) -> list[tuple[str, Callable[[], Any]]]:
         """[(text, fn)]: the plan and what carries it out, from one list so they agree."""
         old = self.spec
-        steps = []
+        steps: list[tuple[str, Callable[[], Any]]] = []
         for node in reversed(self.nodes[new.nodes:]):
             how = ("revoke its lease (peers drop its routes now)" if revoke
                    else "leave its lease to expire (as after a crash)")
             steps.append((f"{node.name}: stop flanneld, {how}, remove its namespaces",
-                          lambda n=node: self._remove_and_wait(n, revoke, timeout)))
+                          functools.partial(self._remove_and_wait, node, revoke, timeout)))
         if new.network_config_json() != old.network_config_json():
             running: dict = {}
 
@@ -552,7 +649,7 @@ class Lab:
         if revoke and subnet and self.spec.flavour != "legacy" and self.spec.backend != "udp":
             gone = ipaddress.IPv4Interface(subnet).network
             deadline = time.monotonic() + timeout
-            while any(gone in self._routed(n) for n in self.nodes):
+            while any(gone in self.gateway_subnets(n) for n in self.nodes):
                 if time.monotonic() > deadline:
                     raise LabError(f"peers still route {gone} {timeout:.0f}s after its lease was revoked")
                 time.sleep(0.05)
@@ -689,7 +786,7 @@ class Lab:
     def lab_networks(self) -> list[ipaddress.IPv4Network]:
         """Every range lab traffic may be sent to: nothing outside these is ever pinged."""
         return [self.spec.underlay_net(), ipaddress.IPv4Network(self.spec.network),
-                ipaddress.IPv4Network("172.17.0.0/16")]
+                ipaddress.IPv4Network("172.17.0.0/16")] + [block for block, _ in self.spec._knob_blocks()]
 
     def ping(self, src: str, dst: str, count: int = 1, timeout: float = 2.0):
         """Ping from a node or container to another (or to an address inside the lab)."""
@@ -714,16 +811,42 @@ class Lab:
                for r in containers.list_all(self.state, n.name) if r.running]
         return eps or [n.name for n in self.nodes]
 
-    def connectivity(self, endpoints=None) -> dict:
-        """All-pairs ping matrix: {(src, dst): bool}."""
+    def duplicate_addresses(self, endpoints: list[str] | None = None) -> dict[str, list[str]]:
+        """{address: endpoints} for every address more than one endpoint has (the Vagrant
+        trap gives every node one lease, so their containers get the same addresses)."""
+        by_addr: dict[str, list[str]] = {}
+        for ep in endpoints or self.endpoints():
+            by_addr.setdefault(str(self.address_of(ep)), []).append(ep)
+        return {a: eps for a, eps in by_addr.items() if len(eps) > 1}
+
+    def connectivity(self, endpoints=None) -> "Connectivity":
+        """All-pairs ping matrix: {(src, dst): bool}, with ``.duplicates`` ({address: endpoints}).
+
+        Two endpoints with the same address are never pinged: the ping would answer
+        locally and score a broken pair reachable. Such a pair is False and listed."""
         eps = endpoints or self.endpoints()
-        pairs = [(a, b) for a in eps for b in eps if a != b]
+        dups = self.duplicate_addresses(eps)
+        same = {(a, b) for group in dups.values() for a in group for b in group if a != b}
+        pairs = [(a, b) for a in eps for b in eps if a != b and (a, b) not in same]
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
             # a pair is reachable if one of two single pings answers: the first packet of a
             # path may be lost to neighbour resolution on a loaded machine; a broken path
             # fails both
-            results = pool.map(lambda p: self.ping(p[0], p[1])[0] or self.ping(p[0], p[1])[0], pairs)
-            return dict(zip(pairs, results))
+            got = dict(zip(pairs, pool.map(lambda p: self.ping(p[0], p[1])[0] or self.ping(p[0], p[1])[0],
+                                           pairs)))
+        return Connectivity({(a, b): got.get((a, b), False) for a in eps for b in eps if a != b}, dups)
+
+
+class Connectivity(dict):
+    """The ping matrix {(src, dst): bool}; ``duplicates`` = {address: endpoints sharing it}."""
+
+    def __init__(self, pairs=(), duplicates: dict[str, list[str]] | None = None) -> None:
+        super().__init__(pairs)
+        self.duplicates: dict[str, list[str]] = duplicates or {}
+
+    def same_address(self, src: str, dst: str) -> bool:
+        """True when src and dst share an address: the pair was not pinged, it is flagged."""
+        return any(src in eps and dst in eps for eps in self.duplicates.values())
 
 
 def clean(name: str) -> list[str]:

@@ -19,11 +19,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from .errors import LabError
 from .nsexec import enter_net
 
 NETNS_DIR = "/run/netns"
+
+T = TypeVar("T")
 
 
 def exists(name: str) -> bool:
@@ -84,7 +88,7 @@ def pids(name: str) -> list[int]:
     return [p for p in found if p != os.getpid()]
 
 
-def kill_pids(pid_list, timeout: float = 2.0) -> None:
+def kill_pids(pid_list: Iterable[int], timeout: float = 2.0) -> None:
     """SIGTERM, wait a little, then SIGKILL whatever is left."""
     live = []
     for pid in pid_list:
@@ -120,7 +124,7 @@ def _ip(*args: str) -> None:
         raise LabError(f"ip {' '.join(args)}: {r.stderr.strip()}")
 
 
-def nsexec_argv(ns: str, argv: list[str], view=()) -> list[str]:
+def nsexec_argv(ns: str, argv: list[str], view: Sequence[str] = ()) -> list[str]:
     """The argv that runs `argv` inside namespace `ns`.
 
     `view` are labkit.nsexec options describing the node's file view
@@ -129,8 +133,8 @@ def nsexec_argv(ns: str, argv: list[str], view=()) -> list[str]:
     return [sys.executable, "-m", "labkit.nsexec", ns, *view, "--", *argv]
 
 
-def run(ns: str, argv: list[str], *, view=(), env=None, timeout: float | None = 60,
-        check: bool = False, input: str | None = None) -> subprocess.CompletedProcess:
+def run(ns: str, argv: list[str], *, view: Sequence[str] = (), env: Mapping[str, str] | None = None,
+        timeout: float | None = 60, check: bool = False, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command inside `ns` and collect its output (text)."""
     r = subprocess.run(nsexec_argv(ns, argv, view), capture_output=True, text=True,
                        env=env, timeout=timeout, input=input,
@@ -144,11 +148,11 @@ def run(ns: str, argv: list[str], *, view=(), env=None, timeout: float | None = 
 class Netlink:
     """One pyroute2 IPRoute socket per namespace, all used from one worker thread."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="labkit-netlink")
-        self._sockets: dict = {}
+        self._sockets: dict[str, tuple[int | None, Any]] = {}  # ns -> (its inode, pyroute2 IPRoute)
 
-    def _socket(self, ns: str):
+    def _socket(self, ns: str) -> Any:
         """The cached socket for `ns` (stale ones are pruned first: a node's docker
         removes container namespaces itself, and a name can be used again)."""
         from pyroute2 import IPRoute
@@ -173,9 +177,9 @@ class Netlink:
             if inode(name) != ino:
                 self._close(name)
 
-    def call(self, ns: str, fn, *args, **kwargs):
+    def call(self, ns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run fn(ipr, *args, **kwargs) with a socket inside `ns`; return its result."""
-        def job():
+        def job() -> T:
             self._prune()
             return fn(self._socket(ns), *args, **kwargs)
         if threading.current_thread().name.startswith("labkit-netlink"):
@@ -198,7 +202,8 @@ def write_sysctl(ns: str, key: str, value: str) -> None:
     /proc/sys/net follows the network namespace of the *thread* that opens it, so the
     netlink worker thread steps into `ns`, writes, and steps back.
     """
-    def job(_ipr):
+    def job(_ipr: Any) -> None:
+
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         target = os.open(os.path.join(NETNS_DIR, ns), os.O_RDONLY)
         try:

@@ -13,7 +13,10 @@ import shlex
 import sys
 
 from . import netns
-from .etcd import CLIENT_PORT, etcd_argv
+from .docker.containers import daemon_info
+from .errors import LabError
+from .etcd import CLIENT_PORT, etcd_argv, http_request, mount_data_dir
+from .flannel.subnetenv import read_subnet_file
 from .services import Service
 from .spec import LabSpec
 from .state import LabState
@@ -33,7 +36,7 @@ FLANNEL_ETCD_ENDPOINTS="{endpoints}"
 FLANNEL_ETCD_PREFIX="{prefix}"
 
 # Any additional options for flanneld
-FLANNEL_OPTIONS="-iface=eth0"
+FLANNEL_OPTIONS="{options}"
 """
 
 
@@ -70,7 +73,8 @@ class Node:
             f.write(self.name + "\n")
         with open(self.dir("etc", "upper", "sysconfig", "flanneld"), "w") as f:
             f.write(SYSCONFIG_FLANNELD.format(endpoints=f"http://{self.master_ip}:{CLIENT_PORT}",
-                                              prefix=self.spec.prefix))
+                                              prefix=self.spec.prefix,
+                                              options=" ".join(self.spec.flanneld_options(self.name))))
 
     def view(self, hostname: str | None = None) -> list[str]:
         """labkit.nsexec options: the node's /run/flannel, its /etc overlay, its hostname."""
@@ -119,7 +123,6 @@ class Node:
     # -- services -------------------------------------------------------------------------
     def flanneld_argv(self) -> list[str]:
         """What flanneld.service runs: flags from /etc/sysconfig/flanneld, read at each start."""
-        from .flannel.subnetenv import read_subnet_file
         conf = read_subnet_file(self.etc_file("sysconfig", "flanneld"))
         module = "labkit.flannel.legacy.daemon" if self.spec.flavour == "legacy" else "labkit.flannel.daemon"
         argv = [sys.executable, "-m", module,
@@ -169,7 +172,6 @@ class Node:
         elif name == "etcd" and self.is_master:
             argv = etcd_argv(self.state.name, self.state.path("etcd"), str(self.public_ip))
         else:
-            from .errors import LabError
             raise LabError(f"Unit {name}.service not found.")
         svc = Service(name=name, ns=self.ns, argv=argv,
                       log_path=self.dir("log", f"{name}.log"), pid_path=self.dir("pid", f"{name}.pid"),
@@ -181,7 +183,6 @@ class Node:
         if name == "flanneld":
             svc.post_start = self.exec_start_post_flanneld
         if name == "etcd":
-            from .etcd import mount_data_dir
             svc.prepare = lambda: mount_data_dir(self.state)
         return svc
 
@@ -198,13 +199,11 @@ class Node:
             before = mtime()
             return lambda: mtime() not in (None, before)
         if name == "docker":
-            from .docker.containers import daemon_info
 
             def docker_ready():
                 info = daemon_info(self.state, self.name)
                 return bool(info) and info["pid"] == svc.pid()
             return docker_ready
-        from .etcd import http_request
 
         def etcd_ready():
             try:
@@ -218,7 +217,6 @@ class Node:
         return (["etcd"] if self.is_master else []) + list(SERVICE_NAMES)
 
     def subnet_env(self) -> dict:
-        from .flannel.subnetenv import read_subnet_file
         try:
             return read_subnet_file(self.subnet_file)
         except FileNotFoundError:

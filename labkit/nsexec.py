@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -43,18 +44,18 @@ def enter_net(fd: int) -> int:
     return 0 if _libc.setns(fd, CLONE_NEWNET) == 0 else ctypes.get_errno()
 
 
-def _check(ret, what):
+def _check(ret: int, what: str) -> None:
     if ret != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def _mount(src, dst, fstype, flags):
+def _mount(src: str | None, dst: str, fstype: str | None, flags: int) -> None:
     _check(_libc.mount(src and src.encode(), dst.encode(),
                        fstype and fstype.encode(), flags, None), f"mount {dst}")
 
 
-def _mountpoints():
+def _mountpoints() -> Iterator[str]:
     """Mount points of this mount namespace (field 5 of /proc/self/mountinfo)."""
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -62,12 +63,13 @@ def _mountpoints():
             yield re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), raw)
 
 
-def _has_etc_overlay(upper):
+def _has_etc_overlay(upper: str) -> bool:
     with open("/proc/self/mountinfo") as f:
         return any(line.split()[4] == "/etc" and f"upperdir={upper}," in line + "," for line in f)
 
 
-def enter(netns, binds=(), etc=None, hostname=None):
+def enter(netns: str, binds: Iterable[tuple[str, str]] = (), etc: tuple[str, str] | None = None,
+          hostname: str | None = None) -> None:
     """Move the calling process into `netns` with a private view of `binds`.
 
     `binds` is a list of (source_dir, target_dir). Missing target directories are
@@ -105,7 +107,8 @@ def enter(netns, binds=(), etc=None, hostname=None):
         _check(_libc.sethostname(name, len(name)), "sethostname")
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" not in argv or not argv:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)

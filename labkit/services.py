@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 from . import netns
 from .errors import LabError
+from .zygote import request
 
 
 def _starttime(pid: int) -> str | None:
@@ -193,7 +194,6 @@ class Service:
         """Start a `python -m labkit...daemon` service as a fork of the lab's zygote."""
         if not self.zygote or self.argv[1:2] != ["-m"] or not os.path.exists(self.zygote):
             return None
-        from .zygote import request
         try:
             return request(self.zygote, {"name": self.name, "module": self.argv[2], "args": self.argv[3:],
                                          "netns": self.ns, "view": self.view, "env": self.env,

@@ -14,7 +14,12 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import LabError
 from .flannel.backends.catalogue import (
-    KERNEL_LINK_TYPES, SUPPORTED_BACKENDS, is_known_backend, kernel_reason, unavailable_reason)
+    KERNEL_LINK_TYPES,
+    SUPPORTED_BACKENDS,
+    is_known_backend,
+    kernel_reason,
+    unavailable_reason,
+)
 from .flannel.config import ConfigError, go_parse_cidr, parse_config
 
 LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
@@ -46,6 +51,13 @@ MAX_NODES = 1000
 # (/23, /22 = 192.168.48.0/22, /21, /20).
 DEFAULT_UNDERLAY = "192.168.50.0/24"
 WIDEST_DEFAULT_UNDERLAY = 20
+# Underlay knobs: the fixed addresses of the lab's pretend outer world (inside the lab only).
+VBOX_NAT = ipaddress.IPv4Network("10.0.2.0/24")       # every node's eth0 with --nics 2
+VBOX_NODE, VBOX_GATEWAY = "10.0.2.15/24", "10.0.2.2"   # VirtualBox NAT's guest and gateway
+NAT_PRIVATE = ipaddress.IPv4Network("100.64.0.0/10")  # the private links behind --nat routers
+OUTSIDE_NET = ipaddress.IPv4Network("203.0.113.0/24")  # TEST-NET-3: <lab>-outside and the router
+OUTSIDE_HOST, OUTSIDE_ROUTER = "203.0.113.1", "203.0.113.254"
+IFACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")       # a Linux interface name, or an IPv4 address
 
 
 def _shown(value, limit: int = 40) -> str:
@@ -54,25 +66,25 @@ def _shown(value, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit - 5] + "...'"
 
 
-def check_lab_name(name: str) -> str:
-    if not isinstance(name, str) or not LAB_NAME_RE.match(name):
-        raise LabError(f"invalid lab name {_shown(name)}: use 1-12 lower-case letters and digits, "
-                       "starting with a letter (it prefixes every namespace of the lab)", field="name")
+def _check_name(name: str, pattern: re.Pattern[str], what: str, rule: str, fieldname: str) -> str:
+    """One clear line for a name that will reach a command line or a file path."""
+    if not isinstance(name, str) or not pattern.match(name):
+        raise LabError(f"invalid {what} name {_shown(name)}: {rule}", field=fieldname)
     return name
+
+
+def check_lab_name(name: str) -> str:
+    return _check_name(name, LAB_NAME_RE, "lab", "use 1-12 lower-case letters and digits, starting with a "
+                       "letter (it prefixes every namespace of the lab)", "name")
 
 
 def check_node_name(name: str) -> str:
-    if not isinstance(name, str) or not NODE_NAME_RE.match(name):
-        raise LabError(f"invalid node name {_shown(name)}: nodes are called master, node1, node2, ...",
-                       field="node")
-    return name
+    return _check_name(name, NODE_NAME_RE, "node", "nodes are called master, node1, node2, ...", "node")
 
 
 def check_container_name(name: str) -> str:
-    if not isinstance(name, str) or not CONTAINER_NAME_RE.match(name):
-        raise LabError(f"invalid container name {_shown(name)}: use up to 32 of [a-zA-Z0-9_.-], "
-                       "starting with a letter or digit", field="container")
-    return name
+    return _check_name(name, CONTAINER_NAME_RE, "container", "use up to 32 of [a-zA-Z0-9_.-], starting with "
+                       "a letter or digit", "container")
 
 
 def node_name(index: int) -> str:
@@ -84,11 +96,14 @@ def node_names(count: int) -> list[str]:
     return [node_name(i) for i in range(count)]
 
 
-def _room_problem(net: ipaddress.IPv4Network, nodes: int, segments: int) -> str | None:
-    """Why `nodes` nodes dealt over `segments` segments do not fit in `net` (None: they fit)."""
+def _room_problem(net: ipaddress.IPv4Network, nodes: int, segments: int, router: bool = False) -> str | None:
+    """Why `nodes` nodes dealt over `segments` segments do not fit in `net` (None: they fit).
+    `router`: a one-segment underlay that also holds the router (--outside)."""
     if segments <= 1:
-        if net.num_addresses - 2 < nodes:
-            return f"underlay {net} has room for {max(net.num_addresses - 2, 0)} nodes, {nodes} asked"
+        room = net.num_addresses - (3 if router else 2)
+        if room < nodes:
+            return f"underlay {net} has room for {max(room, 0)} nodes{' and the router' if router else ''}, " \
+                   f"{nodes} asked"
         return None
     bits = (segments - 1).bit_length()
     if net.prefixlen + bits > 29:
@@ -100,12 +115,12 @@ def _room_problem(net: ipaddress.IPv4Network, nodes: int, segments: int) -> str 
     return None
 
 
-def default_underlay(nodes: int, segments: int = 1) -> str:
+def default_underlay(nodes: int, segments: int = 1, router: bool = False) -> str:
     """DEFAULT_UNDERLAY, or the smallest block around it (up to a /20) that holds the nodes."""
     base = ipaddress.IPv4Network(DEFAULT_UNDERLAY)
     for prefix in range(base.prefixlen, WIDEST_DEFAULT_UNDERLAY - 1, -1):
         net = base.supernet(new_prefix=prefix)
-        if _room_problem(net, nodes, segments) is None:
+        if _room_problem(net, nodes, segments, router) is None:
             return str(net)
     return str(base.supernet(new_prefix=WIDEST_DEFAULT_UNDERLAY))
 
@@ -152,6 +167,16 @@ class LabSpec:
     extra_config: dict = field(default_factory=dict)
     segments: int = 1                 # L2 segments of the underlay, joined by <lab>-router
     docker_version: str | None = None  # a DOCKER_PROFILES key; None: DEFAULT_DOCKER of the flavour
+    # -- underlay knobs (README "Underlay knobs"); all plain data, so a scenario file can set them
+    node_mtu: dict = field(default_factory=dict)   # {"node1": 1400}: that node's uplink MTU, both ends
+    router_mtu: int | None = None     # MTU of every link of <lab>-router, both ends
+    router_drop_icmp: bool = False    # the router drops the ICMP frag-needed it sends: a PMTU black hole
+    nics: int = 1                     # 2: eth0 is a VirtualBox-NAT-like 10.0.2.15 link, eth1 the underlay
+    iface: str | None = None          # flanneld -iface (None: eth0 with one NIC, none with two)
+    nat: list = field(default_factory=list)        # nodes behind their own NAT router <lab>-nat-NODE
+    nat_public_ip: bool = False       # flanneld on those nodes gets -public-ip=<the NAT's outside address>
+    outside: bool = False             # <lab>-outside (203.0.113.1) behind the router; nodes route to it
+    ip_masq: bool = False             # flanneld -ip-masq
 
     # -- derived views -------------------------------------------------------------
     @property
@@ -170,7 +195,7 @@ class LabSpec:
 
     def underlay_net(self) -> ipaddress.IPv4Network:
         if self.underlay is None:
-            return ipaddress.IPv4Network(default_underlay(self.nodes, self.segments))
+            return ipaddress.IPv4Network(default_underlay(self.nodes, self.segments, self.outside is True))
         return ipaddress.IPv4Network(self.underlay)
 
     def public_ip(self, index: int) -> ipaddress.IPv4Address:
@@ -198,6 +223,38 @@ class LabSpec:
         """Node i's eth0 address with its segment's prefix length."""
         net = self.segment_nets()[self.segment_of(index)]
         return ipaddress.IPv4Interface(f"{self.public_ip(index)}/{net.prefixlen}")
+
+    @property
+    def has_router(self) -> bool:
+        """<lab>-router exists with several segments, or to reach the outside network."""
+        return self.segments > 1 or self.outside
+
+    def uplink_ifname(self) -> str:
+        """The node's NIC on the cluster network: eth1 when eth0 is the Vagrant-like NAT link."""
+        return "eth1" if self.nics == 2 else "eth0"
+
+    def link_mtu(self, node: str) -> int:
+        """A node's uplink MTU: its own (node_mtu) or the lab's."""
+        return int(self.node_mtu.get(node, self.mtu))
+
+    def nat_private(self, index: int) -> tuple[ipaddress.IPv4Interface, ipaddress.IPv4Address]:
+        """(node's eth0, its NAT gateway) on node i's private link behind its NAT router:
+        100.64.i.0/24 counted in /24s from 100.64.0.0 (RFC 6598 shared space, a carrier NAT's)."""
+        net = ipaddress.IPv4Network((int(NAT_PRIVATE.network_address) + 256 * index, 24))
+        return ipaddress.IPv4Interface(f"{net.network_address + 2}/24"), net.network_address + 1
+
+    def flanneld_options(self, node: str) -> list[str]:
+        """FLANNEL_OPTIONS in the node's /etc/sysconfig/flanneld (every token validated)."""
+        opts = []
+        if self.iface:
+            opts.append(f"-iface={self.iface}")
+        elif self.nics == 1:
+            opts.append("-iface=eth0")  # with two NICs, flannel's default: the default route's
+        if self.nat_public_ip and node in self.nat:
+            opts.append(f"-public-ip={self.public_ip(self.node_names.index(node))}")
+        if self.ip_masq:
+            opts.append("-ip-masq")
+        return opts
 
     def router_ip(self, segment: int) -> ipaddress.IPv4Address:
         """The router's address on a segment: the last usable one of its slice."""
@@ -247,13 +304,16 @@ class LabSpec:
         if self.segments > self.nodes:
             raise LabError(f"{self.segments} segments need at least {self.segments} nodes", field="segments")
         if self.underlay is None:
-            self.underlay = default_underlay(self.nodes, self.segments)
+            self.underlay = default_underlay(self.nodes, self.segments, self.outside is True)
         under = _parse_underlay(self.underlay)
-        problem = _room_problem(under, self.nodes, self.segments)
+        if not isinstance(self.outside, bool):
+            raise LabError(f"outside must be true or false, got {_shown(self.outside)}", field="outside")
+        problem = _room_problem(under, self.nodes, self.segments, self.outside)
         if problem:
             raise LabError(problem, field="underlay")
         if not _is_int(self.mtu) or not 576 <= self.mtu <= 9000:
             raise LabError(f"underlay MTU must be between 576 and 9000, got {_shown(self.mtu)}", field="mtu")
+        self._validate_knobs(under)
         if self.flavour not in FLAVOURS:
             raise LabError(f"unknown flannel flavour {_shown(self.flavour)}; choose one of {', '.join(FLAVOURS)}",
                            field="flavour")
@@ -296,6 +356,7 @@ class LabSpec:
             cfg = parse_config(self.network_config_json())
         except ConfigError as e:
             raise LabError(f"invalid network config: {e}", field=_config_field(str(e), self)) from None
+        assert cfg.network is not None  # the lab's config always has an IPv4 Network
         self.network = str(cfg.network)  # what flannel works with (host bits dropped)
         _check_usable(cfg.network, "Network", "network")
         _check_usable(under, "underlay", "underlay")
@@ -307,7 +368,66 @@ class LabSpec:
                            f"backend {cfg.backend_type!r} needs --flavour modern", field="flavour")
         if under.overlaps(cfg.network):
             raise LabError(f"the flannel Network {cfg.network} overlaps the underlay {under}", field="network")
+        for block, what in self._knob_blocks():
+            if block.overlaps(ipaddress.IPv4Network(self.network)):
+                raise LabError(f"the flannel Network {cfg.network} overlaps the addresses of {what}",
+                               field="network")
         return self
+
+    def _validate_knobs(self, under: ipaddress.IPv4Network) -> None:
+        """The underlay knobs: each bad value is one line naming its field."""
+        for name in ("router_drop_icmp", "nat_public_ip", "ip_masq"):
+            if not isinstance(getattr(self, name), bool):
+                raise LabError(f"{name} must be true or false, got {_shown(getattr(self, name))}", field=name)
+        if not isinstance(self.node_mtu, dict):
+            raise LabError("--node-mtu must map node names to MTUs, e.g. node1=1400", field="node_mtu")
+        for node, mtu in self.node_mtu.items():
+            if node not in self.node_names:
+                raise LabError(f"--node-mtu: no node {_shown(node)} in a lab of {self.nodes} nodes "
+                               f"({', '.join(self.node_names[:4])}{', ...' if self.nodes > 4 else ''})",
+                               field="node_mtu")
+            if not _is_int(mtu) or not 576 <= mtu <= 9000:
+                raise LabError(f"--node-mtu: {node}'s MTU must be between 576 and 9000, got {_shown(mtu)}",
+                               field="node_mtu")
+        if self.router_mtu is not None:
+            if not _is_int(self.router_mtu) or not 576 <= self.router_mtu <= 9000:
+                raise LabError(f"--router-mtu must be between 576 and 9000, got {_shown(self.router_mtu)}",
+                               field="router_mtu")
+            if not self.has_router:
+                raise LabError("--router-mtu needs a router: add --segments 2 (or --outside)", field="router_mtu")
+        if self.router_drop_icmp and not self.has_router:
+            raise LabError("--router-drop-icmp needs a router: add --segments 2 (or --outside)",
+                           field="router_drop_icmp")
+        if not _is_int(self.nics) or self.nics not in (1, 2):
+            raise LabError(f"--nics must be 1 or 2, got {_shown(self.nics)}", field="nics")
+        if self.iface is not None and (not isinstance(self.iface, str) or not IFACE_RE.match(self.iface)):
+            raise LabError(f"invalid --iface {_shown(self.iface)}: an interface name (eth1) or an IPv4 address",
+                           field="iface")
+        if not isinstance(self.nat, list) or not all(isinstance(n, str) for n in self.nat):
+            raise LabError("--nat must be a list of node names", field="nat")
+        for node in self.nat:
+            if node not in self.node_names:
+                raise LabError(f"--nat: no node {_shown(node)} in a lab of {self.nodes} nodes", field="nat")
+            if node == "master":
+                raise LabError("--nat: the master stays on the underlay (every node reaches etcd on its "
+                               "address); put node1, node2, ... behind a NAT", field="nat")
+        if len(set(self.nat)) != len(self.nat):
+            raise LabError("--nat: a node is named twice", field="nat")
+        if self.nat_public_ip and not self.nat:
+            raise LabError("--nat-public-ip needs a node behind a NAT (--nat node1)", field="nat_public_ip")
+        if self.nics == 2 and (self.nat or self.outside):
+            raise LabError("--nics 2 gives every node a default route via its NAT link (10.0.2.2); it cannot "
+                           "be combined with --nat or --outside", field="nics")
+        for block, what in self._knob_blocks():
+            if block.overlaps(under):
+                raise LabError(f"the underlay {under} overlaps the addresses of {what}", field="underlay")
+
+    def _knob_blocks(self) -> list[tuple[ipaddress.IPv4Network, str]]:
+        """The fixed address blocks the knobs in use put into the lab: (block, which knob)."""
+        used = [(VBOX_NAT, "--nics 2 (10.0.2.0/24)", self.nics == 2),
+                (NAT_PRIVATE, "--nat (100.64.0.0/10)", bool(self.nat)),
+                (OUTSIDE_NET, "--outside (203.0.113.0/24)", self.outside)]
+        return [(block, what) for block, what, on in used if on]
 
     def check_kernel(self) -> "LabSpec":
         """The kernel probe, a step of its own: can this kernel make the backend's device?
@@ -324,6 +444,21 @@ class LabSpec:
         if why:
             raise LabError(f"backend {why}", field="backend")
         return self
+
+def parse_node_values(items: list[str] | None, flag: str) -> dict[str, int]:
+    """CLI `NODE=N` pairs (--node-mtu node1=1400) as a dict; LabSpec.validate checks the values."""
+    out: dict[str, int] = {}
+    for item in items or []:
+        node, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[node] = int(value)
+        except ValueError:
+            raise LabError(f"{flag} takes NODE=NUMBER, e.g. node1=1400; got {_shown(item)}",
+                           field=flag.lstrip("-").replace("-", "_")) from None
+    return out
+
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)

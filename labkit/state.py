@@ -27,6 +27,7 @@ import os
 import shutil
 import time
 
+from . import netns
 from .errors import LabError
 from .spec import LabSpec, check_lab_name
 
@@ -226,7 +227,6 @@ def leftovers(name: str, base: str | None = None) -> dict:
     nothing is left. Kinds: netns (with the lab's prefix), state (its folder), lock (its
     lock file), mounts (anywhere whose source or path is the lab's), processes (any
     process started for the lab: their environment carries LABKIT_LAB=<name>)."""
-    from . import netns
     state = LabState(name, base)
     out = {"netns": [n for n in netns.list_names() if n.startswith(state.prefix)],
            "state": [state.dir] if os.path.exists(state.dir) else [],

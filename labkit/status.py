@@ -10,8 +10,11 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import netns
+from .flannel.backends.footprint import device_name
+from .flannel.config import decode_config
 from .flannel.ip import AF_BRIDGE, AF_INET, NUD_PERMANENT, RT_TABLE_MAIN, RTNH_F_ONLINK
 
 
@@ -24,7 +27,7 @@ def _link_addrs(ipr, ifname: str) -> list[str]:
 
 def kernel_state(ipr, device: str) -> dict:
     """flannel's footprint in one node: the device, its ARP/FDB entries, the routes."""
-    out = {"device": None, "arp": [], "fdb": [], "routes": [], "docker0": _link_addrs(ipr, "docker0")}
+    out: dict[str, Any] = {"device": None, "arp": [], "fdb": [], "routes": [], "docker0": _link_addrs(ipr, "docker0")}
     idx = ipr.link_lookup(ifname=device)
     if idx:
         link = ipr.link("get", index=idx[0])[0]
@@ -45,7 +48,7 @@ def kernel_state(ipr, device: str) -> dict:
             if n.get_attr("NDA_DST"):
                 out["fdb"].append({"mac": n.get_attr("NDA_LLADDR"), "dst": n.get_attr("NDA_DST"),
                                    "permanent": bool(n["state"] & NUD_PERMANENT)})
-    names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
+    names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
     for r in ipr.get_routes(family=AF_INET):
         dst = r.get_attr("RTA_DST")
         if dst is None or r.get_attr("RTA_TABLE") != RT_TABLE_MAIN:
@@ -60,7 +63,6 @@ def json_network(config: str | None) -> ipaddress.IPv4Network | None:
     """The Network of a flannel config JSON (any key case, as Go reads it), or None."""
     if not config:
         return None
-    from .flannel.config import decode_config
     return decode_config(config).network
 
 
@@ -165,7 +167,6 @@ def lab_status(lab) -> LabStatus:
             network = json_network(lab.network_config()) or network
         except ValueError:
             pass
-    from .flannel.backends.footprint import device_name
     nodes = []
     for node in lab.nodes:
         sn, lease = by_ip.get(str(node.public_ip), (None, None))

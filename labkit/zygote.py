@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import sys
+from typing import Any
 
 SOCKET_NAME = "zygote.sock"
 PRELOAD = ("etcd3", "etcd3.events", "grpc", "pyroute2", "pyroute2.netlink.rtnl", "urllib.request",
@@ -34,7 +35,7 @@ _exit_paths: dict[int, str] = {}
 _early: dict[int, int] = {}  # statuses reaped before their pid was registered
 
 
-def request(sock_path: str, req: dict, timeout: float = 10.0) -> int:
+def request(sock_path: str, req: dict[str, Any], timeout: float = 10.0) -> int:
     """Ask the zygote at `sock_path` to start a service; returns the child's pid."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
@@ -46,7 +47,7 @@ def request(sock_path: str, req: dict, timeout: float = 10.0) -> int:
     return answer["pid"]
 
 
-def _child(req: dict) -> None:
+def _child(req: dict[str, Any]) -> None:
     """In the forked child: become the service, never return."""
     try:
         os.setsid()

@@ -79,7 +79,7 @@ def _write(path: str, rec: Container) -> None:
 
 
 def list_all(state: LabState, node: str) -> list[Container]:
-    out = []
+    out: list[Container] = []
     try:
         names = sorted(os.listdir(_records_dir(state, node)))
     except FileNotFoundError:

@@ -27,6 +27,9 @@ import sys
 import threading
 import time
 
+from ..flannel.subnetenv import read_subnet_file
+from ..state import LabState
+from . import containers
 from .opts import bip_and_mtu
 
 DEFAULT_BIP = ipaddress.IPv4Interface("172.17.0.1/16")
@@ -42,7 +45,6 @@ def log(msg: str) -> None:
 
 def network_options(subnet_file: str = SUBNET_FILE):
     """(bip, mtu) as mk-docker-opts.sh would derive them from a subnet.env, or the defaults."""
-    from ..flannel.subnetenv import read_subnet_file
     try:
         env = read_subnet_file(subnet_file)
     except FileNotFoundError:
@@ -124,8 +126,6 @@ def main(argv=None) -> int:
     p.add_argument("--iptables", type=_bool, default=True, help="program iptables (default true)")
     args = p.parse_args(argv)
 
-    from . import containers
-    from ..state import LabState
     state = LabState(args.lab)
 
     stopping = threading.Event()

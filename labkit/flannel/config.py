@@ -675,6 +675,7 @@ def check_network_config(cfg: Config) -> None:
         _check_ipv6(cfg)
 
 
+# The IPv4 half above, repeated for IPv6 as flannel's CheckNetworkConfig repeats it (pkg/subnet/config.go).
 def _check_ipv6(cfg: Config) -> None:
     """The IPv6 half of CheckNetworkConfig (default /64, minimum /124).
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterable
 
 from .session import cleanup_labs
 
 
-def execute_notebooks(paths, timeout: int = 300) -> None:
+def execute_notebooks(paths: Iterable[str], timeout: int = 300) -> None:
     """Run each notebook top to bottom in a fresh kernel and write it back, outputs included;
     whatever labs its kernel left behind are removed afterwards."""
+    # imported here, not at the top: nbclient takes ~2.0 s to import (python -X importtime) and
+    # labkit.jupyter, which every notebook kernel imports at start, imports this module
     import nbformat
     from nbclient import NotebookClient
     for path in paths:
@@ -31,8 +34,8 @@ def execute_notebooks(paths, timeout: int = 300) -> None:
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--reap"]:          # the reaper of notebook kernels started before the move
-        from .session import _main
-        _main(argv)
+        from .session import main as session_main
+        session_main(argv)
     else:
         execute_notebooks(argv)
 

@@ -20,25 +20,44 @@ Options, before the node: ``--lab NAME`` (another running lab), ``--timeout SECO
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Protocol, TypedDict
+
+from IPython.core.magic import no_var_expand
 
 from ..errors import LabError
+from ..lab import Lab
+from .session import current
+from .session import use as session_use
 
 USAGE = "usage: %node [--lab NAME] [--timeout SECONDS] NODE COMMAND...   (NODE: master, node1, node1/c1)"
 
 
-def use(lab):
+class NodeOptions(TypedDict, total=False):
+    """The options of a %node line (parse_line)."""
+    lab: str
+    timeout: float
+
+
+class MagicRegistry(Protocol):
+    """What load_ipython_extension uses of IPython's InteractiveShell (typeshed types its
+    functools.wraps-ed register_magic_function as a plain function, not a method)."""
+    def register_magic_function(self, func: Callable[..., None], magic_kind: str = ...,
+                                magic_name: str | None = ...) -> None: ...
+
+
+def use(lab: Lab) -> Lab:
     """Make `lab` the one %node talks to."""
-    from .session import use as _use
-    return _use(lab)
+    return session_use(lab)
 
 
-def parse_line(line: str) -> tuple[dict, str, str]:
+def parse_line(line: str) -> tuple[NodeOptions, str, str]:
     """'--lab x node1 ip route' -> ({'lab': 'x'}, 'node1', 'ip route').
 
     Only the options and the node are split off; the rest of the line is kept
     byte for byte (quotes, braces and all) for the node's shell.
     """
-    opts: dict = {}
+    opts: NodeOptions = {}
     rest = line.strip()
     while rest.startswith("--"):
         flag, _, rest = rest.partition(" ")
@@ -62,11 +81,10 @@ def parse_line(line: str) -> tuple[dict, str, str]:
     return opts, target, command.strip()
 
 
-def run(target: str, command: str, lab=None, timeout: float = 60) -> None:
+def run(target: str, command: str, lab: Lab | None = None, timeout: float = 60) -> None:
     """Run `command` on `target` and print its stdout and stderr (and `[exit N]` when it
     fails): what %node does, for a command line built in Python."""
     if lab is None:
-        from .session import current
         lab = current()
     if not command.strip():
         raise LabError(f"nothing to run on {target}; {USAGE}")
@@ -81,9 +99,8 @@ def run(target: str, command: str, lab=None, timeout: float = 60) -> None:
     sys.stderr.flush()
 
 
-def _lab_for(opts):
+def _lab_for(opts: NodeOptions) -> Lab | None:
     if "lab" in opts:
-        from ..lab import Lab
         return Lab.attach(opts["lab"])
     return None
 
@@ -106,8 +123,8 @@ def node_cell(line: str, cell: str) -> None:
         print(f"labkit: {e}", file=sys.stderr)
 
 
-def load_ipython_extension(ipython) -> None:
-    from IPython.core.magic import no_var_expand
+def load_ipython_extension(ipython: MagicRegistry) -> None:
+
     node_line.__doc__ = node_cell.__doc__ = __doc__
     ipython.register_magic_function(no_var_expand(node_line), "line", "node")
     ipython.register_magic_function(no_var_expand(node_cell), "cell", "node")

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..errors import LabError
 from ..flannel.backends import catalogue
+from ..flannel.config import (
+    ConfigError,
+    parse_config,
+    subnet_len_bounds,
+    unknown_backend_message,
+    validate_network_cidr,
+)
+
+if TYPE_CHECKING:
+    from ..spec import LabSpec
 
 MAX_PANEL_NODES = 8
 
@@ -21,24 +32,36 @@ def backend_choices() -> list[tuple[str, bool, str]]:
     return [(c.name, c.usable, c.why) for c in catalogue.backend_choices()]
 
 
+class FormValues(TypedDict):
+    """The config form's fields, as make_spec and check_form take them (keywords)."""
+    network: str
+    subnet_len: int | None
+    backend: str
+    vni: int | None
+    port: int | None
+    direct_routing: bool
+    nodes: int
+
+
 @dataclass
 class FormCheck:
+
     """The result of checking the form: per-field errors, the config, what flannel derives."""
-    errors: dict = field(default_factory=dict)      # field -> message
-    config: dict | None = None
+    errors: dict[str, str] = field(default_factory=dict)      # field -> message
+    config: dict[str, Any] | None = None
     config_json: str = ""
-    subnet_len_bounds: tuple | None = None          # (min, max) SubnetLen for this Network
+    subnet_len_bounds: tuple[int, int] | None = None          # (min, max) SubnetLen for this Network
     effective_subnet_len: int | None = None         # what flannel will use (default filled in)
     subnets: int | None = None                      # how many subnets SubnetMin..SubnetMax hold
-    warnings: list = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
 
-def make_spec(lab_spec, *, network: str, subnet_len: int | None, backend: str, vni: int | None,
-              port: int | None, direct_routing: bool, nodes: int):
+def make_spec(lab_spec: LabSpec, *, network: str, subnet_len: int | None, backend: str, vni: int | None,
+              port: int | None, direct_routing: bool, nodes: int) -> LabSpec:
     """The lab's spec with the form's values (None/0 SubnetLen, VNI, Port = flannel's default)."""
     if not vni or (vni == 1 and lab_spec.vni is None):
         vni = None                      # flannel's default VNI 1: not written to the config
@@ -47,10 +70,10 @@ def make_spec(lab_spec, *, network: str, subnet_len: int | None, backend: str, v
         port=port or None, direct_routing=bool(direct_routing), nodes=nodes)
 
 
-def check_form(lab_spec, *, network: str, subnet_len: int | None, backend: str, vni: int | None,
+def check_form(lab_spec: LabSpec, *, network: str,
+ subnet_len: int | None, backend: str, vni: int | None,
                port: int | None, direct_routing: bool, nodes: int) -> FormCheck:
     """Check the form as the user types: flannel's messages, field by field."""
-    from ..flannel.config import ConfigError, parse_config, subnet_len_bounds, validate_network_cidr
     res = FormCheck()
     net = None
     try:
@@ -60,7 +83,6 @@ def check_form(lab_spec, *, network: str, subnet_len: int | None, backend: str, 
         res.errors["network"] = str(e)
     choices = {name: (ok, why) for name, ok, why in backend_choices()}
     if backend not in choices:
-        from ..flannel.config import unknown_backend_message
         res.errors["backend"] = unknown_backend_message(backend)
     elif not choices[backend][0]:
         res.errors["backend"] = choices[backend][1]
@@ -73,6 +95,7 @@ def check_form(lab_spec, *, network: str, subnet_len: int | None, backend: str, 
             cfg = parse_config(res.config_json)
             res.effective_subnet_len = cfg.subnet_len
             size = 1 << (32 - cfg.subnet_len)
+            assert cfg.subnet_min is not None and cfg.subnet_max is not None  # parse_config fills them in
             res.subnets = (int(cfg.subnet_max) - int(cfg.subnet_min)) // size + 1
         except ConfigError as e:
             res.errors["subnet_len" if subnet_len else "network"] = str(e)

@@ -17,13 +17,21 @@ A notebook starts with ``lab = start("nb01", nodes=2, seed=1)`` and ends with
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import json
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from .. import netns
 from ..errors import LabError
+from ..lab import Lab, clean
+from ..spec import LabSpec
+from ..state import LabState, list_labs
 from .tables import Table, result_table
 
 NOTEBOOK_LAB = re.compile(r"^nb[0-9]{2}[a-z0-9]*$")
@@ -31,6 +39,7 @@ NOTEBOOK_LAB = re.compile(r"^nb[0-9]{2}[a-z0-9]*$")
 # nb01x1a2b3, ..., so two runs on one machine never touch each other's labs (the sanitize
 # file maps the names back for nbval).
 SUFFIX_RE = re.compile(r"^(x[0-9a-f]{5})?$")
+T = TypeVar("T")
 
 
 def _suffix() -> str:
@@ -40,11 +49,11 @@ def _suffix() -> str:
     return suffix
 
 
-def notebook_labs():
+def notebook_labs() -> re.Pattern[str]:
     """The names this run's notebooks use (nb00, nb07l, ... with this run's suffix)."""
     return re.compile(r"^nb[0-9]{2}[a-z]?" + re.escape(_suffix()) + "$")
-_current = None
-_owned: dict = {}
+_current: Lab | None = None
+_owned: dict[str, Lab] = {}
 
 
 # -- the lab of a notebook ------------------------------------------------------------------
@@ -60,7 +69,6 @@ BUILT_BY = "notebook kernel"
 def check_removable(name: str, asked: str | None = None) -> None:
     """Raise LabError unless lab `name` may be replaced by this kernel: it does not
     exist, this kernel built it, or the notebook kernel that built it is gone."""
-    from ..state import LabState
     state = LabState(name)
     if not state.exists():
         return                          # nothing, or a crash's debris: clean() is safe
@@ -79,12 +87,9 @@ def check_removable(name: str, asked: str | None = None) -> None:
                    f"yourself with `labkit down --name {name}`")
 
 
-def start(name: str, quiet: bool = False, spec=None, **fields):
+def start(name: str, quiet: bool = False, spec: LabSpec | None = None, **fields: Any) -> Lab:
     """Build the notebook's lab `name` (LabSpec fields as keywords, or a whole `spec`
     such as ``blog_spec(...)``) and return it."""
-    import dataclasses
-    from ..lab import Lab, clean
-    from ..spec import LabSpec
     asked, name = name, name + _suffix() if NOTEBOOK_LAB.match(name) else name
     spec = dataclasses.replace(spec, name=name, **fields) if spec is not None else LabSpec(name=name, **fields)
     spec.validate()
@@ -99,14 +104,14 @@ def start(name: str, quiet: bool = False, spec=None, **fields):
     return lab
 
 
-def _state_inode(lab) -> int | None:
+def _state_inode(lab: Lab) -> int | None:
     try:
         return os.stat(lab.state.dir).st_ino
     except OSError:
         return None
 
 
-def _start_reaper(lab) -> None:
+def _start_reaper(lab: Lab) -> None:
     """A tiny watcher that removes the lab if this kernel dies without running atexit
     (killed: nbval stops its kernels that way, so does an out-of-memory kill). It only
     removes *this* lab: the same name rebuilt later has a new state folder."""
@@ -121,10 +126,9 @@ def _start_reaper(lab) -> None:
 def _reap(pid: int, name: str, ino: int, every: float = 0.3) -> None:
     """Wait until `pid` is gone; then, if lab `name` is still the one it built, remove it.
     Returns at once when the lab goes away by itself (finish, atexit, labkit down)."""
-    from ..state import LabState
     state_dir = LabState(name).dir
 
-    def same_lab():
+    def same_lab() -> bool:
         try:
             return os.stat(state_dir).st_ino == ino
         except OSError:
@@ -134,7 +138,6 @@ def _reap(pid: int, name: str, ino: int, every: float = 0.3) -> None:
             os.kill(pid, 0)
         except ProcessLookupError:
             if same_lab():
-                from ..lab import clean
                 clean(name)
             return
         except PermissionError:
@@ -143,7 +146,7 @@ def _reap(pid: int, name: str, ino: int, every: float = 0.3) -> None:
 
 
 
-def finish(lab=None) -> None:
+def finish(lab: Lab | None = None) -> None:
     """Remove the lab (by default the one in use) and say so."""
     global _current
     lab = lab or _current
@@ -157,20 +160,18 @@ def finish(lab=None) -> None:
     print(f"lab {lab.spec.name} removed")
 
 
-def use(lab):
+def use(lab: Lab) -> Lab:
     """Make `lab` the one the %node magic and the widgets use by default."""
     global _current
     _current = lab
     return lab
 
 
-def current():
+def current() -> Lab:
     """The lab in use: the last one started or `use`d in this kernel, else the only
     lab running on this machine."""
     if _current is not None:
         return _current
-    from ..lab import Lab
-    from ..state import list_labs
     labs = list_labs()
     if len(labs) == 1:
         return use(Lab.attach(labs[0]))
@@ -185,7 +186,6 @@ def current():
 def _remove_owned() -> None:
     if not _owned:
         return
-    from ..lab import clean
     for name in list(_owned):
         try:
             clean(name)
@@ -194,13 +194,10 @@ def _remove_owned() -> None:
         _owned.pop(name, None)
 
 
-def cleanup_labs(pattern=None) -> list[str]:
+def cleanup_labs(pattern: re.Pattern[str] | None = None) -> list[str]:
     """Remove every lab (state folder or namespaces) whose name matches `pattern`; by
     default the labs of this run's notebooks."""
     pattern = pattern or notebook_labs()
-    from .. import netns
-    from ..lab import clean
-    from ..state import list_labs
     names = set(list_labs())
     names |= {ns.split("-", 1)[0] for ns in netns.list_names() if "-" in ns}
     removed = []
@@ -211,7 +208,7 @@ def cleanup_labs(pattern=None) -> list[str]:
     return removed
 
 
-def wait_until(check, what: str, timeout: float = 15.0, every: float = 4.0):
+def wait_until(check: Callable[[], T], what: str, timeout: float = 15.0, every: float = 4.0) -> T:
     """Poll check() until it returns something truthy; say what we wait for (so a cell
     is never silent for long) and return the value. Raises LabError on timeout."""
     t0 = time.monotonic()
@@ -231,12 +228,13 @@ def wait_until(check, what: str, timeout: float = 15.0, every: float = 4.0):
 
 
 # -- showing things ----------------------------------------------------------------------------
-def current_config(lab) -> str | None:
+def current_config(lab: Lab) -> str | None:
     """The network config as it is in etcd now (v2 keys for a legacy lab), or None."""
     return lab.network_config()
 
 
-def status_table(lab) -> Table:
+def status_table(lab: Lab) -> Table:
+
     """The lab as `labkit status` shows it: one row per node, from etcd and the kernel."""
     st = lab.status()
     cfg = lab.network_config() if st.etcd_ok else None
@@ -245,11 +243,10 @@ def status_table(lab) -> Table:
 
 def show_json(text: str) -> str:
     """Pretty-print a JSON value (a lease, a config) as it is stored in etcd."""
-    import json
     return json.dumps(json.loads(text), indent=2)
 
 
-def _main(argv: list[str]) -> None:
+def main(argv: list[str]) -> None:
     if argv[:1] == ["--reap"]:
         _reap(int(argv[1]), argv[2], int(argv[3]))
     else:
@@ -257,4 +254,4 @@ def _main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _main(sys.argv[1:])
+    main(sys.argv[1:])

@@ -7,12 +7,15 @@ it builds (``flannel/backends/kernel.py``: a throwaway device in a scratch names
 """
 from __future__ import annotations
 
+import importlib.metadata as md
 import os
 import platform
 import shutil
 import subprocess
 import sys
 
+from ..flannel.backends.kernel import link_kind_available
+from ..lab import REQUIRED_BINARIES
 from .tables import BAD, OK, Table
 
 # Programs the notebooks use beyond the ones a lab cannot be built without.
@@ -31,7 +34,7 @@ LINK_PROBES = [
 ]
 
 
-def _version(argv) -> str:
+def _version(argv: list[str]) -> str:
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
@@ -42,14 +45,12 @@ def _version(argv) -> str:
 
 def binaries() -> list[tuple[str, str, bool]]:
     """(program, Debian package, required by a lab) in the order notebook 00 shows them."""
-    from ..lab import REQUIRED_BINARIES
     both = {**OPTIONAL_BINARIES, **REQUIRED_BINARIES}
     names = [b for b in ORDER if b in both] + [b for b in both if b not in ORDER]
     return [(b, both[b], b in REQUIRED_BINARIES) for b in names]
 
 
 def kernel_rows() -> list[tuple[str, bool, str, str]]:
-    from ..flannel.backends.kernel import link_kind_available
     rows = []
     answers = [(what, link_kind_available(*probe), need) for what, probe, need in LINK_PROBES]
     if all(a is None for _, a, _ in answers):
@@ -70,7 +71,6 @@ def kernel_rows() -> list[tuple[str, bool, str, str]]:
 
 def setup_check() -> Table:
     """Root, kernel features, programs and Python packages, with how to fix what is missing."""
-    import importlib.metadata as md
     rows = []
     root = os.geteuid() == 0
     rows.append(("root", root, "uid 0" if root else f"uid {os.geteuid()}",
@@ -91,6 +91,7 @@ def setup_check() -> Table:
         except md.PackageNotFoundError:
             rows.append((f"python: {pkg}", False, "missing", "./run setup (installs the pinned versions)"))
     try:
+        # imported here: the import itself is part of what this row checks (scapy + libpcap)
         from scapy.arch.common import compile_filter
         compile_filter("udp port 8472", linktype=1)
         rows.append(("libpcap (capture filters)", True, "compiles BPF filters", ""))

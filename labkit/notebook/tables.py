@@ -9,6 +9,12 @@ from __future__ import annotations
 import html
 import ipaddress
 import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..spec import LabSpec
+    from ..status import LabStatus
 
 RESULT_HEADER = ["node", "public IP", "subnet", "VtepMAC", "docker0", "in range"]
 OK, BAD, UNKNOWN = "✓", "✗", "?"
@@ -17,7 +23,8 @@ OK, BAD, UNKNOWN = "✓", "✗", "?"
 class Table:
     """Rows shown as an aligned text table (text/plain) and an HTML table (text/html)."""
 
-    def __init__(self, header, rows, title: str | None = None, css: str = "labkit-table"):
+    def __init__(self, header: Iterable[object], rows: Iterable[Iterable[object]], title: str | None = None,
+                 css: str = "labkit-table") -> None:
         self.header = [str(h) for h in header]
         self.rows = [[("" if c is None else str(c)) for c in r] for r in rows]
         self.title = title
@@ -31,13 +38,13 @@ class Table:
             lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
         return "\n".join(lines)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return self.text()
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.text()
 
-    def _repr_html_(self):
+    def _repr_html_(self) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
                        for r in self.rows)
@@ -45,7 +52,8 @@ class Table:
         return f"{title}<table class='{self.css}'><tr>{head}</tr>{body}</table>"
 
 
-def html_table(header, rows, css: str = "labkit-table", cell_style=None) -> str:
+def html_table(header: Iterable[object], rows: Iterable[Sequence[object]], css: str = "labkit-table",
+               cell_style: Callable[[int, object], str] | None = None) -> str:
     head = "".join(f"<th style='padding:2px 8px'>{html.escape(str(h))}</th>" for h in header)
     body = []
     for r in rows:
@@ -62,15 +70,15 @@ def mark(ok: bool | None) -> str:
 
 
 # -- the result table: one row per node -----------------------------------------------------------
-def result_rows(status) -> list[list[str]]:
+def result_rows(status: LabStatus) -> list[list[str]]:
     """node, public IP, subnet, VtepMAC, docker0, in range (✓ when docker0 is in the node's
     own lease and in the Network in etcd; ? when etcd cannot be read), from lab.status()."""
     return [[n.name, n.public_ip, n.subnet or "-", n.vtep_mac or "-", n.docker0 or "-", mark(n.in_range)]
             for n in status.nodes]
 
 
-def result_html(status) -> str:
-    def style(j, c):
+def result_html(status: LabStatus) -> str:
+    def style(j: int, c: object) -> str:
         if c == OK:
             return "color:#1a7f37;font-weight:bold"
         if c == BAD:
@@ -82,14 +90,14 @@ def result_html(status) -> str:
     return table
 
 
-def result_table(status, title: str) -> Table:
+def result_table(status: LabStatus, title: str) -> Table:
     if status.etcd_error:
         title += f"\nWARNING: {status.etcd_error}: leases unknown, 'in range' cannot be judged"
     return Table(RESULT_HEADER, result_rows(status), title=title)
 
 
 # -- the lab view: each lease beside the kernel entries it produced --------------------------------
-def lab_view(status) -> list[dict]:
+def lab_view(status: LabStatus) -> list[dict[str, Any]]:
     """Per node: its lease, and for every peer's lease the ARP, FDB and route entries
     flannel should have made from it, each marked present or missing in the kernel."""
     leases = []
@@ -123,7 +131,7 @@ def lab_view(status) -> list[dict]:
                     "vtep_mac": n.vtep_mac, "key": (n.lease or {}).get("key"),
                     "device": k.get("device"), "peers": peers})
     return out
-def lab_view_text(view: list[dict], node: str | None = None) -> str:
+def lab_view_text(view: list[dict[str, Any]], node: str | None = None) -> str:
     lines = []
     for n in view:
         if node is not None and n["node"] != node:
@@ -143,7 +151,7 @@ def lab_view_text(view: list[dict], node: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def lab_view_html(view: list[dict]) -> str:
+def lab_view_html(view: list[dict[str, Any]]) -> str:
     parts = []
     for n in view:
         d = n["device"]
@@ -165,14 +173,14 @@ def lab_view_html(view: list[dict]) -> str:
 
 
 # -- the connectivity matrix ---------------------------------------------------------------------------
-def matrix_rows(result: dict, endpoints: list[str]) -> list[list[str]]:
+def matrix_rows(result: dict[tuple[str, str], bool], endpoints: list[str]) -> list[list[str]]:
     rows = []
     for s in endpoints:
         rows.append([s] + ["-" if s == d else ("ok" if result.get((s, d)) else "FAIL") for d in endpoints])
     return rows
 
 
-def matrix_text(result: dict, endpoints: list[str]) -> str:
+def matrix_text(result: dict[tuple[str, str], bool], endpoints: list[str]) -> str:
     rows = [["from \\ to"] + endpoints] + matrix_rows(result, endpoints)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
@@ -181,7 +189,7 @@ def matrix_text(result: dict, endpoints: list[str]) -> str:
     return "\n".join(lines)
 
 
-def matrix_html(result: dict, endpoints: list[str]) -> str:
+def matrix_html(result: dict[tuple[str, str], bool], endpoints: list[str]) -> str:
     colours = {"ok": "#2da44e", "FAIL": "#cf222e", "-": "#d0d7de"}
     head = "".join(f"<th style='padding:2px 6px'>{html.escape(e)}</th>" for e in endpoints)
     body = []
@@ -195,5 +203,6 @@ def matrix_html(result: dict, endpoints: list[str]) -> str:
             f"<div>{good} of {len(result)} pairs reachable</div>")
 
 
-def config_summary(spec) -> str:
+def config_summary(spec: LabSpec) -> str:
+
     return json.dumps(spec.network_config(), separators=(",", ":"))

@@ -16,19 +16,23 @@ from __future__ import annotations
 
 import html
 import os
+from typing import Any
 
 import ipywidgets as W
 
+from .. import capture as cap
 from ..errors import LabError
+from ..flannel.config import default_subnet_len, subnet_len_bounds, validate_network_cidr
+from ..lab import Lab, ReconfigureResult
 from . import panels, tables
+from .session import current
 
 WIDE = {"description_width": "110px"}
 
 
-def _lab(lab):
+def _lab(lab: Lab | None) -> Lab:
     if lab is not None:
         return lab
-    from .session import current
     return current()
 
 
@@ -39,14 +43,14 @@ def _error_html(msg: str) -> str:
 class ConfigPanel(W.VBox):
     """Network, SubnetLen, backend, VNI, port, DirectRouting and node count; Apply."""
 
-    def __init__(self, lab=None):
+    def __init__(self, lab: Lab | None = None) -> None:
         self.lab = _lab(lab)
         spec = self.lab.spec
         self.network = W.Text(value=spec.network, description="Network", style=WIDE,
                               continuous_update=True, layout=W.Layout(width="320px"))
         self.subnet_len = W.Dropdown(description="SubnetLen", style=WIDE, layout=W.Layout(width="320px"))
         self._backend = spec.backend
-        self.backend_buttons = {}
+        self.backend_buttons: dict[str, Any] = {}     # backend name -> its W.ToggleButton
         for name, ok, why in panels.backend_choices():
             b = W.ToggleButton(value=(name == spec.backend), description=name, disabled=not ok,
                                tooltip=("" if ok else why), layout=W.Layout(width="auto"))
@@ -66,7 +70,7 @@ class ConfigPanel(W.VBox):
         self.errors = W.HTML()
         self.preview = W.HTML()
         self.apply_button = W.Button(description="Apply", button_style="primary", icon="check")
-        self.apply_button.on_click(lambda _b: self._apply_clicked())
+        self.apply_button.on_click(lambda _b: self.apply_clicked())
         self.progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="320px"))
         self.step = W.HTML()
         self.result = W.HTML()
@@ -85,7 +89,7 @@ class ConfigPanel(W.VBox):
         self.check()
         self.result.value = tables.result_html(self.lab.status())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"ConfigPanel(lab {self.lab.spec.name}: {tables.config_summary(self.lab.spec)})"
 
     # -- the form ----------------------------------------------------------------------------
@@ -102,7 +106,7 @@ class ConfigPanel(W.VBox):
             b.value = (n == name)
         self.check()
 
-    def _on_backend(self, change):
+    def _on_backend(self, change: dict[str, Any]) -> None:
         if change["new"]:
             self.backend = change["owner"].description
         elif change["owner"].description == self._backend:
@@ -110,7 +114,6 @@ class ConfigPanel(W.VBox):
 
     def _fill_subnet_len(self, keep: int) -> None:
         try:
-            from ..flannel.config import subnet_len_bounds, default_subnet_len, validate_network_cidr
             net = validate_network_cidr(self.network.value)
             lo, hi = subnet_len_bounds(net)
             options = [(f"default (/{default_subnet_len(net)})", 0)] + [(f"/{n}", n) for n in range(lo, hi + 1)]
@@ -120,12 +123,12 @@ class ConfigPanel(W.VBox):
         self.subnet_len.options = options
         self.subnet_len.value = keep if keep in values else 0
 
-    def values(self) -> dict:
+    def values(self) -> panels.FormValues:
         return {"network": self.network.value, "subnet_len": self.subnet_len.value or None,
                 "backend": self.backend, "vni": self.vni.value, "port": self.port.value,
                 "direct_routing": self.direct_routing.value, "nodes": self.nodes.value}
 
-    def check(self) -> panels.FormCheck:
+    def check(self) -> panels.FormCheck | None:
         """Check the form (flannel's messages) and update the preview; returns the check."""
         if getattr(self, "_filling", False):
             return None
@@ -153,9 +156,10 @@ class ConfigPanel(W.VBox):
         if self._echo:
             print(f"[{done}/{total}] {text}", flush=True)
 
-    def apply(self, echo: bool = True):
+    def apply(self, echo: bool = True) -> tables.Table:
         """What the Apply button does; with echo, the steps and the result are printed."""
         res = self.check()
+        assert res is not None  # check() gives None only to a re-entrant call, while it fills the form
         if not res.ok:
             raise LabError("; ".join(f"{k}: {v}" for k, v in res.errors.items()))
         new = panels.make_spec(self.lab.spec, **self.values())
@@ -173,10 +177,11 @@ class ConfigPanel(W.VBox):
         return tables.result_table(status, f"lab {self.lab.spec.name}: {tables.config_summary(self.lab.spec)}")
 
     _echo = False
-    plan: list = []
-    last_result = None
+    plan: list[str] = []
+    last_result: ReconfigureResult | None = None
 
-    def _apply_clicked(self) -> None:
+    def apply_clicked(self) -> None:
+        """What the Apply button does: apply() without echo; a failure is shown in the panel."""
         self.result.value = ""
         try:
             self.apply(echo=False)
@@ -187,7 +192,7 @@ class ConfigPanel(W.VBox):
 class LabView(W.VBox):
     """Per node: the etcd lease beside the kernel entries flannel made from the peers' leases."""
 
-    def __init__(self, lab=None):
+    def __init__(self, lab: Lab | None = None) -> None:
         self.lab = _lab(lab)
         self.refresh_button = W.Button(description="Refresh", icon="refresh")
         self.refresh_button.on_click(lambda _b: self.refresh())
@@ -207,19 +212,20 @@ class LabView(W.VBox):
     def text(self, node: str | None = None) -> str:
         return tables.lab_view_text(self.view, node)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"LabView(lab {self.lab.spec.name}: {len(self.view)} nodes)"
 
 
 class ConnectivityMatrix(W.VBox):
     """The all-pairs ping matrix, green for ok, red for FAIL."""
 
-    def __init__(self, lab=None, check: bool = True):
+    def __init__(self, lab: Lab | None = None, check: bool = True) -> None:
         self.lab = _lab(lab)
         self.check_button = W.Button(description="Check", icon="play")
         self.check_button.on_click(lambda _b: self.check())
         self.grid = W.HTML()
-        self.result, self.endpoints = {}, []
+        self.result: dict[tuple[str, str], bool] = {}
+        self.endpoints: list[str] = []
         super().__init__([W.HBox([W.HTML(f"<b>connectivity</b> in lab {html.escape(self.lab.spec.name)}"),
                                   self.check_button]), self.grid])
         self.add_class("labkit-matrix")
@@ -235,7 +241,7 @@ class ConnectivityMatrix(W.VBox):
     def text(self) -> str:
         return tables.matrix_text(self.result, self.endpoints)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         good = sum(1 for v in self.result.values() if v)
         return f"ConnectivityMatrix(lab {self.lab.spec.name}: {good} of {len(self.result)} pairs reachable)"
 
@@ -243,8 +249,7 @@ class ConnectivityMatrix(W.VBox):
 class CapturePanel(W.VBox):
     """Where to listen, what to keep, what traffic to send; then the decoded packets."""
 
-    def __init__(self, lab=None, pcap_dir: str = "captures"):
-        from .. import capture as cap
+    def __init__(self, lab: Lab | None = None, pcap_dir: str = "captures") -> None:
         self.lab = _lab(lab)
         self.pcap_dir = pcap_dir
         eps = self.lab.endpoints()
@@ -269,7 +274,7 @@ class CapturePanel(W.VBox):
         self.layers = W.HTML()
         self.target.observe(lambda _c: self._fill_ifaces(), names="value")
         self._fill_ifaces()
-        self.result = None
+        self.result: cap.Capture | None = None
         self._cap = cap
         super().__init__([W.HTML(f"<b>packet capture</b> in lab {html.escape(self.lab.spec.name)}"),
                           W.HBox([self.target, self.iface]), self.filter, W.HBox([self.count, self.timeout]),
@@ -277,7 +282,7 @@ class CapturePanel(W.VBox):
                           self.layers], layout=W.Layout(border="1px solid #d0d7de", padding="8px"))
         self.add_class("labkit-capture-panel")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         n = len(self.result.packets) if self.result else 0
         return f"CapturePanel(lab {self.lab.spec.name}: {n} packets captured)"
 
@@ -286,14 +291,14 @@ class CapturePanel(W.VBox):
         self.iface.options = names
         self.iface.value = "eth0" if "eth0" in names else (names[0] if names else None)
 
-    def _ifaces(self, target):
-        from .. import capture as cap
+    def _ifaces(self, target: str) -> list[str]:
         try:
             return [n for n in cap.interfaces(self.lab, target) if n != "lo"] + ["lo"]
         except LabError:
             return []
 
-    def run(self):
+    def run(self) -> cap.Capture:
+
         """Capture now (what the button does); returns the Capture."""
         cap = self._cap
         traffic = None

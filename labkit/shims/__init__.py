@@ -17,6 +17,8 @@ from ..errors import LabError
 
 def current():
     """(lab, node) for the node this command runs on."""
+    # imported here, not at the top: labkit.lab takes ~0.17 s to import (python -X importtime),
+    # and the etcdctl wrapper, which never needs it, is in this package and runs on every call
     from ..lab import Lab
     lab_name, node_name = os.environ.get("LABKIT_LAB"), os.environ.get("LABKIT_NODE")
     if not lab_name or not node_name:

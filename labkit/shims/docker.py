@@ -14,10 +14,10 @@ import subprocess
 import sys
 import time
 
-from . import current, run
 from .. import netns
 from ..docker import containers
 from ..errors import LabError
+from . import current, run
 
 RUN_HELP = """Run a command in a new container.
 
@@ -96,14 +96,14 @@ def cmd_ps(lab, node, argv) -> int:
             continue
         cmd = " ".join(r.command or ["sh"])
         cmd = '"' + (cmd[:17] + "…" if len(cmd) > 18 else cmd) + '"'
-        status = f"Up {_ago(r.started)[:-4]}" if r.running else "Exited (137)"
+        status = f"Up {_ago(r.started or time.time())[:-4]}" if r.running else "Exited (137)"
         rows.append((r.id[:12], r.image, cmd, _ago(r.created or time.time()), status, "", r.name))
     if quiet:
         print("\n".join(r[0] for r in rows[1:]))
         return 0
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    for row in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     return 0
 
 

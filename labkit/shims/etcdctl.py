@@ -28,7 +28,7 @@ def real_etcdctl() -> str:
     return found
 
 
-def main(argv) -> int:
+def main(argv: list[str]) -> int:
     rc = subprocess.call([real_etcdctl(), *argv])
     words = [a for a in argv if not a.startswith("-")]
     if rc != 0 and words[:1] == ["set"] and os.environ.get("ETCDCTL_API", "3") == "3":

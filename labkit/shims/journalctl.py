@@ -8,7 +8,7 @@ import time
 from . import current, run
 
 
-def main(argv) -> int:
+def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="journalctl")
     p.add_argument("-u", "--unit", required=True)
     p.add_argument("-n", "--lines", type=int, default=None)

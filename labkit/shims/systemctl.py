@@ -3,10 +3,11 @@
 Like systemd with ``Type=notify`` units, ``start``/``restart`` return only once the
 service says it is ready: flanneld when it has (re)written /run/flannel/subnet.env,
 docker when docker0 is configured, etcd when it answers /health (``labkit service``
-does the same, see ``Service.start_ready``); a unit that exits first fails the job. That is what makes ``systemctl restart flanneld
-docker`` safe: docker starts after flanneld has written the file docker reads. The
-order of one command's units comes from their Before=/After= (``labkit/units.py``),
-and flanneld's ExecStartPost (mk-docker-opts.sh) runs before its start job ends.
+does the same, see ``Service.start_ready``); a unit that exits first fails the job. That
+is what makes ``systemctl restart flanneld docker`` safe: docker starts after flanneld has
+written the file docker reads. The order of one command's units comes from their
+Before=/After= (``labkit/units.py``), and flanneld's ExecStartPost (mk-docker-opts.sh) runs
+before its start job ends.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import os
 import sys
 import time
 
-from . import current, run
 from .. import units as unitfiles
 from ..services import systemd_failure
+from . import current, run
 
 READY_TIMEOUT = 15.0  # systemd's is 90 s; a lab learner should not wait that long
 

@@ -87,11 +87,11 @@ def server(tmp_path_factory):
             try:
                 with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2):
                     break
-            except OSError:
+            except OSError as err:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     log.flush()
                     raise AssertionError("jupyter lab did not start:\n" +
-                                         (home / "server.log").read_text(errors="replace")[-3000:])
+                                         (home / "server.log").read_text(errors="replace")[-3000:]) from err
                 time.sleep(0.3)
         yield {"base": base, "token": token, "home": home}
     finally:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import labkit, sh, unique_name, unreachable, wait_for
+from tests.helpers import labkit, sh, unique_name, unreachable, wait_for
 
 NET = "10.108.0.0/16"
 
@@ -104,7 +104,7 @@ def test_udp_removed_lease_is_removed_from_the_proxy_and_flannel0_goes_with_flan
     assert f"ICMP net {sn.network_address + 1} unreachable" in r.stdout, r.stdout
     # node2's flanneld sees its lease revoked and stops; its TUN device dies with it
     wait_for(lambda: not svc.is_active(), what="node2 flanneld to stop")
-    wait_for(lambda: "flannel0" not in udp_lab.sh("node2", "ip link").stdout, what="flannel0 to vanish")
+    wait_for(lambda: "flannel0" not in sh(udp_lab, "node2", "ip link"), what="flannel0 to vanish")
     assert "10.108.0.0/16" not in sh(udp_lab, "node2", "ip route")
 
 

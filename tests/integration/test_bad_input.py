@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, wait_for
+from tests.helpers import ROOT, wait_for
 
 TOKEN = secrets.token_hex(2)
 LAB = f"bt{TOKEN}lab"           # the shared lab
@@ -302,7 +302,8 @@ def test_bad_configs_in_etcd_give_flannels_messages(lab):
             lab.write_config(cfg)
             start = len(svc.log())
             svc.start()
-            wait_for(lambda: words in svc.log()[start:], timeout=15, what=f"{words!r} for {cfg}")
+            wait_for(lambda words=words, start=start: words in svc.log()[start:], timeout=15,
+                     what=f"{words!r} for {cfg}")
             if exits:
                 wait_for(lambda: not svc.is_active(), timeout=15, what=f"flanneld to stop for {cfg}")
             new = svc.log()[start:]

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, labkit
+from tests.helpers import ROOT, labkit, sh
 
 SET_CONFIG = """etcdctl set /flannel/network/config '{"Network":"10.108.0.0/16","Backend": {"Type": "vxlan"}}'"""
 RESTART = "systemctl restart flanneld docker"
@@ -31,15 +31,8 @@ def blog_lab(lab_name):
     return make
 
 
-def sh(lab, node, line, ok=True):
-    r = lab.sh(node, line)
-    if ok:
-        assert r.returncode == 0, f"{node}$ {line}\n{r.stdout}{r.stderr}"
-    return r
-
-
 def ifconfig(lab, node, dev):
-    return sh(lab, node, f"ifconfig {dev}").stdout
+    return sh(lab, node, f"ifconfig {dev}")
 
 
 def inet(text):
@@ -57,8 +50,8 @@ def run_containers_and_ping(lab, ok=True):
     """`docker run -d --name c1 busybox sleep 3600` on each node, then ping across."""
     for n in ("master", "node1"):
         sh(lab, n, RUN_C1)
-    ip = sh(lab, "node1", IP_OF_C1).stdout.strip()
-    r = sh(lab, "master", f"docker exec c1 ping -c 3 -W 1 {ip}", ok=False)
+    ip = sh(lab, "node1", IP_OF_C1).strip()
+    r = lab.sh("master", f"docker exec c1 ping -c 3 -W 1 {ip}")
     return (r.returncode == 0), ip, r.stdout
 
 
@@ -75,7 +68,7 @@ def test_walkthrough_verbatim(blog_lab):
         assert ipaddress.IPv4Address(f_ip) in net and f_ip.endswith(".0") and f_mask == "255.255.255.255"
         assert d_ip.rsplit(".", 1)[0] == f_ip.rsplit(".", 1)[0]   # same /24: 10.108.X.1 and 10.108.X.0
         assert flannel.startswith("flannel.1: flags=4163<UP,BROADCAST,RUNNING,MULTICAST>  mtu 1450")
-        assert f"FLANNEL_SUBNET={d_ip}/24" in sh(lab, node, "cat /run/flannel/subnet.env").stdout
+        assert f"FLANNEL_SUBNET={d_ip}/24" in sh(lab, node, "cat /run/flannel/subnet.env")
     ok, ip, out = run_containers_and_ping(lab)
     assert ok, out
     assert "3 packets transmitted, 3 received" in out
@@ -110,21 +103,21 @@ def test_problem_1_docker_not_restarted_after_flanneld(blog_lab):
     assert inet(ifconfig(lab, "master", "docker0"))[0] == "172.17.0.1"
     assert lab.status().nodes[0].docker0_in_network is False
     ok, ip, out = run_containers_and_ping(lab)
-    outside = sh(lab, "master", IP_OF_C1).stdout.strip()
+    outside = sh(lab, "master", IP_OF_C1).strip()
     assert outside.startswith("172.17.")
     # master/c1's own pings get out only because docker (--ip-masq=true, its default) masquerades
     # 172.17.0.0/16 behind flannel.1's address; nothing on the other node can reach it
     assert ok, out
-    r = sh(lab, "node1", f"docker exec c1 ping -c 2 -W 1 {outside}", ok=False)
+    r = lab.sh("node1", f"docker exec c1 ping -c 2 -W 1 {outside}")
     assert r.returncode != 0, "a container outside the flannel network must not be reachable"
     # the fix: restart docker (after flanneld). Docker stops its containers, so run c1 again.
     sh(lab, "master", "systemctl restart docker")
     assert inet(ifconfig(lab, "master", "docker0"))[0].startswith("10.108.")
     sh(lab, "master", "docker rm -f c1")
     sh(lab, "master", RUN_C1)
-    assert sh(lab, "master", f"docker exec c1 ping -c 3 -W 1 {ip}", ok=False).returncode == 0
-    inside = sh(lab, "master", IP_OF_C1).stdout.strip()
-    assert sh(lab, "node1", f"docker exec c1 ping -c 3 -W 1 {inside}", ok=False).returncode == 0
+    assert lab.sh("master", f"docker exec c1 ping -c 3 -W 1 {ip}").returncode == 0
+    inside = sh(lab, "master", IP_OF_C1).strip()
+    assert lab.sh("node1", f"docker exec c1 ping -c 3 -W 1 {inside}").returncode == 0
 
 
 def test_problem_1_docker_restarted_before_flanneld(blog_lab):
@@ -137,7 +130,7 @@ def test_problem_1_docker_restarted_before_flanneld(blog_lab):
     sh(lab, "master", "systemctl restart docker")     # docker first...
     sh(lab, "master", "systemctl restart flanneld")   # ...then flanneld
     assert inet(ifconfig(lab, "master", "docker0"))[0].startswith("10.108.")  # the old network
-    assert "FLANNEL_NETWORK=10.109.0.0/16" in sh(lab, "master", "cat /run/flannel/subnet.env").stdout
+    assert "FLANNEL_NETWORK=10.109.0.0/16" in sh(lab, "master", "cat /run/flannel/subnet.env")
     sh(lab, "master", "systemctl restart docker")     # the fix
     assert inet(ifconfig(lab, "master", "docker0"))[0].startswith("10.109.")
 
@@ -147,14 +140,14 @@ def test_systemctl_orders_flanneld_before_docker_like_systemd(blog_lab):
     sh(lab, "master", SET_CONFIG)
     sh(lab, "master", "systemctl restart docker flanneld")  # flanneld.service is Before=docker.service
     assert inet(ifconfig(lab, "master", "docker0"))[0].startswith("10.108.")
-    out = sh(lab, "master", "systemctl status flanneld docker").stdout
+    out = sh(lab, "master", "systemctl status flanneld docker")
     assert "● flanneld.service - Flanneld overlay address etcd agent" in out
     assert "Active: active (running)" in out
-    assert sh(lab, "master", "systemctl is-active flanneld").stdout.strip() == "active"
+    assert sh(lab, "master", "systemctl is-active flanneld").strip() == "active"
     sh(lab, "master", "systemctl stop docker")
-    r = sh(lab, "master", "systemctl is-active docker", ok=False)
+    r = lab.sh("master", "systemctl is-active docker")
     assert r.returncode == 3 and r.stdout.strip() == "inactive"
-    assert "Lease acquired" in sh(lab, "master", "journalctl -u flanneld").stdout
+    assert "Lease acquired" in sh(lab, "master", "journalctl -u flanneld")
 
 
 def test_problem_2_legacy_network_change_needs_ip_link_del(blog_lab):
@@ -166,24 +159,24 @@ def test_problem_2_legacy_network_change_needs_ip_link_del(blog_lab):
         sh(lab, n, RESTART)
     # the change "does not take effect": flannel.1 still shows (and uses) the old address
     assert inet(ifconfig(lab, "master", "flannel.1"))[0] == old
-    assert "FLANNEL_NETWORK=10.109.0.0/16" in sh(lab, "master", "cat /run/flannel/subnet.env").stdout
-    routes = sh(lab, "master", "ip route").stdout
+    assert "FLANNEL_NETWORK=10.109.0.0/16" in sh(lab, "master", "cat /run/flannel/subnet.env")
+    routes = sh(lab, "master", "ip route")
     assert "10.108.0.0/16 dev flannel.1" in routes and "10.109.0.0/16 dev flannel.1" in routes
     ok, ip, _ = run_containers_and_ping(lab)
     assert ip.startswith("10.109.")
     # the node itself talks from its old address, which no lease covers any more
-    assert sh(lab, "master", f"ping -c 2 -W 1 {ip}", ok=False).returncode != 0
+    assert lab.sh("master", f"ping -c 2 -W 1 {ip}").returncode != 0
     # the blog's fix, on every node
     for n in ("master", "node1"):
         sh(lab, n, FIX_PROBLEM_2)
     new = inet(ifconfig(lab, "master", "flannel.1"))[0]
     assert new.startswith("10.109.") and new.endswith(".0")
-    assert "10.108.0.0/16" not in sh(lab, "master", "ip route").stdout
+    assert "10.108.0.0/16" not in sh(lab, "master", "ip route")
     for n in ("master", "node1"):
         sh(lab, n, "docker rm -f c1")
     ok, ip, out = run_containers_and_ping(lab)
     assert ok, out
-    assert sh(lab, "master", f"ping -c 2 -W 1 {ip}", ok=False).returncode == 0
+    assert lab.sh("master", f"ping -c 2 -W 1 {ip}").returncode == 0
 
 
 def test_problem_2_legacy_vni_change(blog_lab):
@@ -192,14 +185,14 @@ def test_problem_2_legacy_vni_change(blog_lab):
     sh(lab, "master", SET_CONFIG.replace('"vxlan"}', '"vxlan", "VNI": 2}'))
     for n in ("master", "node1"):
         sh(lab, n, RESTART)
-    links = sh(lab, "master", "ip -d link show").stdout
+    links = sh(lab, "master", "ip -d link show")
     assert "flannel.1:" in links and "flannel.2:" in links
     # the old device's route for the Network is still the one in use
-    assert "10.108.0.0/16 dev flannel.1" in sh(lab, "master", "ip route").stdout
+    assert "10.108.0.0/16 dev flannel.1" in sh(lab, "master", "ip route")
     for n in ("master", "node1"):
         sh(lab, n, FIX_PROBLEM_2)
-    assert "10.108.0.0/16 dev flannel.2" in sh(lab, "master", "ip route").stdout
-    assert "vxlan id 2" in sh(lab, "master", "ip -d link show flannel.2").stdout
+    assert "10.108.0.0/16 dev flannel.2" in sh(lab, "master", "ip route")
+    assert "vxlan id 2" in sh(lab, "master", "ip -d link show flannel.2")
     ok, _, out = run_containers_and_ping(lab)
     assert ok, out
 
@@ -214,26 +207,26 @@ def test_modern_flavour_same_changes(blog_lab):
         sh(lab, n, RESTART)
     sh(lab, "master", put.replace('"vxlan"}', '"vxlan", "Port": 4789}'))
     sh(lab, "master", "systemctl restart flanneld")
-    assert "dstport 4789" in sh(lab, "master", "ip -d link show flannel.1").stdout
+    assert "dstport 4789" in sh(lab, "master", "ip -d link show flannel.1")
     assert "already exists with incompatible configuration: port: 4789 vs 8472" in \
-        sh(lab, "master", "journalctl -u flanneld").stdout
+        sh(lab, "master", "journalctl -u flanneld")
     sh(lab, "master", put.replace('"vxlan"}', '"vxlan", "Port": 4789, "MTU": 1400}'))
     sh(lab, "master", "systemctl restart flanneld")
-    assert " mtu 1450 " in sh(lab, "master", "ip link show flannel.1").stdout      # kept
-    assert "FLANNEL_MTU=1350" in sh(lab, "master", "cat /run/flannel/subnet.env").stdout
+    assert " mtu 1450 " in sh(lab, "master", "ip link show flannel.1")      # kept
+    assert "FLANNEL_MTU=1350" in sh(lab, "master", "cat /run/flannel/subnet.env")
     old = inet(ifconfig(lab, "master", "flannel.1"))[0]
     sh(lab, "master", put.replace("10.108.", "10.109."))
     sh(lab, "master", "systemctl restart flanneld")
-    addrs = sh(lab, "master", "ip -4 -o addr show flannel.1").stdout
+    addrs = sh(lab, "master", "ip -4 -o addr show flannel.1")
     assert f"inet {old}/32" in addrs and re.search(r"inet 10\.109\.\d+\.0/32", addrs)
     sh(lab, "master", FIX_PROBLEM_2)
-    addrs = sh(lab, "master", "ip -4 -o addr show flannel.1").stdout
+    addrs = sh(lab, "master", "ip -4 -o addr show flannel.1")
     assert old not in addrs and re.search(r"inet 10\.109\.\d+\.0/32", addrs)
 
 
 def test_modern_flavour_etcdctl_set_explained(blog_lab):
     lab = blog_lab(flavour="modern")
-    r = sh(lab, "master", SET_CONFIG, ok=False)
+    r = lab.sh("master", SET_CONFIG)
     assert r.returncode != 0
     assert 'Error: unknown command "set" for "etcdctl"' in r.stderr
     assert "use `etcdctl put /flannel/network/config '<json>'` instead" in r.stderr
@@ -255,17 +248,17 @@ def test_docker_restart_stops_containers_and_restart_always_brings_them_back(blo
     walkthrough(lab)
     sh(lab, "node1", RUN_C1)
     sh(lab, "node1", "docker run -d --restart always --name web busybox sleep 3600")
-    assert sh(lab, "node1", "docker inspect -f '{{.NetworkSettings.Gateway}}' web").stdout.strip() \
+    assert sh(lab, "node1", "docker inspect -f '{{.NetworkSettings.Gateway}}' web").strip() \
         == inet(ifconfig(lab, "node1", "docker0"))[0]
     sh(lab, "node1", "systemctl restart docker")
-    ps = sh(lab, "node1", "docker ps -a").stdout
+    ps = sh(lab, "node1", "docker ps -a")
     assert re.search(r"Exited \(137\)\s+c1", ps) and re.search(r"Up .*\s+web", ps)
-    after = sh(lab, "node1", "docker inspect -f '{{.NetworkSettings.IPAddress}}' web").stdout.strip()
+    after = sh(lab, "node1", "docker inspect -f '{{.NetworkSettings.IPAddress}}' web").strip()
     assert ipaddress.IPv4Address(after) in ipaddress.IPv4Network("10.108.0.0/16")  # on the new docker0
-    r = sh(lab, "node1", "docker exec c1 true", ok=False)
+    r = lab.sh("node1", "docker exec c1 true")
     assert r.returncode != 0 and "is not running" in r.stderr
     sh(lab, "node1", "docker start c1")
-    assert re.search(r"Up .*\s+c1", sh(lab, "node1", "docker ps").stdout)
+    assert re.search(r"Up .*\s+c1", sh(lab, "node1", "docker ps"))
 
 
 def test_docker_run_it_sh(blog_lab):
@@ -277,5 +270,5 @@ def test_docker_run_it_sh(blog_lab):
                        timeout=60)
     assert r.returncode == 3
     assert re.search(r"eth0\s+inet 10\.108\.\d+\.2/24", r.stdout)
-    assert "box" not in sh(lab, "node1", "docker ps -a").stdout  # --rm
-    assert "IMAGE is accepted and not pulled" in sh(lab, "node1", "docker run --help").stdout
+    assert "box" not in sh(lab, "node1", "docker ps -a")  # --rm
+    assert "IMAGE is accepted and not pulled" in sh(lab, "node1", "docker run --help")

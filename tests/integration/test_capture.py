@@ -9,7 +9,7 @@ import pytest
 
 from labkit import capture as C
 from labkit.errors import LabError
-from tests.conftest import labkit
+from tests.helpers import labkit
 
 
 @pytest.fixture
@@ -99,8 +99,8 @@ def test_apply_changes_the_network_on_every_node(lab):
 
 
 def test_node_magic_runs_at_the_node_prompt(lab, capsys):
-    from labkit.magics import node_cell, node_line
     from labkit.jupyter import use
+    from labkit.magics import node_cell, node_line
     use(lab)
     node_line("node1 cat /run/flannel/subnet.env")
     node_cell("master", "echo '{\"a\": {\"b\": 1}}'\nhostname\nfalse")
@@ -112,6 +112,7 @@ def test_a_notebook_lab_is_removed_when_its_kernel_is_killed(lab_name):
     """nbval kills its kernels (no atexit): the lab's reaper removes the lab anyway."""
     import signal
     import sys
+
     from labkit.state import LabState
     name = "nbk" + lab_name[1:]                  # unique to this test
     code = ("from labkit.jupyter import start; import time, sys\n"

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import labkit, unique_name
+from tests.helpers import labkit, sh, unique_name
 
 LEASE_RE = re.compile(r'^\{"PublicIP":"(192\.168\.50\.\d+)","PublicIPv6":null,"BackendType":"vxlan",'
                       r'"BackendData":\{"VNI":1,"VtepMAC":"([0-9a-f]{2}(?::[0-9a-f]{2}){5})"\}\}$')
@@ -26,12 +26,6 @@ def lab3():
         clean(name)
 
 
-def sh(lab, node, *argv):
-    r = lab.exec(node, list(argv))
-    assert r.returncode == 0, r.stderr
-    return r.stdout
-
-
 def test_three_distinct_leases_with_flannels_json(lab3):
     leases = lab3.leases()
     assert len(leases) == 3
@@ -49,7 +43,7 @@ def test_three_distinct_leases_with_flannels_json(lab3):
 
 def test_etcdctl_works_on_every_node(lab3):
     for node in lab3.nodes:
-        out = sh(lab3, node.name, "etcdctl", "get", "/coreos.com/network/config", "--print-value-only")
+        out = sh(lab3, node.name, "etcdctl get /coreos.com/network/config --print-value-only")
         assert json.loads(out) == {"Network": "10.108.0.0/16", "Backend": {"Type": "vxlan"}}
 
 
@@ -57,10 +51,10 @@ def test_flannel1_device_on_every_node(lab3):
     for node in lab3.nodes:
         env = node.subnet_env()
         subnet = ipaddress.IPv4Interface(env["FLANNEL_SUBNET"]).network
-        link = sh(lab3, node.name, "ip", "-d", "link", "show", "flannel.1")
+        link = sh(lab3, node.name, "ip -d link show flannel.1")
         assert re.search(rf"vxlan id 1 local {node.public_ip} dev eth0 .*dstport 8472 nolearning", link), link
         assert " mtu 1450 " in link
-        addr = sh(lab3, node.name, "ip", "-4", "-o", "addr", "show", "dev", "flannel.1")
+        addr = sh(lab3, node.name, "ip -4 -o addr show dev flannel.1")
         assert f"inet {subnet.network_address}/32 " in addr
         assert addr.count("inet ") == 1
 
@@ -68,9 +62,9 @@ def test_flannel1_device_on_every_node(lab3):
 def test_each_peer_has_arp_fdb_and_onlink_route(lab3):
     st = lab3.status().nodes
     for me in st:
-        neigh = sh(lab3, me.name, "ip", "neigh", "show", "dev", "flannel.1")
-        fdb = sh(lab3, me.name, "bridge", "fdb", "show", "dev", "flannel.1")
-        routes = sh(lab3, me.name, "ip", "route")
+        neigh = sh(lab3, me.name, "ip neigh show dev flannel.1")
+        fdb = sh(lab3, me.name, "bridge fdb show dev flannel.1")
+        routes = sh(lab3, me.name, "ip route")
         for peer in st:
             if peer is me:
                 continue
@@ -83,7 +77,7 @@ def test_each_peer_has_arp_fdb_and_onlink_route(lab3):
 
 def test_subnet_env_per_node(lab3):
     for node in lab3.nodes:
-        text = sh(lab3, node.name, "cat", "/run/flannel/subnet.env")
+        text = sh(lab3, node.name, "cat /run/flannel/subnet.env")
         m = re.fullmatch(r"FLANNEL_NETWORK=10\.108\.0\.0/16\nFLANNEL_SUBNET=(10\.108\.\d+\.1)/24\n"
                          r"FLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n", text)
         assert m, text
@@ -99,9 +93,9 @@ def test_docker0_and_containers(lab3):
         assert node.docker0_in_network and node.in_range
         (c,) = node.containers
         assert ipaddress.IPv4Address(c.ip) in sn
-        route = sh(lab3, f"{node.name}/c1", "ip", "route")
+        route = sh(lab3, f"{node.name}/c1", "ip route")
         assert f"default via {sn.network_address + 1} dev eth0" in route
-        assert "mtu 1450" in sh(lab3, f"{node.name}/c1", "ip", "link", "show", "eth0")
+        assert "mtu 1450" in sh(lab3, f"{node.name}/c1", "ip link show eth0")
 
 
 def test_every_container_pings_every_other(lab3):

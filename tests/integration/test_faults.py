@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, labkit, unique_name, unreachable, wait_for
+from tests.helpers import ROOT, labkit, sh, unique_name, unreachable, wait_for
 
 PREFIX = "/coreos.com/network"
 WATCH_CLOSED = f"etcd watch channel for {PREFIX}/subnets closed ("  # registry.go, watchSubnets
@@ -48,17 +48,13 @@ def cli(lab, *args, **kw):
     return labkit(*args, "--name", lab.spec.name, **kw)
 
 
-def on_node(lab, node, script):
-    return lab.sh(node, script, timeout=30)
-
-
 def lease_of(lab, node):
     ip = str(lab.node(node).public_ip)
     return next(sn for sn, (_, v) in lab.leases().items() if f'"PublicIP":"{ip}"' in v)
 
 
 def flannel_routes(lab, node):
-    r = on_node(lab, node, "ip -4 route show dev flannel.1")
+    r = lab.sh(node, "ip -4 route show dev flannel.1", timeout=30)
     return {ln.split()[0] for ln in r.stdout.splitlines() if ln.strip()}
 
 
@@ -72,10 +68,10 @@ def peers_learn_a_new_lease(lab):
     lab.etcd().put(key, '{"PublicIP":"192.168.50.99","PublicIPv6":null,"BackendType":"vxlan",'
                         '"BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:99"}}')
     for node in ("master", "node1"):
-        wait_for(lambda: FAKE in flannel_routes(lab, node), timeout=10, what=f"{node} to learn {FAKE}")
+        wait_for(lambda node=node: FAKE in flannel_routes(lab, node), timeout=10, what=f"{node} to learn {FAKE}")
     lab.etcd().delete(key)
     for node in ("master", "node1"):
-        wait_for(lambda: FAKE not in flannel_routes(lab, node), timeout=10, what=f"{node} to drop {FAKE}")
+        wait_for(lambda node=node: FAKE not in flannel_routes(lab, node), timeout=10, what=f"{node} to drop {FAKE}")
 
 
 @pytest.mark.timeout(60)
@@ -105,7 +101,7 @@ def test_etcd_down_beyond_a_renewal_then_started_from_a_node_shell(lab):
     before = fl.log()
     svc.stop()
     wait_for(lambda: RENEW_FAILED in fl.log()[len(before):], timeout=10, what="a failed renewal")
-    r = on_node(lab, "master", "systemctl start etcd")
+    r = lab.sh("master", "systemctl start etcd", timeout=30)
     assert r.returncode == 0, r.stderr
     wait_for(lambda: RENEWED in fl.log()[len(before):].split(RENEW_FAILED, 1)[1], timeout=10,
              what="the renewal retried and done")
@@ -119,6 +115,7 @@ def test_a_watch_behind_compaction_relists_the_leases(lab, capfd):
     (the daemon diffs that snapshot) and goes on from the list's revision."""
     import queue
     import threading
+
     from labkit.flannel.etcd_manager import LocalManager, Snapshot
     client = lab.etcd()
     rev = client.put(f"{PREFIX}/scratch", "1").header.revision
@@ -156,7 +153,7 @@ def test_flanneld_restart_exit_status_is_systemds(lab):
         assert r.returncode == 1
         assert "Job for flanneld.service failed because the control process exited with error code." in r.stderr
         assert "Error fetching backend: unknown backend type: bogus" in lab.service("node1", "flanneld").log()
-        r = on_node(lab, "node1", "systemctl restart flanneld")
+        r = lab.sh("node1", "systemctl restart flanneld", timeout=30)
         assert r.returncode == 1
         assert "Job for flanneld.service failed because the control process exited with error code." in r.stderr
         assert cli(lab, "service", "node1", "flanneld", "status").returncode == 3
@@ -173,8 +170,8 @@ def test_flanneld_kill9_then_systemctl_start_keeps_the_subnet(lab):
     svc = lab.service("node1", "flanneld")
     os.kill(svc.pid(), signal.SIGKILL)
     wait_for(lambda: not svc.is_active(), what="flanneld to die")
-    assert on_node(lab, "master", "ping -c1 -W2 " + lab.resolve("node1/c1")[1].ip).returncode == 0
-    r = on_node(lab, "node1", "systemctl start flanneld")
+    assert lab.sh("master", "ping -c1 -W2 " + lab.resolve("node1/c1")[1].ip, timeout=30).returncode == 0
+    r = lab.sh("node1", "systemctl start flanneld", timeout=30)
     assert r.returncode == 0, r.stderr
     assert lease_of(lab, "node1") == sn
     own = ipaddress.IPv4Interface(lab.node("node1").subnet_env()["FLANNEL_SUBNET"]).network
@@ -187,11 +184,11 @@ def test_uplink_down_and_up(lab):
     """flannel does nothing about a link going down: the overlay pauses and comes back
     with the link, with the same flanneld, lease and kernel entries."""
     pid, routes = lab.service("node1", "flanneld").pid(), flannel_routes(lab, "node1")
-    on_node(lab, "node1", "ip link set eth0 down")
+    lab.sh("node1", "ip link set eth0 down", timeout=30)
     try:
         assert not lab.ping("master/c1", "node1/c1")[0]
     finally:
-        on_node(lab, "node1", "ip link set eth0 up")
+        lab.sh("node1", "ip link set eth0 up", timeout=30)
     wait_for(lambda: lab.ping("master/c1", "node1/c1")[0], timeout=15, what="the overlay back")
     assert lab.service("node1", "flanneld").pid() == pid
     assert flannel_routes(lab, "node1") == routes
@@ -201,10 +198,10 @@ def test_uplink_down_and_up(lab):
 @pytest.mark.timeout(60)
 def test_docker_restart_on_a_node(lab):
     from labkit.docker import containers
-    bip = lab.sh("node1", "ip -4 -o addr show docker0").stdout.split()[3]
-    r = on_node(lab, "node1", "systemctl restart docker")
+    bip = sh(lab, "node1", "ip -4 -o addr show docker0").split()[3]
+    r = lab.sh("node1", "systemctl restart docker", timeout=30)
     assert r.returncode == 0, r.stderr
-    assert lab.sh("node1", "ip -4 -o addr show docker0").stdout.split()[3] == bip  # --bip from subnet.env
+    assert sh(lab, "node1", "ip -4 -o addr show docker0").split()[3] == bip  # --bip from subnet.env
     # without live-restore, stopping dockerd stopped the container: `docker start` it
     assert not containers.get(lab.state, "node1", "c1").running
     containers.start(lab.state, "node1", "c1")
@@ -215,7 +212,7 @@ def test_docker_restart_on_a_node(lab):
 def test_flannel_device_deleted_is_back_after_a_restart(lab):
     """Whether flanneld re-created it meanwhile (v0.27.4+) or not (before), a restart
     creates or keeps flannel.1 with this node's lease, and every pair answers."""
-    on_node(lab, "node1", "ip link del flannel.1")
+    lab.sh("node1", "ip link del flannel.1", timeout=30)
     assert not lab.ping("master/c1", "node1/c1")[0]
     assert cli(lab, "service", "node1", "flanneld", "restart").returncode == 0
     assert flannel_routes(lab, "node1")
@@ -228,11 +225,11 @@ def vtep_mac_in_lease(lab, node):
 
 
 def device_mac(lab, node):
-    return on_node(lab, node, "cat /sys/class/net/flannel.1/address").stdout.strip()
+    return lab.sh(node, "cat /sys/class/net/flannel.1/address", timeout=30).stdout.strip()
 
 
 def arp_mac(lab, node, ip):
-    out = on_node(lab, node, f"ip neigh show {ip} dev flannel.1").stdout.split()
+    out = lab.sh(node, f"ip neigh show {ip} dev flannel.1", timeout=30).stdout.split()
     return out[out.index("lladdr") + 1] if "lladdr" in out else None
 
 
@@ -252,7 +249,7 @@ def test_flannel_device_deleted_is_recreated_by_a_running_flanneld(lab):
     master_sn = lease_of(lab, "master")
     old_mac = vtep_mac_in_lease(lab, "node1")
     assert device_mac(lab, "node1") == old_mac == arp_mac(lab, "master", gw)
-    on_node(lab, "node1", "ip link del flannel.1")
+    lab.sh("node1", "ip link del flannel.1", timeout=30)
     try:
         wait_for(lambda: "VXLAN device flannel.1 recreated successfully" in svc.log()[before:],
                  timeout=5, what="flanneld to recreate flannel.1")
@@ -262,9 +259,9 @@ def test_flannel_device_deleted_is_recreated_by_a_running_flanneld(lab):
         assert all(f"vxlan_network.go] {step}" in log for step in steps), log
         assert [log.index(step) for step in steps] == sorted(log.index(step) for step in steps)
         assert svc.is_active()
-        addr = on_node(lab, "node1", "ip -4 -o addr show dev flannel.1").stdout
+        addr = lab.sh("node1", "ip -4 -o addr show dev flannel.1", timeout=30).stdout
         assert f"inet {gw}/32 " in addr
-        assert "UP" in on_node(lab, "node1", "ip link show flannel.1").stdout.split("<")[1].split(">")[0]
+        assert "UP" in lab.sh("node1", "ip link show flannel.1", timeout=30).stdout.split("<")[1].split(">")[0]
         # the new device has a new MAC; the lease, and the master's ARP entry, keep the old one
         new_mac = device_mac(lab, "node1")
         assert new_mac != old_mac

@@ -5,12 +5,12 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from tests.helpers import sh, wait_for
 
 
 def kernel(lab, node):
-    from labkit.status import kernel_state
     from labkit import netns
+    from labkit.status import kernel_state
     return netns.netlink.call(lab.node(node).ns, kernel_state, "flannel.1")
 
 
@@ -43,7 +43,7 @@ def test_deleting_a_lease_removes_its_entries_on_the_other_nodes(make_lab):
     node2 = lab.status().node("node2")
     lab.etcd().delete(f"/coreos.com/network/subnets/{sn.replace('/', '-')}")
     for other in ("master", "node1"):
-        wait_for(lambda: sn not in peer_subnets(lab, other), what=f"route removal on {other}")
+        wait_for(lambda other=other: sn not in peer_subnets(lab, other), what=f"route removal on {other}")
         k = kernel(lab, other)
         assert node2.vtep_mac not in {a["mac"] for a in k["arp"]}
         assert node2.public_ip not in {f["dst"] for f in k["fdb"]}
@@ -147,24 +147,24 @@ def test_forward_rules_are_kept_and_ip_masq_comes_from_sysconfig(make_lab):
     """flanneld's FLANNEL-FWD rules come back after deletion; -ip-masq set in the node's
     /etc/sysconfig/flanneld adds FLANNEL-POSTRTG and FLANNEL_IPMASQ=true."""
     lab = make_lab(nodes=2, containers=1)
-    rules = lab.sh("node1", "iptables -S").stdout
+    rules = sh(lab, "node1", "iptables -S")
     assert '-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD' in rules
     assert '-A FLANNEL-FWD -s 10.108.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT' in rules
     lab.sh("node1", "iptables -D FORWARD -m comment --comment 'flanneld forward' -j FLANNEL-FWD")
-    wait_for(lambda: "-j FLANNEL-FWD" in lab.sh("node1", "iptables -S FORWARD").stdout, timeout=10,
+    wait_for(lambda: "-j FLANNEL-FWD" in sh(lab, "node1", "iptables -S FORWARD"), timeout=10,
              what="the resync to restore the FORWARD rule")
     assert "Some iptables rules are missing; deleting and recreating rules" in lab.service("node1", "flanneld").log()
     r = lab.sh("node1", "sed -i 's/^FLANNEL_OPTIONS=.*/FLANNEL_OPTIONS=\"-iface=eth0 -ip-masq\"/' "
                         "/etc/sysconfig/flanneld && systemctl restart flanneld")
     assert r.returncode == 0, r.stderr
-    assert "FLANNEL_IPMASQ=true" in lab.sh("node1", "cat /run/flannel/subnet.env").stdout
-    nat = lab.sh("node1", "iptables -t nat -S FLANNEL-POSTRTG").stdout
+    assert "FLANNEL_IPMASQ=true" in sh(lab, "node1", "cat /run/flannel/subnet.env")
+    nat = sh(lab, "node1", "iptables -t nat -S FLANNEL-POSTRTG")
     assert "-s 10.108.0.0/16 ! -d 224.0.0.0/4 -m comment --comment \"flanneld masq\" -j MASQUERADE" in nat
     assert "-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000" in nat
     # the host's /etc is untouched; master kept its own sysconfig
     host_file = "/etc/sysconfig/flanneld"
     assert not os.path.exists(host_file) or "-ip-masq" not in open(host_file).read()
-    assert "-ip-masq" not in lab.sh("master", "cat /etc/sysconfig/flanneld").stdout
+    assert "-ip-masq" not in sh(lab, "master", "cat /etc/sysconfig/flanneld")
     assert all(lab.connectivity().values())
 
 
@@ -174,7 +174,7 @@ def test_a_joining_node_is_learned_by_everyone(make_lab):
     assert node.name == "node2"
     sn = lease_of(lab, "node2")
     for other in ("master", "node1"):
-        wait_for(lambda: sn in peer_subnets(lab, other), what=f"{other} to learn node2")
+        wait_for(lambda other=other: sn in peer_subnets(lab, other), what=f"{other} to learn node2")
     assert all(lab.connectivity().values())
     from labkit.lab import Lab
     assert [n.name for n in Lab.attach(lab.spec.name).nodes] == ["master", "node1", "node2"]

@@ -7,7 +7,7 @@ import pytest
 
 from labkit.errors import LabError
 from labkit.lab import Lab
-from tests.conftest import labkit, wait_for
+from tests.helpers import labkit, wait_for
 
 
 def leased_ips(lab):
@@ -15,7 +15,7 @@ def leased_ips(lab):
 
 
 def routes_to(lab, node, subnet):
-    return ipaddress.IPv4Network(subnet) in lab._routed(lab.node(node))
+    return ipaddress.IPv4Network(subnet) in lab.gateway_subnets(lab.node(node))
 
 
 def test_cli_reconfigure_changes_the_network_and_reports_each_step(make_lab):

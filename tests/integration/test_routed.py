@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from conftest import labkit, sh, unique_name, unreachable
+from tests.helpers import labkit, sh, unique_name, unreachable
 
 SEG = {"master": 0, "node1": 1, "node2": 0, "node3": 1}   # nodes are dealt in turn
 

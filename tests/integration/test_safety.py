@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, labkit, unique_name
+from tests.helpers import ROOT, labkit, unique_name
 
 SYSCTLS = ["net/ipv4/ip_forward", "net/ipv4/conf/all/forwarding", "net/ipv6/conf/all/forwarding",
            "net/ipv4/ping_group_range", "net/bridge/bridge-nf-call-iptables",
@@ -28,13 +28,13 @@ def root_snapshot() -> dict:
         "neigh_bridge": run("bridge", "fdb", "show"),
         # comments carry timestamps and counters move with host traffic: drop both
         "iptables": re.sub(r"\[\d+:\d+\]", "", "\n".join(
-            l for l in run("iptables-save").splitlines() if not l.startswith("#"))),
+            line for line in run("iptables-save").splitlines() if not line.startswith("#"))),
         "nft": run("nft", "list", "ruleset"),
         # sockets listening in the root namespace that belong to a lab process; other
         # programs on the machine may come and go while the test runs
-        "listen": "\n".join(l for l in run("ss", "-H", "-ltnup").splitlines()
-                            if any(w in l for w in ("etcd", "python", "labkit"))
-                            and _is_lab_process(l)),
+        "listen": "\n".join(line for line in run("ss", "-H", "-ltnup").splitlines()
+                            if any(w in line for w in ("etcd", "python", "labkit"))
+                            and _is_lab_process(line)),
     }
     for s in SYSCTLS:
         try:
@@ -60,7 +60,7 @@ def leftovers(name: str) -> list[str]:
     if os.path.exists(f"/run/labkit/{name}"):
         out.append("state dir")
     with open("/proc/mounts") as f:
-        out += [f"mount {l.split()[1]}" for l in f if f"/{name}-" in l or f"/labkit/{name}" in l]
+        out += [f"mount {line.split()[1]}" for line in f if f"/{name}-" in line or f"/labkit/{name}" in line]
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             env = open(f"/proc/{pid}/environ", "rb").read()

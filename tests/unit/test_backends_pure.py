@@ -184,6 +184,7 @@ def test_ipip_device_steps_in_flannels_order():
 
 def test_ipip_and_wireguard_name_the_missing_link_type():
     from pyroute2.netlink.exceptions import NetlinkError
+
     from labkit.flannel.backends.ipip import IPIPBackend
     from labkit.flannel.backends.wireguard import WireguardBackend
     ext = ExternalInterface("eth0", 2, 1500, A("192.168.50.2"), A("192.168.50.2"))

@@ -7,8 +7,8 @@ import pytest
 
 from labkit.errors import LabError
 from labkit.flannel.backends import decode_backend_config, require_ipv4
-from labkit.flannel.backends.vxlan.vxlan import parse_backend_config as vxlan_config
 from labkit.flannel.backends.udp.udp import parse_backend_config as udp_config
+from labkit.flannel.backends.vxlan.vxlan import parse_backend_config as vxlan_config
 from labkit.flannel.config import parse_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

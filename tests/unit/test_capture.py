@@ -54,8 +54,8 @@ def test_raw_ip_link_type_for_tun_devices():
     from scapy.layers.inet import ICMP, IP
     raw = bytes(IP(src="10.5.1.0", dst="10.5.2.3") / ICMP(type=0, seq=4))
     assert C.describe(C.decode(raw, C.DLT_RAW)) == "10.5.1.0 > 10.5.2.3 ICMP echo-reply seq=4"
-    assert C._linktype(C.ARPHRD_NONE) == C.DLT_RAW
-    assert C._linktype(C.ARPHRD_ETHER) == C.DLT_EN10MB
+    assert C.linktype_for(C.ARPHRD_NONE) == C.DLT_RAW
+    assert C.linktype_for(C.ARPHRD_ETHER) == C.DLT_EN10MB
 
 
 def test_pcap_files_are_classic_libpcap(tmp_path):
@@ -88,7 +88,7 @@ def test_capture_text_and_first():
 @pytest.mark.parametrize("count,timeout", [(0, 1.0), (C.MAX_COUNT + 1, 1.0), (1, 0), (1, -1), (1, C.MAX_TIMEOUT + 1)])
 def test_every_capture_is_bounded(count, timeout):
     with pytest.raises(LabError):
-        C._check_bounds(count, timeout)
+        C.check_bounds(count, timeout)
 
 
 def test_filters_are_compiled_by_libpcap():
@@ -96,7 +96,7 @@ def test_filters_are_compiled_by_libpcap():
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         with pytest.raises(LabError, match="invalid capture filter"):
-            C._attach_filter(s, "udp port", C.DLT_EN10MB)
+            C.attach_filter(s, "udp port", C.DLT_EN10MB)
     finally:
         s.close()
 

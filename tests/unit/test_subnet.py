@@ -114,7 +114,8 @@ def test_lease_attrs_vxlan_json_exact():
 
 @pytest.mark.parametrize("attrs,expected", [
     (LeaseAttrs("10.0.0.1"), '{"PublicIP":"10.0.0.1","PublicIPv6":null}'),  # udp
-    (LeaseAttrs("10.0.0.1", backend_type="host-gw"), '{"PublicIP":"10.0.0.1","PublicIPv6":null,"BackendType":"host-gw"}'),
+    (LeaseAttrs("10.0.0.1", backend_type="host-gw"),
+     '{"PublicIP":"10.0.0.1","PublicIPv6":null,"BackendType":"host-gw"}'),
     (LeaseAttrs("10.0.0.1", backend_type="wireguard", backend_data={"PublicKey": "abc=", "Port": 51820}),
      '{"PublicIP":"10.0.0.1","PublicIPv6":null,"BackendType":"wireguard","BackendData":{"PublicKey":"abc=","Port":51820}}'),
     (LeaseAttrs("10.0.0.1", backend_data={}), '{"PublicIP":"10.0.0.1","PublicIPv6":null,"BackendData":{}}'),
@@ -187,7 +188,7 @@ def test_reset_diffs_and_removed_carries_cached_lease():
     removed = batch[1].lease
     assert removed != gone
     assert removed.attrs.public_ip == "192.168.0.2" and removed.attrs.backend_data == {"VtepMAC": "aa"}
-    assert [str(l.subnet) for l in w.leases] == ["10.5.3.0/24", "10.5.4.0/24"]
+    assert [str(lease.subnet) for lease in w.leases] == ["10.5.3.0/24", "10.5.4.0/24"]
 
 
 def test_reset_ignores_changed_attrs_of_known_subnet():
@@ -201,7 +202,7 @@ def test_second_reset_reports_own_lease_removed():
     # included, and the own lease is skipped before it can be matched.
     w = LeaseWatcher(own_subnet=N(OWN))
     w.reset([lease(OWN), lease("10.5.2.0/24")])
-    assert [str(l.subnet) for l in w.leases] == [OWN, "10.5.2.0/24"]
+    assert [str(lease.subnet) for lease in w.leases] == [OWN, "10.5.2.0/24"]
     batch = w.reset([lease(OWN), lease("10.5.2.0/24")])
     assert kinds(batch) == [(EVENT_REMOVED, OWN)]
 
@@ -230,7 +231,7 @@ def test_update_drops_own_subnet_events():
     batch = w.update([Event(EVENT_ADDED, lease(OWN)), Event(EVENT_REMOVED, lease(OWN)),
                       Event(EVENT_ADDED, lease("10.5.9.0/24"))])
     assert kinds(batch) == [(EVENT_ADDED, "10.5.9.0/24")]
-    assert [str(l.subnet) for l in w.leases] == ["10.5.9.0/24"]
+    assert [str(lease.subnet) for lease in w.leases] == ["10.5.9.0/24"]
 
 
 def test_update_removed_unknown_subnet_is_passed_on_and_logged(caplog):
@@ -290,7 +291,7 @@ def test_slash22_exhausts_at_fourth_allocation():
     held = []
     for _ in range(3):
         held.append(Lease(allocate_subnet(cfg, held, rng), LeaseAttrs("1.1.1.1")))
-    assert sorted(str(l.subnet) for l in held) == ["10.5.1.0/24", "10.5.2.0/24", "10.5.3.0/24"]
+    assert sorted(str(lease.subnet) for lease in held) == ["10.5.1.0/24", "10.5.2.0/24", "10.5.3.0/24"]
     with pytest.raises(OutOfSubnets) as e:
         allocate_subnet(cfg, held, rng)
     assert str(e.value) == "out of subnets"
@@ -323,7 +324,7 @@ def test_acquire_lease_new_node_allocates_in_range():
     d = choose_subnet(cfg, dummy_leases(), "1.2.3.4", None, random.Random(0))
     assert d.kind == "allocate" and d.reuse is None and d.delete == []
     assert lease_fits(cfg, d.subnet)
-    assert d.subnet not in {l.subnet for l in dummy_leases()}
+    assert d.subnet not in {lease.subnet for lease in dummy_leases()}
     assert d.reason == f"Allocated lease (ip: {d.subnet} ipv6: ::/0) to current node (1.2.3.4) "
     assert d.logs == ["Picking subnet in range 10.3.1.0 ... 10.3.25.0", d.reason]
     assert d.ttl == SUBNET_TTL

@@ -105,7 +105,8 @@ def test_read_back(tmp_path):
 def test_read_is_tolerant(tmp_path):
     path = tmp_path / "subnet.env"
     path.write_text('# written by hand\n\nexport FLANNEL_SUBNET="10.1.74.1/24"\n'
-                    "FLANNEL_MTU='1472'\nFLANNEL_IPMASQ=false # comment\ngarbage line\n  FLANNEL_NETWORK = 10.1.0.0/16\n")
+                    "FLANNEL_MTU='1472'\nFLANNEL_IPMASQ=false # comment\ngarbage line\n"
+                    "  FLANNEL_NETWORK = 10.1.0.0/16\n")
     assert read_subnet_file(path) == {"FLANNEL_SUBNET": "10.1.74.1/24", "FLANNEL_MTU": "1472",
                                       "FLANNEL_IPMASQ": "false", "FLANNEL_NETWORK": "10.1.0.0/16"}
     assert previous_subnet(path) == N("10.1.74.0/24")

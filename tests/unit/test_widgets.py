@@ -12,8 +12,8 @@ import types
 import pytest
 
 from labkit.errors import LabError
-from labkit.spec import LabSpec, SUPPORTED_BACKENDS
 from labkit.notebook import panels, tables
+from labkit.spec import SUPPORTED_BACKENDS, LabSpec
 from labkit.status import ContainerStatus, LabStatus, NodeStatus, docker0_in_range
 
 SPEC = LabSpec(name="nbt", nodes=2, seed=1)
@@ -89,7 +89,8 @@ def test_plan_is_the_labs_own_and_names_every_step():
     from labkit.lab import Lab
     lab = Lab(SPEC)                     # not built: plan() only reads the spec
     steps = lab.plan(panels.make_spec(SPEC, **form(network="10.20.0.0/22")))
-    assert steps[0] == """etcdctl put /coreos.com/network/config '{"Network":"10.20.0.0/22","Backend":{"Type":"vxlan"}}'"""
+    assert steps[0] == ("etcdctl put /coreos.com/network/config "
+                        """'{"Network":"10.20.0.0/22","Backend":{"Type":"vxlan"}}'""")
     assert steps[1:] == ["flanneld: stop on every node",
                          "remove what vxlan left behind (like `ip link del flannel.1`)",
                          "flanneld: start on every node (each keeps its subnet)",
@@ -256,7 +257,7 @@ def test_config_panel_checks_live_and_applies_through_reconfigure():
     assert p.plan == lab.real.plan(lab.reconfigured[0]) and len(p.plan) == 7
     assert p.progress.max == p.progress.value == 7 and "done" in p.step.value
     assert "✓" in table.text() and "labkit-result" in p.result.value
-    p._apply_clicked()                      # the button: no exception escapes
+    p.apply_clicked()                      # the button: no exception escapes
     assert len(lab.reconfigured) == 2
 
 
@@ -266,7 +267,7 @@ def test_config_panel_shows_a_failed_apply():
     p = ConfigPanel(lab)
     p.network.value = "10.20.0.0/22"
     lab.fail = LabError("boom")
-    p._apply_clicked()
+    p.apply_clicked()
     assert "Apply failed: boom" in p.step.value and not p.apply_button.disabled
 
 
@@ -336,7 +337,7 @@ def test_magics_register_without_variable_expansion():
 
 
 def test_table_and_notebook_lab_names():
-    from labkit.jupyter import NOTEBOOK_LAB, Table   # the old path still works
+    from labkit.jupyter import NOTEBOOK_LAB, Table  # the old path still works
     t = Table(["a", "bb"], [["1", None], ["333", "x<y"]], title="T")
     assert t.text() == "T\na    bb\n1\n333  x<y"
     assert "x&lt;y" in t._repr_html_()

@@ -91,6 +91,17 @@ class Backend(Protocol):
     def register_network(self, config: Config) -> Network: ...
 
 
+class BackendBase:
+    """What every backend's New(sm, extIface) keeps (flannel repeats the two fields in each
+    backend's struct: vxlan.go, udp_amd64.go, ipip.go, wireguard.go), plus the netlink
+    socket our backend works with. RegisterNetwork is each backend's own."""
+
+    def __init__(self, sm: LocalManager, ext_iface: ExternalInterface, ipr: IPRoute) -> None:
+        self.sm = sm
+        self.ext_iface = ext_iface
+        self.ipr = ipr
+
+
 # backend.BackendCtor: New(sm, extIface), plus the netlink socket the backend works with
 BackendCtor = Callable[["LocalManager", "ExternalInterface", "IPRoute"], Backend]
 

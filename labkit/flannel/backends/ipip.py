@@ -28,17 +28,14 @@ from ..ip import (
     go_strerror,
 )
 from ..subnet import Lease, LeaseAttrs
-from . import decode_backend_config, require_ipv4
+from . import BackendBase, decode_backend_config, require_ipv4
 from .catalogue import CATALOGUE, encap_overhead
 from .kernel import is_missing_link_type, missing_link_type
 from .route_network import Route, RouteNetwork
 
 if TYPE_CHECKING:
-    from pyroute2 import IPRoute
 
     from ..config import Config
-    from ..etcd_manager import LocalManager
-    from ..iface import ExternalInterface
 
 SRC = "ipip.go"
 BACKEND_TYPE = "ipip"
@@ -59,12 +56,8 @@ def _link_info(link: NetlinkMessage) -> tuple[str | None, str | None, str | None
     return kind, local, remote
 
 
-class IPIPBackend:
-    # one constructor per backend, as flannel has New() in pkg/backend/{vxlan/vxlan,udp/udp_amd64,ipip/ipip}.go
-    def __init__(self, sm: LocalManager, ext_iface: ExternalInterface, ipr: IPRoute) -> None:
-        self.sm = sm
-        self.ext_iface = ext_iface
-        self.ipr = ipr
+class IPIPBackend(BackendBase):
+    """New(): see BackendBase."""
 
     def register_network(self, config: Config) -> RouteNetwork:
         require_ipv4(config)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NoReturn
 
 from ..ip import EEXIST, errno_of, go_strerror
+from . import BackendBase
 from .catalogue import CATALOGUE, encap_overhead
 from .kernel import is_missing_link_type, missing_link_type
 
@@ -25,18 +26,12 @@ DEVICE = CATALOGUE["wireguard"].device   # flannel-wg
 ENCAP_OVERHEAD = encap_overhead("wireguard")
 
 if TYPE_CHECKING:
-    from pyroute2 import IPRoute
 
     from ..config import Config
-    from ..etcd_manager import LocalManager
-    from ..iface import ExternalInterface
 
 
-class WireguardBackend:
-    def __init__(self, sm: LocalManager, ext_iface: ExternalInterface, ipr: IPRoute) -> None:
-        self.sm = sm
-        self.ext_iface = ext_iface
-        self.ipr = ipr
+class WireguardBackend(BackendBase):
+    """New(): see BackendBase."""
 
     def register_network(self, config: Config) -> NoReturn:
         try:

@@ -12,15 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from ... import log
 from ...subnet import LeaseAttrs
-from .. import decode_backend_config, require_ipv4
+from .. import BackendBase, decode_backend_config, require_ipv4
 from .network import UdpNetwork
 
 if TYPE_CHECKING:
-    from pyroute2 import IPRoute
 
     from ...config import Config
-    from ...etcd_manager import LocalManager
-    from ...iface import ExternalInterface
 
 SRC = "udp_amd64.go"
 DEFAULT_PORT = 8285
@@ -31,12 +28,8 @@ def parse_backend_config(backend: dict[str, Any]) -> dict[str, Any]:
     return decode_backend_config(backend, {"Port": DEFAULT_PORT}, "UDP")
 
 
-class UdpBackend:
-    # one constructor per backend, as flannel has New() in pkg/backend/{vxlan/vxlan,udp/udp_amd64,ipip/ipip}.go
-    def __init__(self, sm: LocalManager, ext_iface: ExternalInterface, ipr: IPRoute) -> None:
-        self.sm = sm
-        self.ext_iface = ext_iface
-        self.ipr = ipr
+class UdpBackend(BackendBase):
+    """New(): see BackendBase."""
 
     def register_network(self, config: Config) -> UdpNetwork:
         require_ipv4(config)

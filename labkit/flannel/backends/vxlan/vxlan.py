@@ -16,13 +16,12 @@ from ... import log
 from ...config import Config
 from ...ip import go_strerror
 from ...subnet import Lease, LeaseAttrs
-from .. import decode_backend_config, require_ipv4
+from .. import BackendBase, decode_backend_config, require_ipv4
 from .device import VXLANDevice, VXLANDeviceAttrs
 from .vxlan_network import VXLANNetwork
 
 if TYPE_CHECKING:
     from ...etcd_manager import LocalManager
-    from ...iface import ExternalInterface
 
 SRC = "vxlan.go"
 DEFAULT_VNI = 1
@@ -51,12 +50,8 @@ def parse_backend_config(backend: dict[str, Any] | None, ext_mtu: int) -> dict[s
     return cfg
 
 
-class VXLANBackend:
-    # one constructor per backend, as flannel has New() in pkg/backend/{vxlan/vxlan,udp/udp_amd64,ipip/ipip}.go
-    def __init__(self, sm: LocalManager, ext_iface: ExternalInterface, ipr: IPRoute) -> None:
-        self.sm = sm
-        self.ext_iface = ext_iface
-        self.ipr = ipr
+class VXLANBackend(BackendBase):
+    """New(): see BackendBase."""
 
     def register_network(self, config: Config) -> VXLANNetwork:
         """RegisterNetwork: device, then lease, then the lease's address on the device."""
