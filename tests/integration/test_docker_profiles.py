@@ -5,7 +5,7 @@ import re
 import signal
 import time
 
-from conftest import wait_for
+from tests.helpers import wait_for
 
 SET_CONFIG = """etcdctl set /flannel/network/config '{"Network":"10.108.0.0/16","Backend": {"Type": "vxlan"}}'"""
 
