@@ -49,9 +49,18 @@ def _progress(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def _lease_fields(ttl: int | None) -> dict:
+    """--lease-ttl: the TTL, and a renew margin that fits it (flannel's 1 h of 24 h, at most,
+    and at least a quarter of a short TTL, so that a renewal comes in time on a busy machine)."""
+    if ttl is None:
+        return {}
+    return {"lease_ttl": ttl, "renew_margin": min(3600, max(1, ttl // 4))}
+
+
 def cmd_up(a) -> int:
     if a.blog:
-        spec = blog_spec(a.name, flavour=a.flavour or "legacy", seed=a.seed, docker_version=a.docker_version)
+        spec = blog_spec(a.name, flavour=a.flavour or "legacy", seed=a.seed, docker_version=a.docker_version,
+                         flannel_options=a.flannel_options or "", **_lease_fields(a.lease_ttl))
     else:
         spec = LabSpec(name=a.name, nodes=a.nodes, network=a.network, subnet_len=a.subnet_len,
                        backend=a.backend, vni=a.vni, port=a.port, direct_routing=a.direct_routing,
@@ -60,7 +69,8 @@ def cmd_up(a) -> int:
                        segments=a.segments, node_mtu=parse_node_values(a.node_mtu, "--node-mtu"),
                        router_mtu=a.router_mtu, router_drop_icmp=a.router_drop_icmp, nics=a.nics,
                        iface=a.iface, nat=a.nat or [], nat_public_ip=a.nat_public_ip, outside=a.outside,
-                       ip_masq=a.ip_masq, docker_version=a.docker_version)
+                       ip_masq=a.ip_masq, flannel_options=a.flannel_options or "",
+                       docker_version=a.docker_version, **_lease_fields(a.lease_ttl))
     Lab(spec, progress=_progress, built_by="labkit up").up()
     if not spec.write_config:
         print(f"\nflanneld is waiting for {spec.prefix}/config: write it on the master, e.g.\n"
@@ -249,7 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "/23, 192.168.48.0/22, ...)")
     up.add_argument("--mtu", type=int, default=1500, help="underlay link MTU (default 1500)")
     up.add_argument("--etcd-prefix", default="/coreos.com/network", help="flanneld -etcd-prefix")
-    up.add_argument("--seed", type=int, default=None, help="same subnets and MACs on every run")
+    up.add_argument("--seed", type=int, default=None,
+                    help="same subnets on every run (flannel.1's MAC stays random, as in flannel)")
+    up.add_argument("--lease-ttl", type=int, default=None,
+                    help="subnet lease TTL in seconds (default 86400, flannel's 24 h); renewed a quarter "
+                         "of it (at most 1 h) before it expires. -lab-subnet-ttl=N in a node's "
+                         "FLANNEL_OPTIONS overrides it")
+    up.add_argument("--flannel-options", default=None,
+                    help="more flanneld flags for every node's FLANNEL_OPTIONS in /etc/sysconfig/flanneld, "
+                         "e.g. --flannel-options=-v=2 (flannel's klog verbosity; use the = form)")
     up.add_argument("--segments", type=int, default=1,
                     help="split the nodes over this many L2 segments joined by a router (default 1)")
     kn = up.add_argument_group("underlay knobs (README: Underlay knobs)")

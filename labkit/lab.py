@@ -492,9 +492,10 @@ class Lab:
         names = [node] if node is not None else [n.name for n in self.nodes]
         return [r for n in names for r in containers.list_all(self.state, n)]
 
-    def etcd_health(self, timeout: float = 1.0) -> str | None:
-        """None when etcd answers /health, else why not (asked quickly: a stopped etcd
-        must not make `status` hang for the client's 10 s timeout)."""
+    def etcd_health(self, timeout: float = 3.0) -> str | None:
+        """None when etcd answers /health, else why not. A stopped etcd refuses at once; a
+        hung one must not make `status` wait for the client's 10 s timeout, and a loaded
+        machine must not turn a slow answer into a false alarm (hence 3 s, not 1)."""
         try:
             code, body = http_request(self.state.etcd_socket, "GET", "/health", timeout=timeout)
         except OSError as e:

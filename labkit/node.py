@@ -125,14 +125,16 @@ class Node:
         """What flanneld.service runs: flags from /etc/sysconfig/flanneld, read at each start."""
         conf = read_subnet_file(self.etc_file("sysconfig", "flanneld"))
         module = "labkit.flannel.legacy.daemon" if self.spec.flavour == "legacy" else "labkit.flannel.daemon"
+        # the lab's own flags first: a flag given again in FLANNEL_OPTIONS wins (Go's flag
+        # package keeps the last value), so a user's -lab-subnet-ttl=... there is obeyed
         argv = [sys.executable, "-m", module,
-                f"-etcd-endpoints={conf.get('FLANNEL_ETCD_ENDPOINTS', '')}",
-                f"-etcd-prefix={conf.get('FLANNEL_ETCD_PREFIX', '')}",
-                *shlex.split(conf.get("FLANNEL_OPTIONS", "")),
                 f"-lab-subnet-ttl={self.spec.lease_ttl}",
                 f"-lab-renew-margin-seconds={self.spec.renew_margin}"]
         if self.spec.seed is not None:
             argv.append(f"-lab-seed={self.spec.seed}")
+        argv += [f"-etcd-endpoints={conf.get('FLANNEL_ETCD_ENDPOINTS', '')}",
+                 f"-etcd-prefix={conf.get('FLANNEL_ETCD_PREFIX', '')}",
+                 *shlex.split(conf.get("FLANNEL_OPTIONS", ""))]
         return argv
 
     def docker_argv(self) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shlex
 from dataclasses import asdict, dataclass, field
 
 from .errors import LabError
@@ -163,6 +164,7 @@ class LabSpec:
     seed: int | None = None
     lease_ttl: int = 86400            # seconds; flannel's subnetTTL is 24 h
     renew_margin: int = 3600          # seconds; flannel's -subnet-lease-renew-margin=60 (minutes)
+    flannel_options: str = ""         # more flanneld flags for every node's FLANNEL_OPTIONS, e.g. "-v=2"
     write_config: bool = True         # put the network config into etcd during `up`
     extra_config: dict = field(default_factory=dict)
     segments: int = 1                 # L2 segments of the underlay, joined by <lab>-router
@@ -254,7 +256,7 @@ class LabSpec:
             opts.append(f"-public-ip={self.public_ip(self.node_names.index(node))}")
         if self.ip_masq:
             opts.append("-ip-masq")
-        return opts
+        return opts + shlex.split(self.flannel_options)  # the lab's extra flags, e.g. -v=2
 
     def router_ip(self, segment: int) -> ipaddress.IPv4Address:
         """The router's address on a segment: the last usable one of its slice."""
@@ -338,6 +340,17 @@ class LabSpec:
             raise LabError(f"lease TTL must be at least 2 seconds, got {_shown(self.lease_ttl)}", field="lease_ttl")
         if not _is_int(self.renew_margin) or not 0 < self.renew_margin < self.lease_ttl:
             raise LabError("renew margin must be positive and shorter than the lease TTL", field="renew_margin")
+        if not isinstance(self.flannel_options, str) or any(c in self.flannel_options for c in '"\n\\$`'):
+            raise LabError(f"flanneld options must be text without quotes, backslashes, $ or newlines, "
+                           f"got {_shown(self.flannel_options)}", field="flannel_options")
+        if self.flannel_options:
+            from .flannel.daemon import FlagError, parse_flags
+            try:
+                parse_flags(shlex.split(self.flannel_options), environ={})
+            except (FlagError, ValueError) as e:
+                raise LabError(f"invalid flanneld options {_shown(self.flannel_options)}: "
+                               f"{'-h/-help is not an option for a lab' if str(e) == 'help' else e}",
+                               field="flannel_options") from None
         if self.subnet_len is not None and not _is_int(self.subnet_len):
             raise LabError(f"SubnetLen must be a whole number, got {_shown(self.subnet_len)}", field="subnet_len")
         if not isinstance(self.extra_config, dict):

@@ -84,6 +84,61 @@ def docker0_in_range(docker0: str | None, subnet: str | None, network: str | Non
     return ip in ipaddress.IPv4Network(subnet)
 
 
+def _ext_addr(ipr, iface: str | None) -> str | None:
+    """In a node's namespace, the address flanneld takes as its external one (iface.lookup):
+    -iface's (a name or an address), else the first IPv4 address of the default route's device."""
+    if iface:
+        try:
+            return str(ipaddress.IPv4Address(iface))
+        except ValueError:
+            addrs = _link_addrs(ipr, iface)
+            return addrs[0].split("/")[0] if addrs else None
+    for r in ipr.get_routes(family=AF_INET):
+        if r["dst_len"] == 0 and r.get_attr("RTA_TABLE") == RT_TABLE_MAIN and r.get_attr("RTA_OIF"):
+            names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+            addrs = _link_addrs(ipr, names.get(r.get_attr("RTA_OIF"), ""))
+            return addrs[0].split("/")[0] if addrs else None
+    return None
+
+
+def flanneld_public_ip(node) -> str:
+    """The PublicIP the node's flanneld puts in its lease, from the node's FLANNEL_OPTIONS
+    (/etc/sysconfig/flanneld): -public-ip if given, else -iface's address, else the default
+    route's interface's (Vagrant's 10.0.2.15 on every node); the node's underlay address when
+    none of that can be read."""
+    import shlex
+
+    from .flannel.daemon import FlagError, parse_flags
+    from .flannel.subnetenv import read_subnet_file
+    try:
+        conf = read_subnet_file(node.etc_file("sysconfig", "flanneld"))
+        opts = parse_flags(shlex.split(conf.get("FLANNEL_OPTIONS", "")), environ={})
+        if opts["public-ip"]:
+            return opts["public-ip"]
+        return netns.netlink.call(node.ns, _ext_addr, opts["iface"][0] if opts["iface"] else None) \
+            or str(node.public_ip)
+    except (OSError, ValueError, FlagError):
+        return str(node.public_ip)
+
+
+def own_lease(leases: dict, subnet_env: dict, public_ip: str) -> tuple[str | None, dict | None]:
+    """The node's lease as its flanneld wrote it: the lease of the subnet in its subnet.env
+    (several nodes can share one PublicIP, like Vagrant's 10.0.2.15), if that lease carries
+    the node's PublicIP; else the first lease with the node's PublicIP (flannel's findLeaseByIP)."""
+    env_subnet = subnet_env.get("FLANNEL_SUBNET")
+    if env_subnet:
+        try:
+            sn = str(ipaddress.IPv4Interface(env_subnet).network)
+        except ValueError:
+            sn = ""
+        if (leases.get(sn) or {}).get("PublicIP") == public_ip:
+            return sn, leases[sn]
+    for sn, lease in leases.items():
+        if lease.get("PublicIP") == public_ip:
+            return sn, lease
+    return None, None
+
+
 @dataclass
 class ContainerStatus:
     name: str
@@ -160,7 +215,6 @@ def lab_status(lab) -> LabStatus:
                 leases[sn] = {"key": key, **json.loads(value)}
         except Exception as e:  # etcd went away between the two calls
             etcd_error = str(e) or type(e).__name__
-    by_ip = {v.get("PublicIP"): (sn, v) for sn, v in leases.items()}
     network = ipaddress.IPv4Network(lab.spec.network)
     if etcd_error is None:
         try:  # "in range" means inside the Network flannel is told about now, in etcd
@@ -169,7 +223,8 @@ def lab_status(lab) -> LabStatus:
             pass
     nodes = []
     for node in lab.nodes:
-        sn, lease = by_ip.get(str(node.public_ip), (None, None))
+        subnet_env = node.subnet_env()
+        sn, lease = own_lease(leases, subnet_env, flanneld_public_ip(node))
         data = (lease or {}).get("BackendData") or {}
         vni = data.get("VNI", lab.spec.vni or 1)
         # the backend the node runs is the one its lease says (udp writes no BackendType)
@@ -183,7 +238,7 @@ def lab_status(lab) -> LabStatus:
             name=node.name, namespace=node.ns, public_ip=str(node.public_ip), subnet=sn,
             vtep_mac=data.get("VtepMAC"), lease=lease, docker0=docker0, docker0_in_network=in_net,
             in_range=in_range, services={s: node.service(s).status() for s in node.services()},
-            subnet_env=node.subnet_env(),
+            subnet_env=subnet_env,
             containers=[ContainerStatus(r.name, r.ip, r.running) for r in lab.containers(node.name)],
             kernel=kern))
     return LabStatus(name=lab.spec.name, network=str(network), backend=lab.spec.backend,

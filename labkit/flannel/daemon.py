@@ -139,8 +139,13 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+MAX_DURATION_SECONDS = (2**63 - 1) / 1e9  # Go's maximum time.Duration, 2562047h47m16.854775807s
+
+
 def go_duration(seconds: float) -> str:
-    """Go's time.Duration String(): 23h0m0s, 1m30s, 4.5s."""
+    """Go's time.Duration String(): 23h0m0s, 1m30s, 4.5s (the longest Duration past its range)."""
+    if seconds != seconds or seconds > MAX_DURATION_SECONDS:  # NaN, inf: Go saturates at ~292 years
+        seconds = MAX_DURATION_SECONDS
     if seconds < 1:
         return f"{seconds * 1000:g}ms"
     h, rem = divmod(seconds, 3600)
@@ -187,9 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConnectionError as e:
             log.error(SRC, f"Couldn't fetch network config: {e}")
             time.sleep(1)
-    margin = opts["lab-renew-margin-seconds"] or margin_min * 60
-    sm = LocalManager(client, opts["etcd-prefix"], prev, ttl=opts["lab-subnet-ttl"],
-                      renew_margin=margin, rng=random.Random(seed) if seed else None)
+    ttl = opts["lab-subnet-ttl"]
+    margin: float = opts["lab-renew-margin-seconds"] or margin_min * 60
+    if ttl > 0 and margin >= ttl:  # e.g. -lab-subnet-ttl=20 alone: flannel's share of the TTL, not its 1 h
+        margin = max(ttl * margin_min / (24 * 60), ttl / 4)
+    sm = LocalManager(client, opts["etcd-prefix"], prev, ttl=ttl, renew_margin=margin)
     log.info(SRC, f"Created subnet manager: Etcd Local Manager with Previous Subnet: "
                   f"{prev if prev else 'None'}")
 
@@ -237,8 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     log.info("match.go", f"Using interface with name {ext.name} and address {ext.iface_addr}")
     log.info("match.go", f"Using {ext.ext_addr} as external address")
-    if seed:  # a seeded lab gets the same MACs and subnets on every run
-        random.seed(f"{seed}/{ext.ext_addr}")
+    if seed:
+        # a seeded lab gets the same subnets on every run: only allocateSubnet's pick is seeded.
+        # flannel.1's MAC stays random (pkg/mac), so a re-created device gets a new VtepMAC as
+        # in flannel, and the "VtepMAC changed" reports stay reproducible.
         sm.rng = random.Random(f"{seed}/{ext.ext_addr}")
 
     # 7. backend
@@ -289,7 +298,8 @@ def _run(sm: LocalManager, bn: Network, events: EventQueue, stop: list[int]) -> 
     getattr(bn, "run", lambda: None)()  # vxlan: Run's device watcher (vxlan_network.go, flannel >= v0.27.4)
 
     renew_at = time.time() + sm.next_renewal(lease)
-    log.info("local_manager.go", f"Waiting for {go_duration(renew_at - time.time())} to renew lease")
+    if lease.expiration is not None:  # a reservation (no TTL) is never renewed
+        log.info("local_manager.go", f"Waiting for {go_duration(renew_at - time.time())} to renew lease")
     while not stop:
         try:
             batch = events.get(timeout=max(0.0, min(renew_at - time.time(), 3600)))
@@ -312,8 +322,10 @@ def _run(sm: LocalManager, bn: Network, events: EventQueue, stop: list[int]) -> 
                 log.error("local_manager.go", "Lease has been revoked. Shutting down daemon.")
                 log.info(SRC, "Waiting for all goroutines to exit")
                 return _exit_cleanly()
-            lease.expiration = e.lease.expiration if e.lease.expiration not in (None, float("inf")) \
-                else time.time() + sm.ttl
+            # our key put again: with a TTL (our renewal, or an admin's put --lease), or without
+            # one, which makes it a reservation (reservations.md): nothing to renew any more
+            lease.expiration = None if e.lease.expiration is None else \
+                e.lease.expiration if e.lease.expiration != float("inf") else time.time() + sm.ttl
             renew_at = time.time() + sm.next_renewal(lease)
         if batch:
             bn.handle_subnet_events(watcher.update(batch))

@@ -26,6 +26,7 @@ from .subnet import (
     Lease,
     LeaseAttrs,
     LeaseWatcher,
+    OutOfSubnets,
     choose_subnet,
     parse_subnet_key,
     subnet_key,
@@ -82,7 +83,7 @@ def connect(endpoints: str) -> Etcd3Client:
 
 class LocalManager:
     def __init__(self, client: Etcd3Client, prefix: str, previous_subnet: IPv4Network | None = None, *,
-                 ttl: int = SUBNET_TTL, renew_margin: int = 3600, rng: random.Random | None = None) -> None:
+                 ttl: int = SUBNET_TTL, renew_margin: float = 3600, rng: random.Random | None = None) -> None:
         self.client = client
         self.prefix = prefix.rstrip("/")
         self.previous_subnet = previous_subnet
@@ -131,8 +132,15 @@ class LocalManager:
     def _try_acquire_lease(self, config: Config, attrs: LeaseAttrs) -> Lease | None:
         """One attempt: list the leases, decide (pure, in subnet.py), then write."""
         leases, _ = self.get_subnets()
-        decision = choose_subnet(config, leases, ipaddress.IPv4Address(attrs.public_ip),
-                                 self.previous_subnet, self.rng)
+        try:
+            decision = choose_subnet(config, leases, ipaddress.IPv4Address(attrs.public_ip),
+                                     self.previous_subnet, self.rng)
+        except OutOfSubnets as e:  # flannel logs "Picking subnet in range ..." and then fails
+            for line in e.logs:
+                log.info(SRC, line)
+            for stale in e.delete:
+                self.client.delete(subnet_key(self.prefix, stale.subnet))
+            raise
         *before, last = decision.logs
         for line in before:
             log.info(SRC, line)

@@ -29,6 +29,14 @@ def verbosity() -> int:
     return _VERBOSITY
 
 
+def v(level: int) -> bool:
+    """klog's ``V(level).Enabled()``: whether a line flannel logs at ``log.V(level)`` is shown.
+
+    flannel logs routine per-peer detail at V(1) and V(2) (``adding subnet: ...`` in
+    vxlan_network.go is V(2)); those lines appear only with ``-v=2`` or more."""
+    return _VERBOSITY >= level
+
+
 def _emit(level: str, src: str, msg: str) -> None:
     now = time.time()
     t = time.localtime(now)

@@ -351,6 +351,10 @@ class OutOfSubnets(Exception):
 
     def __init__(self, message: str = "out of subnets") -> None:
         super().__init__(message)
+        # set by choose_subnet: what tryAcquireLease logged and deleted before it failed,
+        # so the caller can log "Picking subnet in range ..." before the error, as flannel does
+        self.logs: list[str] = []
+        self.delete: list[Lease] = []
 
 
 def _subnet_of(item: Lease | IPv4Network) -> IPv4Network:
@@ -483,7 +487,11 @@ def choose_subnet(cfg: Config, leases: list[Lease], public_ip: str | IPv4Address
 
     if chosen is None:
         logs.append(f"Picking subnet in range {cfg.subnet_min} ... {cfg.subnet_max}")
-        chosen = allocate_subnet(cfg, leases, rng)
+        try:
+            chosen = allocate_subnet(cfg, leases, rng)
+        except OutOfSubnets as e:  # allocateSubnet logged "Picking ..." before it failed
+            e.logs, e.delete = logs, delete
+            raise
 
     # flannel's format string ends with a space
     allocated = f"Allocated lease (ip: {chosen} ipv6: {_NO_IPV6}) to current node ({pub}) "

@@ -21,12 +21,13 @@ def leases_by_ip(lab):
 
 @pytest.fixture(scope="module")
 def routed():
-    """`labkit up --nodes 4 --segments 2 --backend host-gw --containers 1`."""
+    """`labkit up --nodes 4 --segments 2 --backend host-gw --containers 1 --flannel-options=-v=2`."""
     from labkit.lab import Lab, clean
     name = unique_name("rt")
     try:
+        # -v=2: vxlan_network.go logs "adding subnet" / "Adding direct route" at log.V(2)
         r = labkit("up", "--name", name, "--nodes", "4", "--segments", "2", "--backend", "host-gw",
-                   "--containers", "1")
+                   "--containers", "1", "--flannel-options=-v=2")
         assert r.returncode == 0, r.stdout + r.stderr
         assert "joined by" in r.stdout
         yield Lab.attach(name)

@@ -32,6 +32,7 @@ from ..subnet import (
     Lease,
     LeaseAttrs,
     LeaseWatcher,
+    OutOfSubnets,
     choose_subnet,
     parse_subnet_key,
     subnet_key,
@@ -107,12 +108,14 @@ class Daemon:
         for _ in range(10):
             nodes = self.reg.get_subnets()[0]
             leases = [lease for lease in (to_lease(n["key"], n["value"], n["ttl"]) for n in nodes) if lease]
-            d = choose_subnet(config, leases, self.ext.ext_addr, None, self.rng)
+            try:
+                d = choose_subnet(config, leases, self.ext.ext_addr, None, self.rng)
+            except OutOfSubnets as e:  # allocateSubnet logs "Picking ..." and then fails
+                self._delete_stale(e.delete, attrs)
+                log.info("local_manager.go", f"Picking subnet in range {config.subnet_min} ... {config.subnet_max}")
+                raise
             key = subnet_key(self.opts["etcd-prefix"], d.subnet)
-            for stale in d.delete:
-                log.info("local_manager.go", f"Found lease ({stale.subnet}) for current IP ({attrs.public_ip}) "
-                                             "but not compatible with current config, deleting")
-                self.reg.delete_subnet(subnet_key(self.opts["etcd-prefix"], stale.subnet))
+            self._delete_stale(d.delete, attrs)
             if d.kind == "reuse":
                 log.info("local_manager.go", f"Found lease ({d.subnet}) for current IP ({attrs.public_ip}), reusing")
                 exp = self.reg.update_subnet(key, value, self.ttl if d.ttl else 0)
@@ -125,6 +128,12 @@ class Daemon:
                 if e.code != 105:  # 105 = key exists: another node won the race, try again
                     raise
         raise RuntimeError("Max retries reached trying to acquire a subnet")
+
+    def _delete_stale(self, stale_leases: list[Lease], attrs: LeaseAttrs) -> None:
+        for stale in stale_leases:
+            log.info("local_manager.go", f"Found lease ({stale.subnet}) for current IP ({attrs.public_ip}) "
+                                         "but not compatible with current config, deleting")
+            self.reg.delete_subnet(subnet_key(self.opts["etcd-prefix"], stale.subnet))
 
     # -- run -----------------------------------------------------------------------------
     def watch(self, since: int) -> None:
@@ -248,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(e if str(e) != "help" else "", file=sys.stderr)
         print(usage(), file=sys.stderr)
         return 0 if str(e) == "help" else 2
+    log.set_verbosity(opts["v"])  # glog's -v: network.go's V(1)/V(2) lines
     from pyroute2 import IPRoute
 
     from ..iface import InterfaceError, lookup

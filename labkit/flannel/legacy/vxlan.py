@@ -156,7 +156,8 @@ class LegacyVXLANNetwork:
                     log.error("network.go", f"Add L2 failed: {e}")
 
     def handle_event(self, kind: str, lease: Lease) -> None:
-        log.info("network.go", f"Subnet {kind}: {lease.subnet}")
+        if log.v(1):  # 0.7.1's network.go logs these at log.V(1)
+            log.info("network.go", f"Subnet {kind}: {lease.subnet}")
         if lease.attrs.backend_type != "vxlan":
             log.warning("network.go", f"Ignoring non-vxlan subnet: type={lease.attrs.backend_type}")
             return
@@ -181,6 +182,7 @@ class LegacyVXLANNetwork:
         for sn, mac in self.routes:
             if addr in sn:
                 self.dev.add_l3(addr, mac)
-                log.info("network.go", f"L3 miss: AddL3 for {ip} succeeded")
+                if log.v(2):  # log.V(2) in 0.7.1's network.go
+                    log.info("network.go", f"L3 miss: AddL3 for {ip} succeeded")
                 return
         log.info("network.go", f"L3 miss but route for {ip} not found")

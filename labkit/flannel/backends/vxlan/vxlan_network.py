@@ -61,6 +61,9 @@ class VXLANNetwork(SimpleNetwork):
         reports the device missing, recreates it in a goroutine of its own, so that lease
         events keep being handled meanwhile: here, two threads, and one per re-creation."""
         vxlan_missing: queue.Queue[bool] = queue.Queue(maxsize=1)  # buffered: one signal pending at most
+        # watchVXLANDevice's first line, logged before its thread starts: in flannel the goroutine
+        # races CompleteLease's "Waiting for ... to renew lease"; here the order is the same every run
+        log.info(SRC, "starting vxlan device watcher")
         threading.Thread(target=self.watch_vxlan_device, args=(vxlan_missing,), name="watchVXLANDevice",
                          daemon=True).start()
         threading.Thread(target=self._handle_vxlan_missing, args=(vxlan_missing,), daemon=True).start()
@@ -82,8 +85,7 @@ class VXLANNetwork(SimpleNetwork):
         the RTMGRP_LINK multicast group) and signal when a link with the device's name is
         deleted (RTM_DELLINK). Any deletion counts: `ip link del`, another program, or
         flanneld's own ensureLink replacing an incompatible device. The name is read once:
-        a re-created device has the same one."""
-        log.info(SRC, "starting vxlan device watcher")
+        a re-created device has the same one. ("starting vxlan device watcher" is logged by run.)"""
         try:
             updates = IPRoute()
             updates.bind(groups=RTMGRP_LINK)
@@ -205,13 +207,15 @@ class VXLANNetwork(SimpleNetwork):
 
     def _add(self, sn: IPv4Network, gw: IPv4Address, public_ip: str, mac: str, direct: bool) -> None:
         if direct:
-            log.info(SRC, f"Adding direct route to subnet: {sn} PublicIP: {public_ip}")
+            if log.v(2):  # log.V(2) in vxlan_network.go: shown with -v=2 or more
+                log.info(SRC, f"Adding direct route to subnet: {sn} PublicIP: {public_ip}")
             try:
                 self.ipr.route("replace", dst=str(sn), gateway=str(public_ip), proto=RTPROT_BOOT)
             except Exception as e:
                 log.error(SRC, f"Error adding route to {sn} via {public_ip}: {e}")
             return
-        log.info(SRC, f"adding subnet: {sn} PublicIP: {public_ip} VtepMAC: {mac}")
+        if log.v(2):  # log.V(2) in vxlan_network.go: shown with -v=2 or more
+            log.info(SRC, f"adding subnet: {sn} PublicIP: {public_ip} VtepMAC: {mac}")
         try:
             self.dev.add_arp(gw, mac)
         except Exception as e:
@@ -233,13 +237,15 @@ class VXLANNetwork(SimpleNetwork):
 
     def _remove(self, sn: IPv4Network, gw: IPv4Address, public_ip: str, mac: str, direct: bool) -> None:
         if direct:
-            log.info(SRC, f"Removing direct route to subnet: {sn} PublicIP: {public_ip}")
+            if log.v(2):  # log.V(2) in vxlan_network.go: shown with -v=2 or more
+                log.info(SRC, f"Removing direct route to subnet: {sn} PublicIP: {public_ip}")
             try:
                 self.ipr.route("del", dst=str(sn), gateway=str(public_ip))
             except Exception as e:
                 log.error(SRC, f"Error deleting route to {sn} via {public_ip}: {e}")
             return
-        log.info(SRC, f"removing subnet: {sn} PublicIP: {public_ip} VtepMAC: {mac}")
+        if log.v(2):  # log.V(2) in vxlan_network.go: shown with -v=2 or more
+            log.info(SRC, f"removing subnet: {sn} PublicIP: {public_ip} VtepMAC: {mac}")
         # try every removal: one failing must not leave the others behind
         self._try(self.dev.del_arp, gw, mac, what="DelARP")
         self._try(self.dev.del_fdb, public_ip, mac, what="DelFDB")
