@@ -59,7 +59,7 @@ def _lease_fields(ttl: int | None) -> dict:
 
 def cmd_up(a) -> int:
     if a.blog:
-        spec = blog_spec(a.name, flavour=a.flavour or "legacy", seed=a.seed,
+        spec = blog_spec(a.name, flavour=a.flavour or "legacy", seed=a.seed, docker_version=a.docker_version,
                          flannel_options=a.flannel_options or "", **_lease_fields(a.lease_ttl))
     else:
         spec = LabSpec(name=a.name, nodes=a.nodes, network=a.network, subnet_len=a.subnet_len,
@@ -70,7 +70,7 @@ def cmd_up(a) -> int:
                        router_mtu=a.router_mtu, router_drop_icmp=a.router_drop_icmp, nics=a.nics,
                        iface=a.iface, nat=a.nat or [], nat_public_ip=a.nat_public_ip, outside=a.outside,
                        ip_masq=a.ip_masq, flannel_options=a.flannel_options or "",
-                       **_lease_fields(a.lease_ttl))
+                       docker_version=a.docker_version, **_lease_fields(a.lease_ttl))
     Lab(spec, progress=_progress, built_by="labkit up").up()
     if not spec.write_config:
         print(f"\nflanneld is waiting for {spec.prefix}/config: write it on the master, e.g.\n"
@@ -364,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--flavour", choices=["modern", "legacy"], default=None,
                     help="modern: flannel v0.2x, etcd v3 (default); legacy: flannel 0.7.1 as CentOS 7 "
                          "shipped it, etcd v2")
+    up.add_argument("--docker-version", default=None, metavar="VERSION",
+                    help="docker profile: 1.12 (pre-1.13, CentOS 7's; default with --flavour legacy), "
+                         "1.13 or 24.0 (default with modern). Every dockerd turns ip_forward on and "
+                         "masquerades docker0's subnet (--ip-masq=true); from 1.13 it sets the iptables "
+                         "FORWARD policy to DROP, which legacy flannel has no rules against (flannel #603)")
     up.add_argument("--no-config", action="store_true",
                     help="do not write the network config: flanneld waits until you do")
     up.add_argument("--blog", action="store_true",

@@ -173,6 +173,7 @@ class Lab:
             self.state.set_owner(self.built_by)
             self._step("underlay", self._build_underlay)
             self.zygote().start()  # imports while etcd starts; see labkit/zygote.py
+            self.supervisor().start()  # Restart=on-failure, late ExecStartPost: labkit/supervisor.py
             self._step("etcd", self._start_etcd)
             if self.spec.write_config:
                 self._step("network config", self.write_config)
@@ -313,6 +314,13 @@ class Lab:
                        log_path=self.state.path("zygote.log"), pid_path=self.state.path("zygote.pid"),
                        env=self.master.env())
 
+    def supervisor(self) -> Service:
+        """The lab's restarter of failed units (in the switch namespace, like the zygote)."""
+        return Service(name="supervisor", ns=self.state.netns("switch"),
+                       argv=[sys.executable, "-m", "labkit.supervisor", self.spec.name],
+                       log_path=self.state.path("supervisor.log"), pid_path=self.state.path("supervisor.pid"),
+                       env=self.master.env())
+
     def _wait_zygote(self, timeout: float = 10.0) -> None:
         sock, svc = self.state.path("zygote.sock"), self.zygote()
         deadline = time.monotonic() + timeout
@@ -359,6 +367,9 @@ class Lab:
             for name, node in list(pending.items()):
                 if mtime(node) not in (None, before[name]):
                     del pending[name]
+                    why = node.service("flanneld").run_post_start()   # ExecStartPost
+                    if why:
+                        raise LabError(f"flanneld's ExecStartPost on {name} failed: {why}")
                     continue
                 svc = node.service("flanneld")
                 if not svc.is_active():
@@ -856,6 +867,11 @@ CLEAN_LOCK_WAIT = 60.0
 
 def _clean(state: LabState) -> list[str]:
     removed = []
+    # 0. the supervisor first: it would restart what step 1 stops
+    sup = Service("supervisor", "", [], "", state.path("supervisor.pid"))
+    if sup.pid() is not None:
+        sup.stop(timeout=2)
+        removed.append("process supervisor")
     # 1. services, by pid file (they all live in lab namespaces, but stop them first so
     #    that flanneld and docker do not react to devices vanishing under them)
     pid_root = state.path("nodes")

@@ -83,6 +83,11 @@ class Node:
                 "--hostname", hostname or self.name]
 
     @property
+    def docker_opts_file(self) -> str:
+        """/run/flannel/docker: what flanneld's ExecStartPost (mk-docker-opts.sh) writes."""
+        return self.dir("run", "flannel", "docker")
+
+    @property
     def subnet_file(self) -> str:
         """Where the node's /run/flannel/subnet.env lives, seen from the lab process."""
         return self.dir("run", "flannel", "subnet.env")
@@ -132,12 +137,40 @@ class Node:
                  *shlex.split(conf.get("FLANNEL_OPTIONS", ""))]
         return argv
 
+    def docker_argv(self) -> list[str]:
+        """What docker.service runs: ``dockerd $DOCKER_NETWORK_OPTIONS``, the variable read from
+        /run/flannel/docker (its drop-in's ``EnvironmentFile=-``: a missing file is no error,
+        and dockerd then uses its defaults, docker0 172.17.0.1/16). systemd splits the
+        unquoted variable on whitespace; each word is one argv element, never a shell's."""
+        from .flannel.subnetenv import read_subnet_file
+        try:
+            opts = read_subnet_file(self.docker_opts_file).get("DOCKER_NETWORK_OPTIONS", "")
+        except OSError:
+            opts = ""
+        return [sys.executable, "-m", "labkit.docker.daemon", "--lab", self.state.name, "--node", self.name,
+                f"--lab-docker-version={self.spec.docker_profile}", *opts.split()]
+
+    def exec_start_post_flanneld(self) -> str | None:
+        """flanneld.service's ExecStartPost: ``mk-docker-opts.sh -k DOCKER_NETWORK_OPTIONS -d
+        /run/flannel/docker`` (flannel v0.7.1's script: it sources subnet.env, which may be
+        missing, and writes DOCKER_OPT_* lines and the combined key). None, or its error."""
+        from .docker.opts import DockerOptsError, docker_opts, render_docker_opts
+        try:
+            text = render_docker_opts(docker_opts(self.subnet_env(), key="DOCKER_NETWORK_OPTIONS"))
+        except DockerOptsError as e:
+            return str(e)
+        tmp = self.docker_opts_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.docker_opts_file)
+        return None
+
     def service(self, name: str) -> Service:
-        py = sys.executable
         if name == "flanneld":
             argv = self.flanneld_argv()
         elif name == "docker":
-            argv = [py, "-m", "labkit.docker.daemon", "--lab", self.state.name, "--node", self.name]
+            argv = self.docker_argv()
         elif name == "etcd" and self.is_master:
             argv = etcd_argv(self.state.name, self.state.path("etcd"), str(self.public_ip))
         else:
@@ -149,6 +182,8 @@ class Node:
                       zygote=self.state.path("zygote.sock"),
                       socket=self.state.etcd_socket if name == "etcd" else None)
         svc.probe = lambda: self._readiness(name, svc)
+        if name == "flanneld":
+            svc.post_start = self.exec_start_post_flanneld
         if name == "etcd":
             svc.prepare = lambda: mount_data_dir(self.state)
         return svc

@@ -8,12 +8,15 @@ the old process dies, a new one starts and reads etcd and subnet.env afresh.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from . import netns
 from .errors import LabError
@@ -47,6 +50,80 @@ class Service:
     socket: str | None = None   # a unix socket it listens on: a dead one's file is removed before start
     probe: Callable[[], Callable[[], bool]] | None = None  # before start: gives "is it ready yet?"
     prepare: Callable[[], object] | None = None  # run before each start (etcd: its tmpfs)
+    # the unit's ExecStartPost (flanneld: mk-docker-opts.sh), run once the service is ready;
+    # returns None, or why it failed (the start job then fails and the service is stopped)
+    post_start: Callable[[], str | None] | None = None
+
+    # -- the unit's state next to its pid file (read by labkit/supervisor.py) ------------
+    def _side(self, suffix: str) -> str:
+        base = self.pid_path[:-4] if self.pid_path.endswith(".pid") else self.pid_path
+        return base + suffix
+
+    @property
+    def want_path(self) -> str:
+        """Exists while the unit is started and not stopped: a death then is a failure to handle."""
+        return self._side(".want")
+
+    @property
+    def exit_path(self) -> str:
+        """`PID WAITSTATUS` of the last main process that ended (written by the zygote)."""
+        return self._side(".exit")
+
+    @property
+    def state_path(self) -> str:
+        """The supervisor's record: restart counter, result, auto-restart time."""
+        return self._side(".state")
+
+    @property
+    def posted_path(self) -> str:
+        """The pid whose ExecStartPost has run."""
+        return self._side(".posted")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One start/stop of this unit at a time (systemctl, labkit and the supervisor)."""
+        os.makedirs(os.path.dirname(self.pid_path), exist_ok=True)
+        fd = os.open(self._side(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def unit_state(self) -> dict:
+        try:
+            with open(self.state_path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def set_unit_state(self, **changes: object) -> dict:
+        st = self.unit_state()
+        st.update(changes)
+        _write_atomic(self.state_path, json.dumps(st))
+        return st
+
+    def wanted(self) -> bool:
+        return os.path.exists(self.want_path)
+
+    def last_exit(self) -> tuple[int, int] | None:
+        """(pid, wait status) of the main process that ended last, if the zygote saw it."""
+        try:
+            with open(self.exit_path) as f:
+                pid_s, status_s = f.read().split()
+            return int(pid_s), int(status_s)
+        except (OSError, ValueError):
+            return None
+
+    def run_post_start(self) -> str | None:
+        """ExecStartPost for the running main process (once per pid)."""
+        pid = self.pid()
+        if self.post_start is None or pid is None:
+            return None
+        why = self.post_start()
+        if why is None:
+            _write_atomic(self.posted_path, f"{pid}\n")
+        return why
 
     def pid(self) -> int | None:
         try:
@@ -61,12 +138,30 @@ class Service:
         return self.pid() is not None
 
     def status(self) -> str:
-        return "active" if self.is_active() else "inactive"
+        """systemctl is-active's word: active, activating (a restart is pending), failed, inactive."""
+        if self.is_active():
+            return "active"
+        if self.wanted():
+            return "activating"
+        return "failed" if self.unit_state().get("result") not in (None, "success") else "inactive"
 
-    def start(self) -> int:
+    def start(self, only_if_wanted: bool = False) -> int | None:
+        """Start the process (no-op if it runs). `only_if_wanted`: the supervisor's
+        auto-restart, which must not undo a `stop` that came in meanwhile."""
+        with self._locked():
+            if only_if_wanted and not self.wanted():
+                return None
+            return self._start()
+
+    def _start(self) -> int:
         pid = self.pid()
         if pid is not None:
             return pid
+        _write_atomic(self.want_path, "")
+        st = self.unit_state()
+        if st.get("restart_at") is not None:   # a start by hand ends a pending auto-restart
+            st.pop("restart_at")
+            _write_atomic(self.state_path, json.dumps(st))
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         os.makedirs(os.path.dirname(self.pid_path), exist_ok=True)
         if self.prepare:
@@ -102,25 +197,29 @@ class Service:
         try:
             return request(self.zygote, {"name": self.name, "module": self.argv[2], "args": self.argv[3:],
                                          "netns": self.ns, "view": self.view, "env": self.env,
-                                         "cwd": self.cwd, "log": self.log_path})
+                                         "cwd": self.cwd, "log": self.log_path, "exit": self.exit_path})
         except OSError:
             return None  # no zygote answering: a plain process does the same job
 
     def stop(self, timeout: float = 5.0) -> None:
-        pid = self.pid()
-        if pid is not None:
-            netns.kill_pids([pid], timeout=timeout)
-            proc = getattr(self, "_proc", None)
-            if proc is not None:
-                proc.poll()
-        try:
-            os.unlink(self.pid_path)
-        except FileNotFoundError:
-            pass
+        with self._locked():
+            # not wanted any more first: the supervisor must not take this death for a crash
+            for path in (self.want_path, self.state_path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            pid = self.pid()
+            if pid is not None:
+                netns.kill_pids([pid], timeout=timeout)
+                proc = getattr(self, "_proc", None)
+                if proc is not None:
+                    proc.poll()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.pid_path)
 
     def restart(self) -> int:
         self.stop()
-        return self.start()
+        with self._locked():
+            return self._start()
 
     def start_ready(self, restart: bool = False, timeout: float = 15.0) -> str | None:
         """`systemctl start|restart` of a Type=notify unit: None once the service says it is
@@ -140,6 +239,10 @@ class Service:
             if not self.is_active():
                 return "the control process exited with error code"
             if ready():
+                why = self.run_post_start()
+                if why is not None:  # a failed ExecStartPost fails the job and stops the unit
+                    self.stop()
+                    return "the control process exited with error code"
                 return None
             if time.monotonic() > deadline:
                 self.stop()
@@ -152,6 +255,13 @@ class Service:
                 return f.read()
         except FileNotFoundError:
             return ""
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def systemd_failure(unit: str, why: str) -> str:

@@ -36,6 +36,17 @@ __all__ = ["LabSpec", "SUPPORTED_BACKENDS", "KERNEL_LINK_TYPES", "blog_spec", "c
 MAX_SEGMENTS = 4
 FLAVOURS = ("modern", "legacy")  # flannel v0.2x (etcd v3) / flannel 0.7.1 (etcd v2, CentOS 7)
 DEFAULT_PREFIX = "/coreos.com/network"
+# Docker profiles (--docker-version): what dockerd does to a node's netfilter at each start.
+# Every one turns ip_forward on and, with --ip-masq=true, masquerades docker0's subnet;
+# from 1.13 it also sets the FORWARD policy to DROP (flannel #603/#834). Details:
+# labkit/docker/iptables.py. The default follows the flavour: CentOS 7's docker 1.12
+# for legacy (the blog's hosts), a current docker for modern.
+DOCKER_PROFILES = {
+    "1.12": "pre-1.13, CentOS 7's docker: FORWARD policy left ACCEPT",
+    "1.13": "sets the FORWARD policy to DROP at every start",
+    "24.0": "a current docker: DOCKER-USER chain; FORWARD policy DROP when it turns ip_forward on itself",
+}
+DEFAULT_DOCKER = {"legacy": "1.12", "modern": "24.0"}
 # 1000 = master + node1..node999 (the node-name pattern); the scale target is 250.
 MAX_NODES = 1000
 # The underlay when none is given: 192.168.50.0/24, or, when the nodes (and segments)
@@ -159,6 +170,7 @@ class LabSpec:
     write_config: bool = True         # put the network config into etcd during `up`
     extra_config: dict = field(default_factory=dict)
     segments: int = 1                 # L2 segments of the underlay, joined by <lab>-router
+    docker_version: str | None = None  # a DOCKER_PROFILES key; None: DEFAULT_DOCKER of the flavour
     # -- underlay knobs (README "Underlay knobs"); all plain data, so a scenario file can set them
     node_mtu: dict = field(default_factory=dict)   # {"node1": 1400}: that node's uplink MTU, both ends
     router_mtu: int | None = None     # MTU of every link of <lab>-router, both ends
@@ -179,6 +191,11 @@ class LabSpec:
             cached = node_names(self.nodes)
             self.__dict__["_node_names"] = cached
         return cached
+
+    @property
+    def docker_profile(self) -> str:
+        """The docker profile in effect: the one asked for, or the flavour's default."""
+        return self.docker_version or DEFAULT_DOCKER.get(self.flavour, "24.0")
 
     def underlay_net(self) -> ipaddress.IPv4Network:
         if self.underlay is None:
@@ -304,6 +321,10 @@ class LabSpec:
         if self.flavour not in FLAVOURS:
             raise LabError(f"unknown flannel flavour {_shown(self.flavour)}; choose one of {', '.join(FLAVOURS)}",
                            field="flavour")
+        if self.docker_version is not None and self.docker_version not in DOCKER_PROFILES:
+            raise LabError(f"unknown --docker-version {_shown(self.docker_version)}; the lab has these docker "
+                           "profiles: " + "; ".join(f"{k} ({v})" for k, v in DOCKER_PROFILES.items()),
+                           field="docker_version")
         if self.vni is not None and (not _is_int(self.vni) or not 1 <= self.vni <= 9999999):
             # flannel names the device flannel.<VNI>; Linux names are at most 15 characters
             raise LabError(f"VNI must be between 1 and 9999999 (device name flannel.<VNI> "

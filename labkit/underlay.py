@@ -79,11 +79,11 @@ def iptables(ns: str, *args: str) -> None:
 def attach(state: LabState, node: str, node_ns: str, address: ipaddress.IPv4Interface, mtu: int,
            segment: int = 0, router: RouterRoute | None = None, ifname: str = "eth0",
            default_via: ipaddress.IPv4Address | None = None) -> None:
-    """Plug `node` into the switch: `ifname` (eth0; eth1 with two NICs) with `address`,
-    and IP forwarding on.
+    """Plug `node` into the switch: `ifname` (eth0; eth1 with two NICs) with `address`.
 
-    flannel never turns ip_forward on; a Kubernetes node has it on, and without it
-    the node would not route between docker0 and flannel.1. On a routed underlay
+    ip_forward stays 0 here, as in a new namespace: flannel never turns it on, dockerd
+    does at its start (``--ip-forward=true``, labkit/docker/iptables.py), and without
+    it the node would not route between docker0 and flannel.1. On a routed underlay
     the node's cable goes to its segment's bridge, and `router` = (underlay, gateway)
     gives it a route to the rest of the underlay via the router; `default_via` is
     the default route towards <lab>-outside.
@@ -91,7 +91,6 @@ def attach(state: LabState, node: str, node_ns: str, address: ipaddress.IPv4Inte
     netns.netlink.call(state.netns("switch"), _cable, node, node_ns, mtu, bridge_name(segment), ifname)
     netns.netlink.call(node_ns, _nic, address, ifname)
     _routes(node_ns, router, default_via)
-    netns.write_sysctl(node_ns, "net/ipv4/ip_forward", "1")
 
 
 def attach_vbox_nat(state: LabState, node: str, node_ns: str) -> str:
@@ -144,8 +143,7 @@ def attach_nat(state: LabState, node: str, node_ns: str, outside: ipaddress.IPv4
     iptables(ns, "-t", "nat", "-A", "POSTROUTING", "-s", str(private.network), "-o", "eth0", "-j", "MASQUERADE")
     iptables(ns, "-t", "nat", "-A", "PREROUTING", "-i", "eth0", "-p", "udp", "--dport", str(port),
              "-j", "DNAT", "--to-destination", str(private.ip))
-    netns.write_sysctl(node_ns, "net/ipv4/ip_forward", "1")
-    return ns
+    return ns   # the node's own ip_forward is dockerd's to turn on (see attach)
 
 
 def _set_state(ipr: Any, ifname: str, up: bool) -> None:

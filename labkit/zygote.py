@@ -29,6 +29,10 @@ PRELOAD = ("etcd3", "etcd3.events", "grpc", "pyroute2", "pyroute2.netlink.rtnl",
            "labkit.flannel.trafficmngr", "labkit.flannel.backends.vxlan.vxlan", "labkit.flannel.legacy.vxlan",
            "labkit.flannel.backends.udp.udp", "labkit.flannel.backends.hostgw")
 ALLOWED = {m for m in PRELOAD if m.endswith(".daemon")}
+# child pid -> the file its wait status goes to (``Service.exit_path``): the service
+# manager tells a crash (Restart=on-failure) from a clean exit by it
+_exit_paths: dict[int, str] = {}
+_early: dict[int, int] = {}  # statuses reaped before their pid was registered
 
 
 def request(sock_path: str, req: dict[str, Any], timeout: float = 10.0) -> int:
@@ -122,19 +126,41 @@ def serve(sock_path: str) -> None:
                     srv.close()
                     conn.close()
                     _child(req)
+                if isinstance(req.get("exit"), str):
+                    _exit_paths[pid] = req["exit"]
+                    if pid in _early:
+                        _record_exit(pid, _early.pop(pid))
                 conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
             except Exception as e:  # noqa: BLE001 - answer the client, keep serving
                 conn.sendall(json.dumps({"error": str(e)}).encode() + b"\n")
 
 
+def _record_exit(pid: int, status: int) -> None:
+    """Write `PID WAITSTATUS` where the service manager looks for it."""
+    path = _exit_paths.pop(pid, None)
+    if path is None:
+        return
+    try:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{pid} {status}\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the lab is being removed
+
+
 def _reap() -> None:
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        if pid in _exit_paths:
+            _record_exit(pid, status)
+        else:
+            _early[pid] = status
 
 
 if __name__ == "__main__":

@@ -1,13 +1,19 @@
-"""dockerd, as far as the network goes: docker0 from --bip/--mtu, or Docker's default.
+"""dockerd, as far as the network goes: docker0 from --bip/--mtu, ip_forward, iptables.
 
-On a flannel host, docker learns its bridge address from flannel: mk-docker-opts.sh
-turns /run/flannel/subnet.env into ``--bip=10.108.14.1/24 --mtu=1450``. This daemon
-reads the same file *once, when it starts* (as dockerd reads its flags once). If the
-file is missing, docker0 gets Docker's default 172.17.0.1/16, which is exactly the
-blog's first "common problem": start docker before flanneld, or restart flanneld
-without restarting docker, and docker0 sits outside the flannel network.
+On a flannel host, docker learns its bridge address from flannel, through a chain of
+systemd units (``labkit/units.py``): flanneld's ExecStartPost (mk-docker-opts.sh) turns
+/run/flannel/subnet.env into /run/flannel/docker, ``DOCKER_NETWORK_OPTIONS=" --bip=...
+--ip-masq=... --mtu=..."``, and docker.service passes that variable to dockerd as flags.
+This daemon gets the same flags (``Node.docker_argv``), read *once, when it starts*.
+Without them docker0 gets Docker's default 172.17.0.1/16, which is exactly the blog's
+first "common problem": start docker before flanneld, or restart flanneld without
+restarting docker, and docker0 sits outside the flannel network.
 
-Run inside a node: ``python -m labkit.docker.daemon --lab LAB --node NODE``.
+At every start it also does what dockerd does to the node's netfilter, per docker
+profile (``labkit/docker/iptables.py``): ip_forward on, its chains and FORWARD rules,
+MASQUERADE for docker0's subnet with --ip-masq=true, and from 1.13 FORWARD policy DROP.
+
+Run inside a node: ``python -m labkit.docker.daemon --lab LAB --node NODE [--bip=...]``.
 """
 from __future__ import annotations
 
@@ -38,13 +44,45 @@ def log(msg: str) -> None:
 
 
 def network_options(subnet_file: str = SUBNET_FILE):
-    """(bip, mtu) as dockerd would get them from mk-docker-opts.sh, or the defaults."""
+    """(bip, mtu) as mk-docker-opts.sh would derive them from a subnet.env, or the defaults."""
     try:
         env = read_subnet_file(subnet_file)
     except FileNotFoundError:
         env = {}
     bip, mtu = bip_and_mtu(env) if env else (None, None)
     return bip or DEFAULT_BIP, mtu or DEFAULT_MTU
+
+
+def _bip(value: str) -> ipaddress.IPv4Interface:
+    """--bip: an IPv4 address with its prefix (dockerd: "invalid --bip")."""
+    try:
+        if "/" not in value:
+            raise ValueError
+        return ipaddress.IPv4Interface(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid bip {value!r}") from None
+
+
+def _mtu(value: str) -> int:
+    if not value.isdigit() or not 68 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid mtu {value!r}")
+    return int(value)
+
+
+def _bool(value: str) -> bool:
+    if value not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"invalid boolean {value!r}")
+    return value == "true"
+
+
+def ip_forward(value: str | None = None) -> str:
+    """net.ipv4.ip_forward of this process's namespace; set it when `value` is given."""
+    path = "/proc/sys/net/ipv4/ip_forward"
+    if value is not None:
+        with open(path, "w") as f:
+            f.write(value)
+    with open(path) as f:
+        return f.read().strip()
 
 
 def _ip(*args: str) -> str:
@@ -79,7 +117,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="dockerd", description=__doc__.splitlines()[0])
     p.add_argument("--lab", required=True, help="the lab's name")
     p.add_argument("--node", required=True, help="the node this daemon runs on")
-    p.add_argument("--subnet-file", default=SUBNET_FILE)
+    p.add_argument("--lab-docker-version", default="24.0", choices=["1.12", "1.13", "24.0"],
+                   help="the docker profile (labkit/docker/iptables.py)")
+    p.add_argument("--bip", type=_bip, default=None, help="docker0's address (default 172.17.0.1/16)")
+    p.add_argument("--mtu", type=_mtu, default=None, help="docker0's MTU (default 1500)")
+    p.add_argument("--ip-masq", type=_bool, default=True, help="masquerade docker0's subnet (default true)")
+    p.add_argument("--ip-forward", type=_bool, default=True, help="turn ip_forward on (default true)")
+    p.add_argument("--iptables", type=_bool, default=True, help="program iptables (default true)")
     args = p.parse_args(argv)
 
     state = LabState(args.lab)
@@ -88,10 +132,20 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda *a: stopping.set())
     signal.signal(signal.SIGINT, lambda *a: stopping.set())
 
-    bip, mtu = network_options(args.subnet_file)
-    log(f"Starting up; bridge docker0 --bip={bip} --mtu={mtu}")
+    bip, mtu = args.bip or DEFAULT_BIP, args.mtu or DEFAULT_MTU
+    log(f"Starting up; docker {args.lab_docker_version} profile; bridge docker0 --bip={bip} --mtu={mtu} "
+        f"--ip-masq={str(args.ip_masq).lower()}")
     ensure_bridge(bip)
-    info = {"pid": os.getpid(), "bip": str(bip), "mtu": mtu, "started": time.time()}
+    was_on = ip_forward() == "1"
+    if args.ip_forward and not was_on:
+        ip_forward("1")
+        log("net.ipv4.ip_forward was 0: set it to 1 (--ip-forward=true)")
+    if args.iptables:
+        from . import iptables
+        for what in iptables.apply(args.lab_docker_version, bip, args.ip_masq, was_on or not args.ip_forward):
+            log(f"iptables: {what}")
+    info = {"pid": os.getpid(), "bip": str(bip), "mtu": mtu, "started": time.time(),
+            "ip_masq": args.ip_masq, "docker_version": args.lab_docker_version}
     path = state.node_dir(args.node, "docker", "daemon.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w") as f:

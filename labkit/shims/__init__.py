@@ -12,15 +12,7 @@ import sys
 
 from ..errors import LabError
 
-# what `systemctl status` shows, as the CentOS 7 units describe themselves
-UNITS = {
-    "flanneld": ("Flanneld overlay address etcd agent", "/usr/lib/systemd/system/flanneld.service"),
-    "docker": ("Docker Application Container Engine", "/usr/lib/systemd/system/docker.service"),
-    "etcd": ("Etcd Server", "/usr/lib/systemd/system/etcd.service"),
-}
-# systemd orders one transaction by the units' Before=/After=, not by argument order:
-# flanneld.service says Before=docker.service.
-START_ORDER = ["etcd", "flanneld", "docker"]
+# The units themselves (descriptions, Before=/After=, Restart=) are data in labkit/units.py.
 
 
 def current():
