@@ -8,6 +8,7 @@
 * :class:`CapturePanel`: capture on any interface of a node or container while a ping
   runs; the decoded table, one packet's layers, the pcap file.
 * :class:`ConnectivityMatrix`: the all-pairs ping matrix as a coloured grid.
+* :class:`Predict` (from :mod:`.predict`): "predict, then run": a question, Commit, then the answer.
 
 Every panel also has a method that does what its button does (``apply()``, ``refresh()``,
 ``run()``, ``check()``), so a cell can drive it and print the result as text.
@@ -25,7 +26,10 @@ from ..errors import LabError
 from ..flannel.config import default_subnet_len, subnet_len_bounds, validate_network_cidr
 from ..lab import Lab, ReconfigureResult
 from . import panels, tables
+from .predict import Predict
 from .session import current
+
+__all__ = ["CapturePanel", "ConfigPanel", "ConnectivityMatrix", "LabView", "Predict"]
 
 WIDE = {"description_width": "110px"}
 
@@ -337,4 +341,3 @@ class CapturePanel(W.VBox):
             self.status.value = _error_html(f"capture failed: {e}")
 
 
-__all__ = ["ConfigPanel", "LabView", "ConnectivityMatrix", "CapturePanel"]

@@ -302,6 +302,88 @@ def test_capture_panel_runs_a_capture(monkeypatch, tmp_path):
     assert repr(p) == "CapturePanel(lab nbt: 1 packets captured)" and cap.stopped == "count"
 
 
+# -- predict, then run ------------------------------------------------------------------------------
+def test_predict_hides_the_answer_until_the_learner_commits():
+    from labkit.notebook.predict import HIDDEN
+    from labkit.notebook.widgets import Predict
+    p = Predict("What MTU does flannel.1 get?", answer="1450.", explanation="1500 - 50 bytes of VXLAN",
+                options=["1500", "1472", "1450"], correct=2)
+    text = repr(p)
+    assert text.splitlines()[0] == "PREDICT, THEN RUN: What MTU does flannel.1 get?"
+    assert "(c) 1450" in text and text.endswith(f"[{HIDDEN}]")
+    bundle = p._repr_mimebundle_()
+    assert bundle["text/plain"] == text and "1500 - 50" not in bundle["text/plain"]
+
+    def shown():        # every value the widget tree holds: what a saved widget state would contain
+        todo, out = [p], []
+        while todo:
+            w = todo.pop()
+            out.append(str(getattr(w, "value", "")))
+            todo.extend(getattr(w, "children", ()))
+        return " ".join(out)
+    assert "1500 - 50" not in shown() and "1450." not in shown() and p.feedback.value == ""
+    assert p.answer() == HIDDEN and p.right() is None and p.result_text() == HIDDEN
+    assert p.commit_button.disabled                 # nothing chosen yet
+    with pytest.raises(ValueError):
+        p.commit()
+    p.choice.value = "1472"
+    assert not p.commit_button.disabled
+    out = p.commit()
+    assert p.revealed and p.right() is False and p.choice.disabled and p.commit_button.disabled
+    assert "your answer: 1472 (not quite)" in out and "answer: 1450." in out and "1500 - 50" in p.feedback.value
+    assert p.commit(0) == out                       # committed once: a second commit changes nothing
+    assert repr(p).endswith("[committed: 1472]")
+
+
+def test_predict_free_text_and_a_right_choice():
+    from labkit.notebook.predict import Predict
+    p = Predict("How many bytes on eth0?", answer="148 bytes.")
+    assert "(free text)" in repr(p) and "148" not in repr(p) and p.text is not None
+    p.text.value = "  "
+    assert p.commit_button.disabled
+    assert "answer: 148 bytes." in p.commit("150") and p.right() is None and p.text.disabled
+    q = Predict("?", answer="udp", options=["vxlan", "udp"], correct=1)
+    q.commit(1)
+    assert q.right() is True and "Right." in q.feedback.value
+    with pytest.raises(ValueError):
+        Predict("?", answer="x", options=["a"], correct=3)
+
+
+# -- the gauntlet's scoreboard and cards (no lab) -------------------------------------------------------
+def test_scoreboard_reads_the_progress_store(tmp_path):
+    from labkit.notebook.gauntlet import Scoreboard
+    from labkit.scenario.progress import Progress
+    store = Progress(str(tmp_path / "progress.json"))
+    board = Scoreboard(["ip-forward-off", "mtu-black-hole"], store)
+    assert repr(board).splitlines()[0] == "scoreboard: 0 of 2 solved"
+    store.started("ip-forward-off", "nb09s", now=1000.0)
+    store.hinted("ip-forward-off", 2)
+    store.checked("ip-forward-off", True, now=1095.0)
+    store.solution_shown("mtu-black-hole")
+    rows = board.refresh().rows
+    assert rows[0] == ["1", "ip-forward-off", "✓", "2", "1 min 35 s", "no"]
+    assert rows[1] == ["2", "mtu-black-hole", "–", "0", "–", "yes"]
+    assert "1 of 2 solved" in repr(board) and "ip-forward-off" in board.body.value
+
+
+def test_gauntlet_cards_show_the_task_without_building_a_lab(monkeypatch):
+    from labkit.notebook import gauntlet
+    monkeypatch.setenv("LABKIT_NOTEBOOK_SUFFIX", "x1a2b3")
+    assert gauntlet.lab_name("nb09s") == "nb09sx1a2b3" and gauntlet.lab_name("mylab") == "mylab"
+    from labkit.notebook.session import notebook_labs
+    assert all(notebook_labs().match(gauntlet.lab_name(n)) for n in ("nb01c", "nb08c", "nb09s"))
+    assert isinstance(gauntlet.progress_store(), gauntlet.NoProgress)      # a test run is nobody's progress
+    g = gauntlet.Gauntlet(["ip-forward-off", "udp-8472-blocked"])
+    card = g.card(2)
+    text = repr(card)
+    assert text.startswith("2. ") and "udp-8472-blocked" in text and 'not started: press "Start this one"' in text
+    with pytest.raises(LabError):
+        g.card(3)
+    with pytest.raises(LabError):
+        g.check()
+    g.down()                                        # nothing running: says so, removes nothing
+
+
 # -- magics and notebook helpers ------------------------------------------------------------------
 def test_node_magic_keeps_the_command_line_verbatim():
     from labkit.magics import parse_line
@@ -422,7 +504,8 @@ def imports_of(path):
 
 def test_the_notebook_layer_only_imports_downwards():
     root = pathlib.Path(__file__).resolve().parents[2] / "labkit"
-    floors = ["tables", "panels", "session", "magics", "setup_check", "widgets", "execute"]
+    floors = ["tables", "predict", "panels", "session", "magics", "setup_check", "widgets", "execute", "challenge",
+              "gauntlet"]
     for i, floor in enumerate(floors):
         mods = imports_of(root / "notebook" / f"{floor}.py")
         above = {f".{f}" for f in floors[i + 1:]} | {f"labkit.notebook.{f}" for f in floors[i + 1:]}
