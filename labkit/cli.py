@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from . import bench, capture
 from .errors import LabError
@@ -41,7 +43,7 @@ EPILOG = """examples:
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit 2), like every other error."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 
@@ -57,7 +59,7 @@ def _lease_fields(ttl: int | None) -> dict:
     return {"lease_ttl": ttl, "renew_margin": min(3600, max(1, ttl // 4))}
 
 
-def cmd_up(a) -> int:
+def cmd_up(a: argparse.Namespace) -> int:
     if a.blog:
         spec = blog_spec(a.name, flavour=a.flavour or "legacy", seed=a.seed, docker_version=a.docker_version,
                          flannel_options=a.flannel_options or "", **_lease_fields(a.lease_ttl))
@@ -86,7 +88,7 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def cmd_status(a) -> int:
+def cmd_status(a: argparse.Namespace) -> int:
     st = Lab.attach(a.name).status()
     if a.json:
         print(st.to_json(kernel=False))
@@ -106,27 +108,27 @@ def cmd_status(a) -> int:
     return 0 if st.etcd_ok else 2
 
 
-def cmd_exec(a) -> int:
+def cmd_exec(a: argparse.Namespace) -> int:
     if not a.command:
         raise LabError("nothing to run: labkit exec NODE -- COMMAND [ARGS...]")
     argv, env = Lab.attach(a.name).command(a.target, a.command)
     return subprocess.call(argv, env=env)  # stdin, stdout and stderr stay the user's
 
 
-def cmd_shell(a) -> int:
+def cmd_shell(a: argparse.Namespace) -> int:
     argv, env = Lab.attach(a.name).command(a.target, ["bash", "--norc", "-i"])
     env["PS1"] = "[root@\\h \\W]# "
     os.chdir(os.path.expanduser("~"))  # a login lands in root's home, as on the blog's hosts
     os.execvpe(argv[0], argv, env)
 
 
-def cmd_ping(a) -> int:
+def cmd_ping(a: argparse.Namespace) -> int:
     ok, out = Lab.attach(a.name).ping(a.src, a.dst, count=a.count)
     print(out.rstrip())
     return 0 if ok else 1
 
 
-def cmd_check(a) -> int:
+def cmd_check(a: argparse.Namespace) -> int:
     lab = Lab.attach(a.name)
     eps = lab.endpoints()
     res = lab.connectivity(eps)
@@ -142,17 +144,17 @@ def cmd_check(a) -> int:
     return 0 if bad == 0 else 1
 
 
-def cmd_link(a) -> int:
+def cmd_link(a: argparse.Namespace) -> int:
     print(Lab.attach(a.name).link(a.node, a.action))
     return 0
 
 
-def cmd_logs(a) -> int:
+def cmd_logs(a: argparse.Namespace) -> int:
     sys.stdout.write(Lab.attach(a.name).node(a.node).service(a.service).log())
     return 0
 
 
-def cmd_service(a) -> int:
+def cmd_service(a: argparse.Namespace) -> int:
     svc = Lab.attach(a.name).node(a.node).service(a.service)
     if a.action == "status":
         print(f"{a.service}@{a.node}: {svc.status()} (pid {svc.pid() or '-'})")
@@ -167,13 +169,13 @@ def cmd_service(a) -> int:
     return 0
 
 
-def cmd_add_node(a) -> int:
+def cmd_add_node(a: argparse.Namespace) -> int:
     node = Lab.attach(a.name, progress=_progress).add_node()
     print(f"{node.name} joined: {node.public_ip}, subnet {node.subnet_env().get('FLANNEL_SUBNET', '-')}")
     return 0
 
 
-def cmd_reconfigure(a) -> int:
+def cmd_reconfigure(a: argparse.Namespace) -> int:
     lab = Lab.attach(a.name, progress=_progress)
     given = {"network": a.network, "subnet_len": a.subnet_len, "backend": a.backend, "vni": a.vni,
              "port": a.port, "direct_routing": a.direct_routing, "nodes": a.nodes}
@@ -190,13 +192,13 @@ def cmd_reconfigure(a) -> int:
     return 0
 
 
-def cmd_down(a) -> int:
+def cmd_down(a: argparse.Namespace) -> int:
     removed = clean(a.name)
     print(f"lab {a.name}: removed {len(removed)} items" if removed else f"lab {a.name}: nothing to remove")
     return 0
 
 
-def cmd_bench(a) -> int:
+def cmd_bench(a: argparse.Namespace) -> int:
     if a.kind == "scale":
         sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
         res = bench.scale(sizes, name=a.name, progress=_progress)
@@ -210,7 +212,7 @@ def cmd_bench(a) -> int:
     return 0
 
 
-def cmd_capture(a) -> int:
+def cmd_capture(a: argparse.Namespace) -> int:
     if a.write:  # before anything runs: a capture is not thrown away for a bad file name
         capture.check_pcap_path(a.write)
     if a.expr and a.filter:
@@ -225,13 +227,13 @@ def cmd_capture(a) -> int:
     return 0 if cap.packets else 1
 
 
-def cmd_list(a) -> int:
+def cmd_list(a: argparse.Namespace) -> int:
     for name in list_labs():
         print(name)
     return 0
 
 
-def cmd_scenario(a) -> int:
+def cmd_scenario(a: argparse.Namespace) -> int:
     """`labkit scenario list|show|start|check|hint|solve|verify|down` (README: Scenarios)."""
     from .scenario import engine, model
     if a.verb == "list":
@@ -305,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    def add(name, fn, help_):
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.add_argument("--name", default=DEFAULT_NAME, help=f"which lab (default: {DEFAULT_NAME})")
         sp.set_defaults(fn=fn)
@@ -482,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "command", None) and args.command[:1] == ["--"]:
         args.command = args.command[1:]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import shlex
+import subprocess
 import sys
+from collections.abc import Callable
 
 from . import netns
 from .docker.containers import daemon_info
@@ -50,7 +52,7 @@ class Node:
         self.public_ip = spec.public_ip(index)
         self.master_ip = spec.public_ip(0)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Node {self.name} {self.public_ip}>"
 
     @property
@@ -115,7 +117,8 @@ class Node:
             env.pop("ETCDCTL_API", None)  # etcdctl 3.4's default: v3
         return env
 
-    def sh(self, argv: list[str], timeout: float | None = 60, check: bool = False, input=None):
+    def sh(self, argv: list[str], timeout: float | None = 60, check: bool = False,
+           input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run argv on this node (its namespace and file view); returns CompletedProcess."""
         return netns.run(self.ns, argv, view=self.view(), env=self.env(), timeout=timeout,
                          check=check, input=input)
@@ -188,12 +191,12 @@ class Node:
             svc.prepare = lambda: mount_data_dir(self.state)
         return svc
 
-    def _readiness(self, name: str, svc: Service):
+    def _readiness(self, name: str, svc: Service) -> Callable[[], bool]:
         """Taken just before a start: a function telling when the unit has signalled ready
         (Type=notify): flanneld once it has (re)written subnet.env, docker once docker0
         is set up by this dockerd, etcd once it answers /health."""
         if name == "flanneld":
-            def mtime():
+            def mtime() -> int | None:
                 try:
                     return os.stat(self.subnet_file).st_mtime_ns
                 except FileNotFoundError:
@@ -202,12 +205,14 @@ class Node:
             return lambda: mtime() not in (None, before)
         if name == "docker":
 
-            def docker_ready():
+            def docker_ready() -> bool:
                 info = daemon_info(self.state, self.name)
-                return bool(info) and info["pid"] == svc.pid()
+                if not info:
+                    return False
+                return info["pid"] == svc.pid()
             return docker_ready
 
-        def etcd_ready():
+        def etcd_ready() -> bool:
             try:
                 status, body = http_request(self.state.etcd_socket, "GET", "/health", timeout=1.0)
                 return status == 200 and body.get("health") in ("true", True)

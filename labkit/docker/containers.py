@@ -19,6 +19,7 @@ import secrets
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from .. import netns
 from ..errors import LabError
@@ -132,7 +133,7 @@ def _veth_name() -> str:
     return "veth" + secrets.token_hex(4)[:7]
 
 
-def _plumb(ipr, veth: str, peer_ns: str, mtu: int) -> None:
+def _plumb(ipr: Any, veth: str, peer_ns: str, mtu: int) -> None:
     """In the node: the veth pair, host end on docker0 and up."""
     ipr.link("add", ifname=veth, kind="veth", mtu=mtu,
              peer={"ifname": "eth0", "net_ns_fd": peer_ns, "mtu": mtu})
@@ -141,7 +142,7 @@ def _plumb(ipr, veth: str, peer_ns: str, mtu: int) -> None:
     ipr.link("set", index=idx, master=bridge, state="up")
 
 
-def _inside(ipr, ip: ipaddress.IPv4Address, bip: ipaddress.IPv4Interface) -> None:
+def _inside(ipr: Any, ip: ipaddress.IPv4Address, bip: ipaddress.IPv4Interface) -> None:
     """In the container: eth0 up with its address and a default route via docker0."""
     idx = ipr.link_lookup(ifname="eth0")[0]
     ipr.addr("add", index=idx, address=str(ip), prefixlen=bip.network.prefixlen)

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 
 from ..flannel.subnetenv import read_subnet_file
 from ..state import LabState
@@ -43,7 +44,7 @@ def log(msg: str) -> None:
     sys.stderr.flush()
 
 
-def network_options(subnet_file: str = SUBNET_FILE):
+def network_options(subnet_file: str = SUBNET_FILE) -> tuple[ipaddress.IPv4Interface, int]:
     """(bip, mtu) as mk-docker-opts.sh would derive them from a subnet.env, or the defaults."""
     try:
         env = read_subnet_file(subnet_file)
@@ -113,7 +114,7 @@ def ensure_bridge(bip: ipaddress.IPv4Interface) -> None:
     _ip("link", "set", "docker0", "up")
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="dockerd", description=__doc__.splitlines()[0])
     p.add_argument("--lab", required=True, help="the lab's name")
     p.add_argument("--node", required=True, help="the node this daemon runs on")

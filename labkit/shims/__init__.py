@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
 
 from ..errors import LabError
+
+if TYPE_CHECKING:
+    from ..lab import Lab
+    from ..node import Node
 
 # The units themselves (descriptions, Before=/After=, Restart=) are data in labkit/units.py.
 
 
-def current():
+def current() -> tuple[Lab, Node]:
     """(lab, node) for the node this command runs on."""
     # imported here, not at the top: labkit.lab takes ~0.17 s to import (python -X importtime),
     # and the etcdctl wrapper, which never needs it, is in this package and runs on every call
@@ -27,7 +33,7 @@ def current():
     return lab, lab.node(node_name)
 
 
-def run(main):
+def run(main: Callable[[list[str]], int | None]) -> NoReturn:
     """Entry point wrapper: LabError -> one line on stderr, exit 1."""
     try:
         sys.exit(main(sys.argv[1:]) or 0)

@@ -13,11 +13,18 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .. import netns
 from ..docker import containers
 from ..errors import LabError
 from . import current, run
+
+if TYPE_CHECKING:
+    from ..lab import Lab
+    from ..node import Node
+    from ..state import LabState
 
 RUN_HELP = """Run a command in a new container.
 
@@ -39,7 +46,7 @@ def _ago(t: float) -> str:
     return f"{d // 3600} hours ago"
 
 
-def cmd_run(lab, node, argv) -> int:
+def cmd_run(lab: Lab, node: Node, argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="docker run", description=RUN_HELP,
                                 usage="docker run [OPTIONS] IMAGE [COMMAND] [ARG...]",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,14 +75,14 @@ def cmd_run(lab, node, argv) -> int:
         (containers.remove if a.rm else containers.stop)(lab.state, node.name, name)
 
 
-def _get(lab, node, name) -> containers.Container:
+def _get(lab: Lab, node: Node, name: str) -> containers.Container:
     rec = containers.get(lab.state, node.name, name)
     if rec is None:
         raise LabError(f"Error response from daemon: No such container: {name}")
     return rec
 
 
-def cmd_exec(lab, node, argv) -> int:
+def cmd_exec(lab: Lab, node: Node, argv: list[str]) -> int:
     opts = []
     while argv and argv[0].startswith("-"):
         opts.append(argv.pop(0))
@@ -87,7 +94,7 @@ def cmd_exec(lab, node, argv) -> int:
     return subprocess.call(netns.nsexec_argv(rec.netns, argv[1:], node.view(hostname=rec.id[:12])))
 
 
-def cmd_ps(lab, node, argv) -> int:
+def cmd_ps(lab: Lab, node: Node, argv: list[str]) -> int:
     show_all = "-a" in argv or "--all" in argv
     quiet = "-q" in argv
     rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
@@ -107,7 +114,7 @@ def cmd_ps(lab, node, argv) -> int:
     return 0
 
 
-def cmd_rm(lab, node, argv) -> int:
+def cmd_rm(lab: Lab, node: Node, argv: list[str]) -> int:
     force = any(a in ("-f", "--force") for a in argv)
     rc = 0
     for name in [a for a in argv if not a.startswith("-")]:
@@ -126,9 +133,9 @@ def cmd_rm(lab, node, argv) -> int:
     return rc
 
 
-def _each_container(action):
+def _each_container(action: Callable[[LabState, str, str], object]) -> Callable[[Lab, Node, list[str]], int]:
     """`docker stop|start NAME...`: the action on each named container, echoing its name."""
-    def cmd(lab, node, argv) -> int:
+    def cmd(lab: Lab, node: Node, argv: list[str]) -> int:
         for name in [a for a in argv if not a.startswith("-")]:
             action(lab.state, node.name, _get(lab, node, name).name)
             print(name)
@@ -159,14 +166,14 @@ def inspect_view(rec: containers.Container) -> dict:
 
 def render_format(fmt: str, data: dict) -> str:
     """Go template subset: {{.A.B}} and {{json .A}} fields."""
-    def field(path: str):
-        cur = data
+    def field(path: str) -> object:
+        cur: object = data
         for part in path.strip(".").split("."):
             if part:
                 cur = cur.get(part, "") if isinstance(cur, dict) else ""
         return cur
 
-    def repl(m):
+    def repl(m: re.Match[str]) -> str:
         expr = m.group(1).strip()
         if expr.startswith("json "):
             return json.dumps(field(expr[5:].strip()))
@@ -175,7 +182,7 @@ def render_format(fmt: str, data: dict) -> str:
     return re.sub(r"\{\{(.*?)\}\}", repl, fmt)
 
 
-def cmd_inspect(lab, node, argv) -> int:
+def cmd_inspect(lab: Lab, node: Node, argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="docker inspect")
     p.add_argument("-f", "--format")
     p.add_argument("names", nargs="+")
@@ -193,7 +200,7 @@ COMMANDS = {"run": cmd_run, "exec": cmd_exec, "ps": cmd_ps, "rm": cmd_rm, "stop"
             "inspect": cmd_inspect}
 
 
-def main(argv) -> int:
+def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print("Usage: docker COMMAND\n\nCommands (lab subset):\n  " + "\n  ".join(COMMANDS))
         return 0

@@ -14,10 +14,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from .. import units as unitfiles
 from ..services import systemd_failure
 from . import current, run
+
+if TYPE_CHECKING:
+    from ..lab import Lab
+    from ..node import Node
 
 READY_TIMEOUT = 15.0  # systemd's is 90 s; a lab learner should not wait that long
 
@@ -26,7 +31,7 @@ def _unit(name: str) -> str:
     return name[:-8] if name.endswith(".service") else name
 
 
-def _start(lab, node, unit, restart: bool) -> int:
+def _start(lab: Lab, node: Node, unit: str, restart: bool) -> int:
     why = node.service(unit).start_ready(restart=restart, timeout=READY_TIMEOUT)
     if why is None:
         return 0
@@ -38,7 +43,7 @@ def _since(t: float) -> str:
     return f"since {time.strftime('%a %Y-%m-%d %H:%M:%S UTC', time.gmtime(t))}; {int(time.time() - t)}s ago"
 
 
-def status(node, unit) -> int:
+def status(node: Node, unit: str) -> int:
     """systemd's status block: Loaded (with drop-ins), Active (also "activating (auto-restart)"
     and "failed"), Main PID, the journal's tail."""
     svc = node.service(unit)
@@ -76,7 +81,7 @@ def status(node, unit) -> int:
     return 0 if pid else 3
 
 
-def main(argv) -> int:
+def main(argv: list[str]) -> int:
     args = [a for a in argv if not a.startswith("-")]
     if not args:
         print("usage: systemctl start|stop|restart|status|is-active|cat UNIT...", file=sys.stderr)

@@ -6,6 +6,7 @@ Vagrant trap (two NICs, eth0 10.0.2.15 everywhere) and its --iface eth1 fix. A n
 behind a NAT and -public-ip. Unplugging, replugging and re-creating a node's NIC. An
 outside network reached from pods through flanneld's masquerade.
 """
+import ipaddress
 import json
 import subprocess
 import time
@@ -148,10 +149,19 @@ def test_outside_reached_through_masquerade_only(lab_name):
     with Lab(LabSpec(name=lab_name, nodes=2, outside=True, containers=1)) as lab:
         assert "default via 192.168.50.254" in sh(lab, "node1", "ip route")
         assert ping(lab, "node1", "203.0.113.1")[0]
+        # flanneld without -ip-masq: mk-docker-opts gives docker --ip-masq=true, docker's rule masquerades
+        bip = ipaddress.IPv4Interface(lab.node("node1").subnet_env()["FLANNEL_SUBNET"]).network
+        rule = f"-A POSTROUTING -s {bip} ! -o docker0 -j MASQUERADE"
+        assert rule in sh(lab, "node1", "iptables -t nat -S POSTROUTING")
+        ok, seen = _source_seen_by_outside(lab, "node1/c1")
+        assert ok and seen == "192.168.50.2"                        # docker's masquerade: the node's address
+        sh(lab, "node1", "iptables -t nat " + rule.replace("-A ", "-D ", 1))
         ok, seen = _source_seen_by_outside(lab, "node1/c1")
         assert not ok and seen == str(lab.address_of("node1/c1"))   # a pod address: no way back
     clean(lab_name)
     with Lab(LabSpec(name=lab_name, nodes=2, outside=True, ip_masq=True, containers=1)) as lab:
+        assert "--ip-masq=false" in sh(lab, "node1", "cat /run/flannel/docker")
+        assert "-o docker0 -j MASQUERADE" not in sh(lab, "node1", "iptables -t nat -S POSTROUTING")
         ok, seen = _source_seen_by_outside(lab, "node1/c1")
-        assert ok and seen == "192.168.50.2"                        # the node's address
+        assert ok and seen == "192.168.50.2"                        # flanneld's masquerade: the node's address
         assert all(lab.connectivity().values())                     # pod to pod is not masqueraded

@@ -268,7 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("main.go", str(e))
         return 1
     log.info("manager.go", f"Using interface with name {ext.name} and address {ext.iface_addr}")
-    log.info("manager.go", f"Defaulting external address to interface address ({ext.iface_addr})")
+    if opts["public-ip"]:   # v0.7.1 main.go lookupExtIface: one line or the other
+        log.info("manager.go", f"Using {ext.ext_addr} as external address")
+    else:
+        log.info("manager.go", f"Defaulting external address to interface address ({ext.iface_addr})")
     d = Daemon(opts, ext, ipr)
     log.info("main.go", "Installing signal handlers")
 
