@@ -221,7 +221,7 @@ def test_widget_text_is_the_unsolved_task(tmp_path, monkeypatch):
     from labkit.scenario.engine import Challenge
     w = ChallengeWidget(Challenge("mtu-black-hole", name="scnolab"))
     text = w._repr_mimebundle_()["text/plain"]
-    assert text.startswith("Small pings pass, big packets vanish  (mtu-black-hole, ~20 min)")
+    assert text.startswith("Small pings pass, big packets bounce  (mtu-black-hole, ~20 min)")
     assert "  [ ] full-size-master-to-node1: the largest DF packet" in text
     assert "✓" not in text and "Hint" not in text
     assert w.tick() == "(not started)"
