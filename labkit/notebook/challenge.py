@@ -15,6 +15,7 @@ import ipywidgets as W
 from ..errors import LabError
 from ..scenario.engine import Challenge, Report
 from . import tables
+from .textbox import TextBox
 
 CHECK_HEADER = ["", "check", "role", "expected", "found", "where to look"]
 
@@ -44,7 +45,7 @@ def task_text(ch: Challenge) -> str:
     return "\n".join(lines)
 
 
-class ChallengeWidget(W.VBox):
+class ChallengeWidget(TextBox):
     """Task, Check (per-check ✓/✗ table), Hint (tier by tier), elapsed time, Show solution (asks first)."""
 
     def __init__(self, challenge: Challenge) -> None:
@@ -75,15 +76,6 @@ class ChallengeWidget(W.VBox):
     def __repr__(self) -> str:
         return task_text(self.challenge)
 
-    def _repr_pretty_(self, p: object, cycle: bool) -> None:
-        p.text(repr(self))  # type: ignore[attr-defined]
-
-    def _repr_mimebundle_(self, **kwargs: object) -> dict[str, object] | None:
-        """ipywidgets cuts text/plain to 110 characters; the task is kept whole."""
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is not None:
-            bundle["text/plain"] = repr(self)
-        return bundle
 
     def _hints_shown(self) -> int:
         try:

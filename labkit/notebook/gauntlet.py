@@ -33,6 +33,7 @@ from ..scenario.model import load
 from ..scenario.progress import NoProgress, Progress
 from . import session, tables
 from .challenge import ChallengeWidget
+from .textbox import TextBox
 
 
 def lab_name(name: str) -> str:
@@ -106,7 +107,7 @@ def _minutes(secs: float | None) -> str:
 SCORE_HEADER = ["#", "scenario", "solved", "hints used", "time to solve", "solution shown"]
 
 
-class Scoreboard(W.VBox):
+class Scoreboard(TextBox):
     """Per scenario of the gauntlet, from the per-user progress store: solved, hints, time."""
 
     def __init__(self, scenarios: Sequence[str], progress: Progress) -> None:
@@ -142,17 +143,9 @@ class Scoreboard(W.VBox):
     def __repr__(self) -> str:
         return self.table().text()
 
-    def _repr_pretty_(self, p: object, cycle: bool) -> None:
-        p.text(repr(self))  # type: ignore[attr-defined]
-
-    def _repr_mimebundle_(self, **kwargs: object) -> dict[str, object] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is not None:
-            bundle["text/plain"] = repr(self)
-        return bundle
 
 
-class Card(W.VBox):
+class Card(TextBox):
     """One scenario of the gauntlet: its task, and a button that starts it (stopping the one running)."""
 
     def __init__(self, gauntlet: Gauntlet, index: int) -> None:
@@ -194,14 +187,6 @@ class Card(W.VBox):
             lines.append(f"not started: press \"Start this one\" (or run g.start({self.index}))")
         return "\n".join(lines)
 
-    def _repr_pretty_(self, p: object, cycle: bool) -> None:
-        p.text(repr(self))  # type: ignore[attr-defined]
-
-    def _repr_mimebundle_(self, **kwargs: object) -> dict[str, object] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is not None:
-            bundle["text/plain"] = repr(self)
-        return bundle
 
 
 class Gauntlet:

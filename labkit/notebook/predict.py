@@ -18,10 +18,12 @@ from collections.abc import Sequence
 
 import ipywidgets as W
 
+from .textbox import TextBox
+
 HIDDEN = "answer hidden until you commit"
 
 
-class Predict(W.VBox):
+class Predict(TextBox):
     """A question; options (radio buttons) or a free-text box; Commit; then the answer."""
 
     def __init__(self, question: str, answer: str, explanation: str = "", options: Sequence[str] = (),
@@ -120,12 +122,3 @@ class Predict(W.VBox):
         lines.append(f"[{HIDDEN}]" if not self.revealed else f"[committed: {self.committed}]")
         return "\n".join(lines)
 
-    def _repr_pretty_(self, p: object, cycle: bool) -> None:
-        p.text(repr(self))  # type: ignore[attr-defined]
-
-    def _repr_mimebundle_(self, **kwargs: object) -> dict[str, object] | None:
-        """ipywidgets cuts text/plain to 110 characters; the question is kept whole."""
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is not None:
-            bundle["text/plain"] = repr(self)
-        return bundle
