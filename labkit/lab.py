@@ -373,7 +373,8 @@ class Lab:
                     continue
                 svc = node.service("flanneld")
                 if not svc.is_active():
-                    tail = svc.log().strip().splitlines()[-3:]
+                    # flanneld's own last words (the service manager's journal lines follow them)
+                    tail = [line for line in svc.log().strip().splitlines() if " systemd[1]: " not in line][-3:]
                     # systemd's Restart=on-failure: a lost race for a subnet is retried
                     if restarts[name] < 3 and any("subnet already exists" in t for t in tail):
                         restarts[name] += 1
