@@ -504,7 +504,7 @@ def imports_of(path):
 
 def test_the_notebook_layer_only_imports_downwards():
     root = pathlib.Path(__file__).resolve().parents[2] / "labkit"
-    floors = ["tables", "textbox", "predict", "panels", "session", "magics", "setup_check", "widgets", "execute",
+    floors = ["tables", "netfilter", "textbox", "predict", "panels", "session", "magics", "setup_check", "widgets", "execute",
               "challenge", "gauntlet"]
     for i, floor in enumerate(floors):
         mods = imports_of(root / "notebook" / f"{floor}.py")
