@@ -163,6 +163,9 @@ def _start(state: LabState, node: str, rec: Container) -> Container:
         rec.veth = _veth_name()
         netns.netlink.call(state.netns(node), _plumb, rec.veth, ns, info["mtu"])
         netns.netlink.call(ns, _inside, ip, bip)
+        # no socket of ours may outlive this call inside the container: an open netlink
+        # socket keeps a stopped container's namespace, and its veth on docker0, alive
+        netns.netlink.forget(ns)
         rec.ip, rec.gateway, rec.prefixlen = str(ip), str(bip.ip), bip.network.prefixlen
         rec.mtu, rec.started, rec.pid = info["mtu"], time.time(), None
         if rec.command:
