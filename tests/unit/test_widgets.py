@@ -504,8 +504,8 @@ def imports_of(path):
 
 def test_the_notebook_layer_only_imports_downwards():
     root = pathlib.Path(__file__).resolve().parents[2] / "labkit"
-    floors = ["tables", "netfilter", "textbox", "predict", "panels", "session", "magics", "setup_check", "widgets", "execute",
-              "challenge", "gauntlet"]
+    floors = ["tables", "netfilter", "textbox", "predict", "panels", "session", "magics", "setup_check", "widgets",
+              "execute", "challenge", "gauntlet"]
     for i, floor in enumerate(floors):
         mods = imports_of(root / "notebook" / f"{floor}.py")
         above = {f".{f}" for f in floors[i + 1:]} | {f"labkit.notebook.{f}" for f in floors[i + 1:]}
