@@ -1,6 +1,6 @@
 """Re-execute notebooks and save them with their outputs (what nbval compares).
 
-    python -m labkit.notebook.execute notebooks/0*.ipynb     (or: python -m labkit.jupyter ...)
+    python -m labkit.notebook.execute notebooks/[0-9]*.ipynb     (or: python -m labkit.jupyter ...)
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from .session import cleanup_labs
 
 def execute_notebooks(paths: Iterable[str], timeout: int = 300) -> None:
     """Run each notebook top to bottom in a fresh kernel and write it back, outputs included;
-    whatever labs its kernel left behind are removed afterwards."""
+    whatever labs its kernel left behind are removed afterwards (not the labs of notebook
+    kernels still running beside it: another notebook being executed or open in JupyterLab)."""
     # imported here, not at the top: nbclient takes ~2.0 s to import (python -X importtime) and
     # labkit.jupyter, which every notebook kernel imports at start, imports this module
     import nbformat
@@ -28,7 +29,7 @@ def execute_notebooks(paths: Iterable[str], timeout: int = 300) -> None:
             client.execute()
         finally:
             nbformat.write(nb, path)
-            cleanup_labs()
+            cleanup_labs(spare_live_kernels=True)
         print(f"{path}: executed in {time.monotonic() - t:.1f}s", flush=True)
 
 

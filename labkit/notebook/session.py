@@ -194,15 +194,20 @@ def _remove_owned() -> None:
         _owned.pop(name, None)
 
 
-def cleanup_labs(pattern: re.Pattern[str] | None = None) -> list[str]:
+def cleanup_labs(pattern: re.Pattern[str] | None = None, spare_live_kernels: bool = False) -> list[str]:
     """Remove every lab (state folder or namespaces) whose name matches `pattern`; by
-    default the labs of this run's notebooks."""
+    default the labs of this run's notebooks. With `spare_live_kernels`, a lab whose
+    notebook kernel is still running is left alone: re-executing one notebook (suffix "")
+    must not pull the lab from under another notebook running beside it."""
     pattern = pattern or notebook_labs()
     names = set(list_labs())
     names |= {ns.split("-", 1)[0] for ns in netns.list_names() if "-" in ns}
     removed = []
     for name in sorted(names):
         if pattern.match(name):
+            owner = LabState(name).owner() if spare_live_kernels else None
+            if owner and owner.get("by") == BUILT_BY and owner["alive"]:
+                continue
             if clean(name):
                 removed.append(name)
     return removed

@@ -371,7 +371,7 @@ def test_gauntlet_cards_show_the_task_without_building_a_lab(monkeypatch):
     monkeypatch.setenv("LABKIT_NOTEBOOK_SUFFIX", "x1a2b3")
     assert gauntlet.lab_name("nb09s") == "nb09sx1a2b3" and gauntlet.lab_name("mylab") == "mylab"
     from labkit.notebook.session import notebook_labs
-    assert all(notebook_labs().match(gauntlet.lab_name(n)) for n in ("nb01c", "nb08c", "nb09s"))
+    assert all(notebook_labs().match(gauntlet.lab_name(n)) for n in ("nb01c", "nb08c", "nb09s", "nb11c"))
     assert isinstance(gauntlet.progress_store(), gauntlet.NoProgress)      # a test run is nobody's progress
     g = gauntlet.Gauntlet(["ip-forward-off", "udp-8472-blocked"])
     card = g.card(2)
@@ -423,7 +423,7 @@ def test_table_and_notebook_lab_names():
     t = Table(["a", "bb"], [["1", None], ["333", "x<y"]], title="T")
     assert t.text() == "T\na    bb\n1\n333  x<y"
     assert "x&lt;y" in t._repr_html_()
-    assert all(NOTEBOOK_LAB.match(n) for n in ("nb00", "nb01", "nb07l", "nb07m"))
+    assert all(NOTEBOOK_LAB.match(n) for n in ("nb00", "nb01", "nb07l", "nb07m", "nb11", "nb11c"))
     assert not any(NOTEBOOK_LAB.match(n) for n in ("lab", "nb1", "t1a2b3c", "nbx01"))
 
 
