@@ -21,9 +21,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
-from .. import log
+from .. import log, versions
 from ..config import Config
-from ..daemon import FlagError, Options, parse_flags, usage
+from ..daemon import KUBE_SUBNET_MGR_REFUSAL, FlagError, Options, parse_flags, usage
 from ..etcd_manager import lease_from_node
 from ..subnet import (
     EVENT_ADDED,
@@ -37,7 +37,7 @@ from ..subnet import (
     parse_subnet_key,
     subnet_key,
 )
-from ..subnetenv import write_subnet_file
+from ..subnetenv import previous_subnet, write_subnet_file
 from .config import parse_config
 from .registry import Body, EtcdError, V2Registry
 from .vxlan import LegacyVXLANDevice, LegacyVXLANNetwork, Miss, parse_backend_config
@@ -76,6 +76,10 @@ class Daemon:
         self.stop: list[int] = []
         self.generation = 0  # a restarted network ignores the old watch thread
         self.monitoring: set[int] = set()
+        # v0.8.0 reads the previous subnet back from subnet.env (and takes it even from another
+        # node: flannel #1289); 0.7.1 does not (versions.py, previous_subnet)
+        self.previous = versions.active()["previous_subnet"]
+        self.prev = previous_subnet(opts["subnet-file"]) if self.previous != "ignored" else None
 
     # -- init (retryInit) -------------------------------------------------------------
     def init(self) -> tuple[Config, LegacyVXLANDevice, Lease]:
@@ -109,7 +113,7 @@ class Daemon:
             nodes = self.reg.get_subnets()[0]
             leases = [lease for lease in (to_lease(n["key"], n["value"], n["ttl"]) for n in nodes) if lease]
             try:
-                d = choose_subnet(config, leases, self.ext.ext_addr, None, self.rng)
+                d = choose_subnet(config, leases, self.ext.ext_addr, self.prev, self.rng, previous=self.previous)
             except OutOfSubnets as e:  # allocateSubnet logs "Picking ..." and then fails
                 self._delete_stale(e.delete, attrs)
                 log.info("local_manager.go", f"Picking subnet in range {config.subnet_min} ... {config.subnet_max}")
@@ -117,10 +121,14 @@ class Daemon:
             key = subnet_key(self.opts["etcd-prefix"], d.subnet)
             self._delete_stale(d.delete, attrs)
             if d.kind == "reuse":
-                log.info("local_manager.go", f"Found lease ({d.subnet}) for current IP ({attrs.public_ip}), reusing")
+                log.info("local_manager.go", d.reason if "previously" in d.reason
+                         else f"Found lease ({d.subnet}) for current IP ({attrs.public_ip}), reusing")
                 exp = self.reg.update_subnet(key, value, self.ttl if d.ttl else 0)
                 return Lease(subnet=d.subnet, attrs=attrs, expiration=exp, key=key)
-            log.info("local_manager.go", f"Picking subnet in range {config.subnet_min} ... {config.subnet_max}")
+            if d.kind == "previous":
+                log.info("local_manager.go", d.reason)
+            else:
+                log.info("local_manager.go", f"Picking subnet in range {config.subnet_min} ... {config.subnet_max}")
             try:
                 exp = self.reg.create_subnet(key, value, self.ttl)
                 return Lease(subnet=d.subnet, attrs=attrs, expiration=exp, key=key)
@@ -258,6 +266,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(usage(), file=sys.stderr)
         return 0 if str(e) == "help" else 2
     log.set_verbosity(opts["v"])  # glog's -v: network.go's V(1)/V(2) lines
+    try:
+        if not versions.activate(opts["lab-flannel-version"]).legacy_daemon:
+            versions.activate(versions.LEGACY)  # this daemon runs the releases before 0.9.0 only
+    except versions.VersionError as e:
+        print(f"invalid value for flag -lab-flannel-version: {e}", file=sys.stderr)
+        return 2
+    if opts["kube-subnet-mgr"]:
+        log.error("main.go", f"Failed to create SubnetManager: {KUBE_SUBNET_MGR_REFUSAL}")
+        return 1
     from pyroute2 import IPRoute
 
     from ..iface import InterfaceError, lookup
