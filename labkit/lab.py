@@ -531,7 +531,7 @@ class Lab:
 
     def _peers_known(self, node: Node) -> int:
         """How many peers this node's flanneld has programmed into the kernel."""
-        if self.spec.profile.legacy_daemon:  # flannel 0.7/0.8: one FDB entry per peer, no routes
+        if self.spec.profile.legacy_daemon and self.spec.backend == "vxlan":  # 0.7/0.8: FDB per peer, no routes
             def fdb(ipr: Any) -> int:
                 idx = ipr.link_lookup(ifname=f"flannel.{self.spec.vni or 1}")
                 return 0 if not idx else sum(1 for n in ipr.get_neighbours(family=AF_BRIDGE, ifindex=idx[0])

@@ -415,9 +415,9 @@ class LabSpec:
         why = unavailable_reason(cfg.backend_type, kernel=False)  # data only: see check_kernel
         if why:
             raise LabError(f"backend {why}" if is_known_backend(cfg.backend_type) else why, field="backend")
-        if self.flavour == "legacy" and cfg.backend_type != "vxlan":
-            raise LabError(f"the legacy flavour (flannel 0.7.1) is emulated with the vxlan backend only; "
-                           f"backend {cfg.backend_type!r} needs --flavour modern", field="flavour")
+        if self.flavour == "legacy" and cfg.backend_type not in ("vxlan", "udp"):
+            raise LabError(f"flannel {self.release} is emulated with the vxlan and udp backends only; "
+                           f"backend {cfg.backend_type!r} needs --flannel-version 0.9.0 or later", field="flavour")
         if under.overlaps(cfg.network):
             raise LabError(f"the flannel Network {cfg.network} overlaps the underlay {under}", field="network")
         for block, what in self._knob_blocks():

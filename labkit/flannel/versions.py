@@ -155,6 +155,12 @@ SWITCHES: tuple[Switch, ...] = (
         Era("0.27.4", "public-ip", "the external address (-public-ip when given)",
             "PR #2247, v0.27.4:pkg/backend/vxlan/vxlan.go"),
     )),
+    Switch("udp_tun_address", "the address on the udp backend's flannel0 TUN", (
+        Era("0.7.1", "network", "the lease's address with the Network's prefix (10.108.5.0/16): a connected "
+            "route for the Network", "v0.7.1:backend/udp/network.go configureIface"),
+        Era("0.11.0", "/32", "the lease's address as a /32, plus an explicit route for the Network",
+            "v0.11.0:backend/udp/udp_network_amd64.go configureIface"),
+    )),
     Switch("br_netfilter", "flanneld's check for br_netfilter", (
         Era("0.7.1", "off", "not checked", "v0.25.7:main.go"),
         Era("0.26.0", "on", "flanneld exits when /proc/sys/net/bridge/bridge-nf-call-iptables is "

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 
 from .. import log, versions
 from ..config import Config
-from ..daemon import KUBE_SUBNET_MGR_REFUSAL, FlagError, Options, parse_flags, usage
+from ..daemon import KUBE_SUBNET_MGR_REFUSAL, EventQueue, FlagError, Options, parse_flags, usage
 from ..etcd_manager import lease_from_node
 from ..subnet import (
     EVENT_ADDED,
@@ -54,6 +54,14 @@ Item = (Literal["stop"] | tuple[Literal["watch"], list[tuple[str, str, str]]]
 SRC = "network.go"
 
 
+class UseUdp(Exception):
+    """The config names the udp backend: run_udp takes over."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__("udp")
+        self.config = config
+
+
 def lease_json(public_ip: str, mac: str) -> str:
     """0.7.1's LeaseAttrs: no PublicIPv6 field yet, BackendData has only the VtepMAC."""
     return json.dumps({"PublicIP": public_ip, "BackendType": "vxlan", "BackendData": {"VtepMAC": mac}},
@@ -76,6 +84,7 @@ class Daemon:
         self.stop: list[int] = []
         self.generation = 0  # a restarted network ignores the old watch thread
         self.monitoring: set[int] = set()
+        self.udp_events: EventQueue | None = None  # the udp backend's loop (daemon._run) when it runs
         # v0.8.0 reads the previous subnet back from subnet.env (and takes it even from another
         # node: flannel #1289); 0.7.1 does not (versions.py, previous_subnet)
         self.previous = versions.active()["previous_subnet"]
@@ -87,12 +96,14 @@ class Daemon:
             config = parse_config(self.reg.get_network_config())
         except Exception as e:
             raise RuntimeError(f"failed to retrieve network config: {e}") from e
+        if config.backend_type == "udp":
+            raise UseUdp(config)
         if config.backend_type != "vxlan":
             raise RuntimeError(f"failed to create and initialize network: "
                                f"unknown backend type: {config.backend_type}"
-                               if config.backend_type not in ("udp", "host-gw", "alloc", "aws-vpc", "gce")
+                               if config.backend_type not in ("host-gw", "alloc", "aws-vpc", "gce")
                                else "failed to create and initialize network: labkit's flannel 0.7 "
-                                    "emulation only has the vxlan backend")
+                                    "emulation only has the vxlan and udp backends")
         cfg = parse_backend_config(config.backend)
         dev = LegacyVXLANDevice(self.ipr, f"flannel.{cfg['VNI']}", cfg["VNI"], self.ext.index,
                                 self.ext.iface_addr, cfg["Port"], cfg["GBP"])
@@ -143,6 +154,27 @@ class Daemon:
                                          "but not compatible with current config, deleting")
             self.reg.delete_subnet(subnet_key(self.opts["etcd-prefix"], stale.subnet))
 
+    def run_udp(self, config: Config) -> None:
+        """The udp backend of 0.7.1 (v0.7.1:backend/udp/{udp,network}.go, proxy.c): the lease
+        (PublicIP only), the flannel0 TUN with the lease's address and the *Network's* prefix
+        (10.108.5.0/16; /32 from v0.11.0: versions.py, udp_tun_address), MTU = underlay - 28,
+        the route for the Network, and the proxy, whose C code has not changed since 0.7.1:
+        so the modern backend is reused (backends/udp/), over the etcd v2 subnet manager, and
+        so is the modern main loop (it watches, renews, and exits when flanneld stops)."""
+        from ..backends.udp.udp import UdpBackend
+        from ..daemon import _run
+        from ..etcdv2_manager import V2LocalManager
+        sm = V2LocalManager(self.opts["etcd-endpoints"], self.opts["etcd-prefix"], self.prev, ttl=self.ttl,
+                            renew_margin=self.margin, previous=self.previous, rng=self.rng)
+        bn = UdpBackend(sm, self.ext, self.ipr).register_network(config)
+        assert bn.lease is not None and config.network is not None  # RegisterNetwork acquired it
+        log.info("manager.go", f"Lease acquired: {bn.lease.subnet}")
+        write_subnet_file(self.opts["subnet-file"], config.network, bn.lease.subnet, bn.mtu(), self.opts["ip-masq"])
+        self.udp_events = queue.Queue()
+        if self.stop:
+            self.udp_events.put(None)
+        _run(sm, bn, self.udp_events, self.stop)  # ends the process (os._exit) when flanneld stops
+
     # -- run -----------------------------------------------------------------------------
     def watch(self, since: int) -> None:
         gen = self.generation
@@ -183,6 +215,16 @@ class Daemon:
             try:
                 config, dev, lease = self.init()
                 break
+            except UseUdp as u:
+                try:
+                    self.run_udp(u.config)  # returns only if registering failed: try again in 1 s
+                except Exception as e:
+                    log.error(SRC, f"failed to register network: {e}")
+                try:
+                    if self.events.get(timeout=1) == "stop":
+                        return False
+                except queue.Empty:
+                    pass
             except Exception as e:
                 log.error(SRC, str(e))
                 try:
@@ -295,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def on_signal(*_: object) -> None:
         d.stop.append(1)
         d.events.put("stop")
+        if d.udp_events is not None:
+            d.udp_events.put(None)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     while d.run_once():
