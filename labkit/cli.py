@@ -262,7 +262,9 @@ def cmd_scenario(a: argparse.Namespace) -> int:
         else:
             rows = [["NAME", "TOPIC", "DIFFICULTY", "FLAVOUR", "MIN", "TITLE"]]
             rows += [[s.name, s.tags.get("topic", ""), s.tags.get("difficulty", ""),
-                      s.tags.get("flavour", s.lab.get("flavour", "modern")), str(s.minutes), s.title] for s in found]
+                      s.tags.get("flavour", s.lab.get("flavour", "modern"))
+                      + (f" {s.lab['flannel_version']}" if s.lab.get("flannel_version") else ""),
+                      str(s.minutes), s.title] for s in found]
             print(_table(rows))
             for e in bad:
                 print(f"\nrefused:\n{e}", file=sys.stderr)
