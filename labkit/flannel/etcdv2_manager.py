@@ -13,13 +13,14 @@ did not change. Which subnet to take is ``subnet.choose_subnet``; before PR #150
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import random
 import threading
 import time
 from ipaddress import IPv4Network
 
-from . import log
+from . import log, versions
 from .config import Config, parse_config
 from .etcd_manager import SUBNET_TTL, LocalManager, Snapshot, WatchCallback, lease_from_node
 from .legacy.registry import Body, EtcdError, V2Registry
@@ -36,6 +37,16 @@ from .subnet import (
 )
 
 SRC = "local_manager.go"
+
+
+def lease_value(attrs: LeaseAttrs, style: str | None = None) -> str:
+    """The lease JSON of a release (versions.py, lease_json): VNI joined VtepMAC in
+    BackendData in v0.14.0, PublicIPv6 (null) came in v0.15.0."""
+    style = style or versions.active()["lease_json"]
+    if style == "vtepmac" and isinstance(attrs.backend_data, dict):
+        attrs = dataclasses.replace(attrs, backend_data={k: v for k, v in attrs.backend_data.items() if k != "VNI"})
+    text = attrs.to_json()
+    return text if style == "ipv6" else text.replace(',"PublicIPv6":null', "", 1)
 
 
 def _lease(node: Body) -> Lease | None:
@@ -84,10 +95,10 @@ class V2LocalManager(LocalManager):
         key = subnet_key(self.prefix, d.subnet)
         if d.kind == "reuse":  # our own lease, or (before v0.18.0) the previous subnet's, whoever holds it
             log.info(SRC, last)
-            exp = self.reg.update_subnet(key, attrs.to_json(), self.ttl if d.ttl else 0)
+            exp = self.reg.update_subnet(key, lease_value(attrs), self.ttl if d.ttl else 0)
             return Lease(subnet=d.subnet, attrs=attrs, expiration=exp, key=key)
         try:
-            exp = self.reg.create_subnet(key, attrs.to_json(), self.ttl)
+            exp = self.reg.create_subnet(key, lease_value(attrs), self.ttl)
         except EtcdError as e:
             if e.code == 105:  # key exists: another node won the race, try again
                 return None
@@ -97,7 +108,7 @@ class V2LocalManager(LocalManager):
 
     def renew_lease(self, lease: Lease) -> None:
         assert lease.key is not None, "a lease we acquired knows its key"
-        lease.expiration = self.reg.update_subnet(lease.key, lease.attrs.to_json(), self.ttl)
+        lease.expiration = self.reg.update_subnet(lease.key, lease_value(lease.attrs), self.ttl)
 
     def watch_leases(self, callback: WatchCallback, start_revision: int,
                      stop: threading.Event | None = None) -> threading.Event:

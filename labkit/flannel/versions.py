@@ -138,6 +138,12 @@ SWITCHES: tuple[Switch, ...] = (
         Era("0.18.0", "if-free", "taken only when no lease holds it", "PR #1505, v0.18.0:subnet/etcd/"
             "local_manager.go"),
     )),
+    Switch("lease_json", "the lease's JSON value", (
+        Era("0.7.1", "vtepmac", '{"PublicIP":...,"BackendType":"vxlan","BackendData":{"VtepMAC":...}}',
+            "v0.7.1:subnet/subnet.go LeaseAttrs, v0.13.0:backend/vxlan/vxlan.go newSubnetAttrs"),
+        Era("0.14.0", "vni", 'BackendData {"VNI":...,"VtepMAC":...}', "v0.14.0:backend/vxlan/vxlan.go newSubnetAttrs"),
+        Era("0.15.0", "ipv6", '"PublicIPv6":null after PublicIP (no omitempty)', "v0.15.0:subnet/subnet.go LeaseAttrs"),
+    )),
     Switch("mac_check", "flannel.1's MAC checked against the VtepMAC advertised", (
         Era("0.7.1", "off", "not checked", "v0.22.2:pkg/backend/vxlan/device.go"),
         Era("0.22.3", "on", "a different MAC after Configure stops flanneld: `flannel.1's mac address "

@@ -129,6 +129,19 @@ def test_legacy_udp_is_a_lab():
     assert LabSpec(flavour="legacy", backend="udp").validate().profile["udp_tun_address"] == "network"
 
 
+@pytest.mark.parametrize("release,value", [
+    ("0.13.0", '{"PublicIP":"192.168.50.2","BackendType":"vxlan","BackendData":{"VtepMAC":"aa:bb:cc:dd:ee:ff"}}'),
+    ("0.14.0", '{"PublicIP":"192.168.50.2","BackendType":"vxlan",'
+               '"BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"}}'),
+    ("0.15.0", '{"PublicIP":"192.168.50.2","PublicIPv6":null,"BackendType":"vxlan",'
+               '"BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"}}')])
+def test_lease_json_of_each_era(release, value):
+    from labkit.flannel.etcdv2_manager import lease_value
+    attrs = LeaseAttrs("192.168.50.2", backend_type="vxlan", backend_data={"VNI": 1, "VtepMAC": "aa:bb:cc:dd:ee:ff"})
+    assert lease_value(attrs, versions.Profile(release)["lease_json"]) == value
+    assert lease_value(LeaseAttrs("192.168.50.2"), "vtepmac") == '{"PublicIP":"192.168.50.2"}'  # udp, 0.7
+
+
 # -- #1289's decision ---------------------------------------------------------------------------
 def test_previous_subnet_held_by_another_node_is_overwritten_before_0_18():
     cfg = parse_config('{"Network":"10.108.0.0/16","Backend":{"Type":"vxlan"}}')
