@@ -160,7 +160,9 @@ class Daemon:
         (10.108.5.0/16; /32 from v0.11.0: versions.py, udp_tun_address), MTU = underlay - 28,
         the route for the Network, and the proxy, whose C code has not changed since 0.7.1:
         so the modern backend is reused (backends/udp/), over the etcd v2 subnet manager, and
-        so is the modern main loop (it watches, renews, and exits when flanneld stops)."""
+        so is the modern main loop (it watches, renews, and exits when flanneld stops; also when
+        our lease is deleted, where 0.7.1 would register again). Its log lines carry the modern
+        udp files' names (udp_network_amd64.go; 0.7.1's was backend/udp/network.go)."""
         from ..backends.udp.udp import UdpBackend
         from ..daemon import _run
         from ..etcdv2_manager import V2LocalManager
