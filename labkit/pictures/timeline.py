@@ -6,8 +6,8 @@ flannel's control plane is a watch: every flanneld watches ``<prefix>/subnets/``
 removed one the same three go). :func:`watch_control_plane` runs some actions (``lab.add_node``,
 ``lab.remove_node``, a ping ...) while it records, each on one lane:
 
-* etcd's events under the lease prefix (a v3 watch, as flanneld's own; legacy labs speak v2
-  and have no etcd lane);
+* etcd's events under the lease prefix (``etcdctl watch --prefix``, a v3 watch like flanneld's
+  own; legacy labs speak v2 and have no etcd lane);
 * on every watched node, the kernel's neighbour (ARP), FDB and route changes on flannel.1,
   from one rtnetlink socket per node subscribed to the neighbour and IPv4 route groups (what
   ``ip monitor route neigh`` listens to; FDB entries are neighbour messages of the bridge
@@ -24,10 +24,13 @@ the whole Network, a neighbour entry per remote *container* answered on demand) 
 """
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import select
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -255,19 +258,48 @@ class _Recorder:
         except BaseException:
             self.close()
             raise
-        self.watch_id = None
+        self.watch: subprocess.Popen[str] | None = None
+        self.watch_thread: threading.Thread | None = None
         if lab.spec.flavour != "legacy":
-            self.watch_id = lab.etcd().add_watch_prefix_callback(f"{lab.spec.prefix}/subnets/", self._etcd)
+            self._watch_etcd()
         self.thread = threading.Thread(target=self._read, name="labkit-timeline", daemon=True)
         self.thread.start()
 
-    def _etcd(self, response: Any) -> None:
-        now = time.time()
-        for ev in getattr(response, "events", []):
-            what = "PUT" if type(ev).__name__ == "PutEvent" else "DELETE"
-            text = f"{what} {ev.key.decode()}" + (f" {ev.value.decode()}" if what == "PUT" else "")
-            with self.lock:
-                self.events.append((now, "etcd", "etcd", text))
+    def _watch_etcd(self) -> None:
+        """`etcdctl watch --prefix <prefix>/subnets/` from the next revision (no event is missed
+        while it connects), through etcd's unix socket in the lab's state folder: a child of this
+        process and nothing else, so that stopping it closes its pipe. Not a watch of this
+        process's gRPC client: a gRPC stream kept open here makes every later fork warn."""
+        prefix = f"{self.lab.spec.prefix}/subnets/"
+        base = ["etcdctl", "--endpoints", f"unix://{self.lab.state.etcd_socket}"]
+        env = dict(os.environ, ETCDCTL_API="3")
+        r = subprocess.run(base + ["get", prefix, "--prefix", "--keys-only", "--limit", "1", "-w", "json"],
+                           env=env, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+        rev = int(json.loads(r.stdout)["header"]["revision"])
+        self.watch = subprocess.Popen(base + ["watch", "--prefix", prefix, "--rev", str(rev + 1), "-w", "json"],
+                                      env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True)
+        self.watch_thread = threading.Thread(target=self._etcd, args=(self.watch,), name="labkit-etcd-watch",
+                                             daemon=True)
+        self.watch_thread.start()
+
+    def _etcd(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            now = time.time()
+            try:
+                events = json.loads(line).get("Events") or []
+            except ValueError:
+                continue
+            for ev in events:
+                kv = ev.get("kv", {})
+                key = base64.b64decode(kv.get("key", "")).decode(errors="replace")
+                if ev.get("type") == 1:
+                    text = f"DELETE {key}"
+                else:
+                    text = f"PUT {key} {base64.b64decode(kv.get('value', '')).decode(errors='replace')}"
+                with self.lock:
+                    self.events.append((now, "etcd", "etcd", text))
 
     def _read(self) -> None:
         from pyroute2.netlink.rtnl.marshal import MarshalRtnl
@@ -329,11 +361,18 @@ class _Recorder:
             self.thread.join(timeout=2)
         for _n, s, _i in self.socks.values():
             s.close()
-        if getattr(self, "watch_id", None) is not None:
+        watch = getattr(self, "watch", None)
+        if watch is not None:
+            watch.terminate()
             try:
-                self.lab.etcd().cancel_watch(self.watch_id)
-            except Exception:
-                pass
+                watch.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                watch.kill()
+                watch.wait()
+            if self.watch_thread is not None:
+                self.watch_thread.join(timeout=2)     # its pipe is at its end now
+            if watch.stdout is not None and (self.watch_thread is None or not self.watch_thread.is_alive()):
+                watch.stdout.close()
 
 
 def watch_control_plane(lab: Lab, actions: Sequence[tuple[str, Callable[[], object]]],
@@ -376,12 +415,17 @@ class EraTables:
 
 
 def era_tables(lab: Lab, node: str, label: str, dev: str = "flannel.1") -> EraTables:
-    def lines(argv: list[str]) -> list[str]:
-        r = lab.exec(node, argv, timeout=10)
-        # sorted without the MACs: the kernel lists entries in hash order, and MACs are random
-        return sorted((ln.strip() for ln in r.stdout.splitlines() if ln.strip()), key=lambda ln: MAC.sub("", ln))
-    return EraTables(label, lines(["ip", "route", "show", "dev", dev]),
-                     lines(["ip", "neigh", "show", "dev", dev]), lines(["bridge", "fdb", "show", "dev", dev]))
+    """`ip route show dev DEV`, `ip neigh show dev DEV`, `bridge fdb show dev DEV` on `node`
+    (one shell for the three: each node command starts a process), each sorted without its
+    MACs: the kernel lists entries in hash order, and MACs are random."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", dev):
+        raise ValueError(f"invalid device name {dev!r}")
+    r = lab.sh(node, f"ip route show dev {dev}; echo --; ip neigh show dev {dev}; echo --; "
+                     f"bridge fdb show dev {dev}", timeout=10)
+    parts = (r.stdout.split("--\n") + ["", "", ""])[:3]
+    routes, neigh, fdb = ([ln.strip() for ln in sorted(part.splitlines(), key=lambda ln: MAC.sub("", ln))
+                           if ln.strip()] for part in parts)
+    return EraTables(label, routes, neigh, fdb)
 
 
 @dataclass

@@ -185,7 +185,8 @@ class Walk:
 
         class Stepper(TextBox):
             def __repr__(self) -> str:
-                return "packet walk stepper (move the slider)\n" + walk.text()
+                return (f"packet walk stepper: {len(walk.hops)} hops, {walk.src} → {walk.dst} "
+                        "(a slider over the picture; each hop in full below it)")
 
         slider = W.IntSlider(value=1, min=1, max=len(self.hops), description="hop")
         prev, nxt = W.Button(description="◀", layout=W.Layout(width="40px")), W.Button(
