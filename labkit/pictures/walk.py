@@ -10,17 +10,17 @@ device does the rest (``ip -d link show flannel.1``: VNI, local address, port 84
 
 ``walk_from_lab(lab, caps, "master/c1", "node1/c1")`` collects the hops; the result shows
 itself as one SVG strip (every hop, the same picture every run: the geometry never depends on
-addresses, MACs or timings), as text, and as a stepper (:meth:`Walk.stepper`) in JupyterLab.
+addresses, MACs or timings) and as text; ``labkit.notebook.stepper.Stepper(walk)`` steps through it
+in JupyterLab.
 :func:`draw_walk` is pure (tested on synthetic hops).
 """
 from __future__ import annotations
 
-import html
 import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import drawsvg as dw
 
@@ -174,39 +174,6 @@ class Walk:
 
     def __repr__(self) -> str:
         return self.text()
-
-    def stepper(self) -> Any:
-        """A slider (and ◀ ▶) over the hops for JupyterLab: the strip with the current hop
-        framed, and that hop in full below it. Its stored text is the walk's text."""
-        import ipywidgets as W
-
-        from ..notebook.textbox import TextBox
-        walk = self
-
-        class Stepper(TextBox):
-            def __repr__(self) -> str:
-                return (f"packet walk stepper: {len(walk.hops)} hops, {walk.src} → {walk.dst} "
-                        "(a slider over the picture; each hop in full below it)")
-
-        slider = W.IntSlider(value=1, min=1, max=len(self.hops), description="hop")
-        prev, nxt = W.Button(description="◀", layout=W.Layout(width="40px")), W.Button(
-            description="▶", layout=W.Layout(width="40px"))
-        detail = W.HTML()
-        picture = W.HTML()
-
-        def show(_: object = None) -> None:
-            i = slider.value - 1
-            picture.value = self.svg(highlight=i)
-            detail.value = f"<pre>{html.escape(self.hop_text(i))}</pre>"
-
-        def step(delta: int) -> None:
-            slider.value = min(max(slider.value + delta, 1), len(self.hops))
-
-        prev.on_click(lambda _b: step(-1))
-        nxt.on_click(lambda _b: step(1))
-        slider.observe(show, names="value")
-        show()
-        return Stepper([W.HBox([prev, slider, nxt]), detail, picture])
 
 
 # -- reading the walk from a running lab ----------------------------------------------------

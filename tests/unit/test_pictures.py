@@ -170,3 +170,16 @@ def test_eras_side_by_side() -> None:
     assert "routes (ip route show dev flannel.1): 1" in words and "routes (ip route show dev flannel.1): 8" in words
     assert "… and 3 more" in words and "(none)" in words
     assert "  flannel 0.7.1 (legacy): 1\n    10.1.0.0/16" in eras.text()
+
+
+def test_stepper_frames_the_hop_the_slider_names() -> None:
+    from labkit.notebook.stepper import Stepper
+    stepper = Stepper(Walk("master/c1", "node1/c1", hops()))
+    assert repr(stepper).startswith("packet walk stepper: 5 hops, master/c1 → node1/c1")
+    assert "container → veth" in stepper.detail.value
+    stepper.step(1)
+    stepper.step(10)                                   # stops at the last hop
+    assert stepper.slider.value == 5 and "switch" in stepper.detail.value
+    assert stepper.picture.value == stepper.walk.svg(highlight=4)
+    stepper.step(-10)
+    assert stepper.slider.value == 1
