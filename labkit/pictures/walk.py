@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -177,9 +178,17 @@ class Walk:
 
 
 # -- reading the walk from a running lab ----------------------------------------------------
-def _out(lab: Lab, target: str, argv: list[str]) -> str:
-    r = lab.exec(target, argv, timeout=10)
-    return (r.stdout if r.returncode == 0 else r.stderr).strip()
+SEPARATOR = "@@labkit-walk@@"
+
+
+def _outs(lab: Lab, target: str, commands: Sequence[Sequence[str]]) -> list[str]:
+    """Run several commands on a node or in a container in one shell (each `lab.exec` starts a
+    process: one for all is what keeps the walk quick) and return each one's output. Every
+    word is quoted; the values are addresses from the lab's records and the kernel."""
+    script = f"; echo {SEPARATOR}; ".join(shlex.join(c) + " 2>&1" for c in commands)
+    r = lab.sh(target, script, timeout=15)
+    parts = r.stdout.split(SEPARATOR + "\n")
+    return [(parts[i] if i < len(parts) else "").strip() for i in range(len(commands))]
 
 
 def _first(text: str) -> str:
@@ -257,84 +266,92 @@ def walk_from_lab(lab: Lab, caps: Sequence[Capture], src: str, dst: str) -> Walk
         return by_point.get((target, iface or ""))
 
     sip, dip = srec.ip, drec.ip
+    for addr in (sip, dip, srec.gateway or sip):
+        ipaddress.IPv4Address(addr)               # only addresses reach the shell
+    dev = "flannel.1"
+    # what the master's flannel.1 sent (after docker's MASQUERADE): the source node1 sees
+    inner_src = sip
+    fl = cap(snode.name, dev)
+    req = next((p for p in fl.packets if "echo-request" in p.summary()), None) if fl is not None else None
+    if req is not None:
+        inner_src = str(req.scapy.getlayer("IP").src)
+    # the tables, read in one shell per place (the source node twice: its second round needs the first)
+    c_route, c_neigh = _outs(lab, src, [["ip", "route", "get", dip],
+                                        ["ip", "neigh", "show", srec.gateway or sip]])
+    fdb0, rget, match, vx, fdb = _outs(lab, snode.name, [
+        ["bridge", "fdb", "show", "br", "docker0"], ["ip", "route", "get", dip, "from", sip, "iif", "docker0"],
+        ["ip", "route", "show", "match", dip], ["ip", "-d", "link", "show", dev],
+        ["bridge", "fdb", "show", "dev", dev]])
+    rget = _first(rget)
+    via = _field(rget, "via") or str(ipaddress.IPv4Network(f"{dip}/{drec.prefixlen or 24}", strict=False)[0])
+    ipaddress.IPv4Address(via)
+    peer = str(dnode.public_ip)
+    neigh, eget, eneigh = _outs(lab, snode.name, [["ip", "neigh", "show", via, "dev", dev],
+                                                  ["ip", "route", "get", peer],
+                                                  ["ip", "neigh", "show", peer, "dev", "eth0"]])
+    switch_fdb = ns_run(lab.state.netns("switch"), ["bridge", "fdb", "show"], timeout=10).stdout
+    dvx, dget, dneigh, dfdb = _outs(lab, dnode.name, [
+        ["ip", "-d", "link", "show", dev], ["ip", "route", "get", dip, "from", inner_src, "iif", dev],
+        ["ip", "neigh", "show", dip, "dev", "docker0"], ["bridge", "fdb", "show", "br", "docker0"]])
+
     hops: list[Hop] = []
     # 1. the container: its default route, and docker0's MAC for the gateway
-    route = _first(_out(lab, src, ["ip", "route", "get", dip]))
-    gw = _field(route, "via") or ""
-    gw_neigh = _first(_out(lab, src, ["ip", "neigh", "show", gw])) if gw else ""
-    gw_mac = _field(gw_neigh, "lladdr") or ""
+    route, gw_neigh = _first(c_route), _first(c_neigh)
+    gw = _field(route, "via") or srec.gateway or ""
+    gw_mac = _field(gw_neigh, "lladdr") or "?"
     hops.append(_seen(Hop("container → veth", src, "src",
                           [(f"ip route get {dip}", route), (f"ip neigh show {gw}", gw_neigh)],
                           "the default route: to docker0's address, via eth0 (a veth)"),
                       cap(snode.name, srec.veth)))
     # 2. docker0: the frame is for the bridge itself
-    fdb0 = _out(lab, snode.name, ["bridge", "fdb", "show", "br", "docker0"])
     hops.append(_seen(Hop("docker0 (bridge)", snode.name, "src",
                           [("bridge fdb show br docker0", _grep(fdb0, gw_mac, "permanent"))],
                           "the destination MAC is docker0's own: up to the node's IP stack"),
                       cap(snode.name, "docker0")))
     # 3. the route lookup
-    rget = _first(_out(lab, snode.name, ["ip", "route", "get", dip, "from", sip, "iif", "docker0"]))
-    table = _longest_match(_out(lab, snode.name, ["ip", "route", "show", "match", dip]))
     hops.append(Hop("route lookup", snode.name, "src",
-                    [(f"ip route get {dip} from {sip} iif docker0", rget), (f"ip route show match {dip}", table)],
+                    [(f"ip route get {dip} from {sip} iif docker0", rget),
+                     (f"ip route show match {dip}", _longest_match(match))],
                     "flanneld's route for the peer's subnet: via its flannel.1 address, onlink"))
-    via = _field(rget, "via") or ""
-    dev = _field(rget, "dev") or "flannel.1"
     # 4. the neighbour entry: the peer's VtepMAC, written by flanneld (no ARP request is sent)
-    neigh = _first(_out(lab, snode.name, ["ip", "neigh", "show", via, "dev", dev])) if via else ""
-    vtep_mac = _field(neigh, "lladdr") or ""
-    hops.append(_seen(Hop("neighbour (ARP)", snode.name, "src",
-                          [(f"ip neigh show {via} dev {dev}", neigh)],
+    neigh = _first(neigh)
+    vtep_mac = _field(neigh, "lladdr") or "?"
+    hops.append(_seen(Hop("neighbour (ARP)", snode.name, "src", [(f"ip neigh show {via} dev {dev}", neigh)],
                           "PERMANENT, from the peer's lease (VtepMAC): no ARP request is sent"),
                       cap(snode.name, dev)))
     # 5. the FDB entry: VtepMAC -> the peer's PublicIP
-    fdb = _grep(_out(lab, snode.name, ["bridge", "fdb", "show", "dev", dev]), vtep_mac) if vtep_mac else ""
-    peer = _field(fdb, "dst") or str(dnode.public_ip)
-    hops.append(Hop("FDB", snode.name, "src", [(f"bridge fdb show dev {dev}", fdb)],
+    hops.append(Hop("FDB", snode.name, "src", [(f"bridge fdb show dev {dev}", _grep(fdb, vtep_mac))],
                     "the VtepMAC's entry names the node to send the datagram to: its PublicIP"))
     # 6. encapsulation by the kernel's VXLAN device
-    vx = _vxlan_line(_out(lab, snode.name, ["ip", "-d", "link", "show", dev]))
-    hops.append(Hop("encapsulation", snode.name, "src", [(f"ip -d link show {dev}", vx)],
+    hops.append(Hop("encapsulation", snode.name, "src", [(f"ip -d link show {dev}", _vxlan_line(vx))],
                     "+ VXLAN 8 + UDP 8 + outer IP 20 (+ outer Ethernet 14 on the wire)"))
     # 7. out of eth0
-    eget = _first(_out(lab, snode.name, ["ip", "route", "get", peer]))
-    eneigh = _first(_out(lab, snode.name, ["ip", "neigh", "show", peer, "dev", "eth0"]))
+    eneigh = _first(eneigh)
     hops.append(_seen(Hop("eth0", snode.name, "src",
-                          [(f"ip route get {peer}", eget), (f"ip neigh show {peer} dev eth0", eneigh)],
+                          [(f"ip route get {peer}", _first(eget)), (f"ip neigh show {peer} dev eth0", eneigh)],
                           "the underlay: an ordinary UDP datagram between two hosts"),
                       cap(snode.name, "eth0")))
     # 8. the switch: a learning bridge, one port per node
-    peer_mac = _field(eneigh, "lladdr") or ""
-    switch_fdb = ns_run(lab.state.netns("switch"), ["bridge", "fdb", "show"], timeout=10).stdout
+    peer_mac = _field(eneigh, "lladdr") or "?"
     hops.append(_seen(Hop("switch", "switch", "wire",
                           [("bridge fdb show   (in the switch)", _grep(switch_fdb, peer_mac, " master "))],
                           f"learnt: {dnode.name}'s MAC is behind port {dnode.name}"),
                       cap(dnode.name, "eth0")))
     # 9. decapsulation: UDP 8472 with this VNI belongs to the peer's flannel.1
-    dvx = _vxlan_line(_out(lab, dnode.name, ["ip", "-d", "link", "show", dev]))
-    hops.append(_seen(Hop("decapsulation", dnode.name, "dst", [(f"ip -d link show {dev}", dvx)],
+    hops.append(_seen(Hop("decapsulation", dnode.name, "dst", [(f"ip -d link show {dev}", _vxlan_line(dvx))],
                           f"the VNI and port match {dnode.name}'s flannel.1: the outer 50 B go"),
                       cap(dnode.name, dev)))
     # 10. route and neighbour on the destination node
-    fl = cap(snode.name, dev)
-    inner_src = sip
-    if fl is not None:
-        req = next((p for p in fl.packets if "echo-request" in p.summary()), None)
-        if req is not None:
-            inner_src = str(req.scapy.getlayer("IP").src)
-    dget = _first(_out(lab, dnode.name, ["ip", "route", "get", dip, "from", inner_src, "iif", dev]))
-    dneigh = _first(_out(lab, dnode.name, ["ip", "neigh", "show", dip, "dev", "docker0"]))
+    dneigh = _first(dneigh)
     hops.append(_seen(Hop("docker0", dnode.name, "dst",
-                          [(f"ip route get {dip} from {inner_src} iif {dev}", dget),
+                          [(f"ip route get {dip} from {inner_src} iif {dev}", _first(dget)),
                            (f"ip neigh show {dip} dev docker0", dneigh)],
                           "a connected route: the container is on docker0 (learnt by ARP)"),
                       cap(dnode.name, "docker0")))
     # 11. into the container
-    cmac = _field(dneigh, "lladdr") or ""
-    dfdb = _out(lab, dnode.name, ["bridge", "fdb", "show", "br", "docker0"])
+    cmac = _field(dneigh, "lladdr") or "?"
     hops.append(_seen(Hop("veth → container", dst, "dst",
-                          [("bridge fdb show br docker0", _grep(dfdb, cmac, "master docker0") if cmac else "")],
+                          [("bridge fdb show br docker0", _grep(dfdb, cmac, "master docker0"))],
                           "the bridge knows which port the container's MAC is on"),
                       cap(dst, "eth0")))
     return Walk(src, dst, hops)
