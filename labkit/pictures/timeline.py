@@ -163,7 +163,7 @@ def draw_timeline(tl: Timeline) -> dw.Drawing:
             ly = y + 27
             x0, x1 = 10 + col / 2, 10 + busy[-1] * col + col / 2
             d.append(dw.Line(x0, ly, x1, ly, stroke="#7f6000", stroke_width=1, stroke_dasharray="4,3"))
-            d.append(dw.Text("watch", 9, x0 + 6, ly - 3, fill="#7f6000", font_family=SANS))
+            d.append(dw.Text("watch", 9, x0 + col / 2 + 40, ly - 3, fill="#7f6000", font_family=SANS))
             for j in busy[1:]:
                 ax = 10 + j * col + col / 2
                 d.append(dw.Lines(ax - 4, ly + 1, ax + 4, ly + 1, ax, ly + 7, close=True, fill="#7f6000"))
@@ -304,8 +304,10 @@ class _Recorder:
     def _read(self) -> None:
         from pyroute2.netlink.rtnl.marshal import MarshalRtnl
         marshal = MarshalRtnl()
-        while not self.stop.is_set():
+        while True:
             ready, _, _ = select.select(list(self.socks), [], [], 0.1)
+            if not ready and self.stop.is_set():
+                return                     # stopped, and nothing left unread
             for fd in ready:
                 node, s, index = self.socks[fd]
                 try:
@@ -320,13 +322,15 @@ class _Recorder:
                             self.events.append((now, node, said[0], said[1]))
 
     def quiet_for(self, seconds: float, at_most: float) -> None:
-        """Wait until nothing new has been recorded for `seconds` (at most `at_most`)."""
+        """Wait until nothing new has been recorded for `seconds` and no socket holds an unread
+        message (at most `at_most`): on a loaded machine the reader can lag behind the kernel."""
         end = time.monotonic() + at_most
         seen, since = -1, time.monotonic()
         while time.monotonic() < end:
             with self.lock:
                 n = len(self.events)
-            if n != seen:
+            unread = select.select(list(self.socks), [], [], 0)[0]
+            if n != seen or unread:
                 seen, since = n, time.monotonic()
             elif time.monotonic() - since >= seconds:
                 return
