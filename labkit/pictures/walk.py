@@ -274,7 +274,7 @@ def walk_from_lab(lab: Lab, caps: Sequence[Capture], src: str, dst: str) -> Walk
     fl = cap(snode.name, dev)
     req = next((p for p in fl.packets if "echo-request" in p.summary()), None) if fl is not None else None
     if req is not None:
-        inner_src = str(req.scapy.getlayer("IP").src)
+        inner_src = str(ipaddress.IPv4Address(req.scapy.getlayer("IP").src))   # captured bytes: checked
     # the tables, read in one shell per place (the source node twice: its second round needs the first)
     c_route, c_neigh = _outs(lab, src, [["ip", "route", "get", dip],
                                         ["ip", "neigh", "show", srec.gateway or sip]])
