@@ -205,7 +205,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
         print(bench.format_scale(res))
     else:
         backends = [b.strip() for b in a.backends.split(",") if b.strip()]
-        res = bench.throughput(backends, seconds=a.seconds, name=a.name, repeat=a.repeat, progress=_progress)
+        res = bench.throughput(backends, seconds=a.seconds, name=a.name, repeat=a.repeat, progress=_progress,
+                               reference=not a.no_reference)
         print(bench.format_throughput(res))
     if a.json:
         print(json.dumps(res, indent=2))
@@ -419,7 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--name", default="bench", help="name of the temporary lab (default: bench)")
     bn.add_argument("--backends", default="vxlan,host-gw,udp", help="throughput: backends, in order")
     bn.add_argument("--seconds", type=float, default=5, help="throughput: seconds per measurement (default 5)")
-    bn.add_argument("--repeat", type=int, default=1, help="throughput: runs per measurement (median shown)")
+    bn.add_argument("--repeat", type=int, default=3, help="throughput: runs per measurement, interleaved with the "
+                                                          "reference's (median shown; at least 3)")
+    bn.add_argument("--no-reference", action="store_true",
+                    help="throughput: skip the hand-built reference overlay (labkit/reference.py)")
     bn.add_argument("--sizes", default="10,50,100", help="scale: node counts (default 10,50,100)")
     bn.add_argument("--json", action="store_true", help="also print the figures as JSON")
     bn.set_defaults(fn=cmd_bench)
