@@ -11,12 +11,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from . import bench, capture
+from . import bench, capture, tally
 from .errors import LabError
 from .lab import Lab, clean
 from .services import systemd_failure
 from .spec import MAX_NODES, LabSpec, blog_spec, parse_node_values
 from .state import list_labs
+from .status import NodeStatus
+from .tally import TerminalBar
 
 DEFAULT_NAME = os.environ.get("LABKIT_NAME", "lab")
 
@@ -48,7 +50,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _progress(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    clear = "\r\x1b[K" if sys.stdout.isatty() else ""   # over a progress bar (tally.TerminalBar)
+    print(f"{clear}[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+STATUS_ROWS = 20   # `labkit status` shows at most this many nodes unless --all
 
 
 def _lease_fields(ttl: int | None) -> dict:
@@ -73,7 +79,7 @@ def cmd_up(a: argparse.Namespace) -> int:
                        iface=a.iface, nat=a.nat or [], nat_public_ip=a.nat_public_ip, outside=a.outside,
                        ip_masq=a.ip_masq, flannel_options=a.flannel_options or "",
                        docker_version=a.docker_version, **_lease_fields(a.lease_ttl))
-    Lab(spec, progress=_progress, built_by="labkit up").up()
+    Lab(spec, progress=_progress, built_by="labkit up", ticker=TerminalBar()).up()
     if not spec.write_config:
         print(f"\nflanneld is waiting for {spec.prefix}/config: write it on the master, e.g.\n"
               f"  labkit shell master --name {a.name}\n"
@@ -99,13 +105,41 @@ def cmd_status(a: argparse.Namespace) -> int:
               f"be judged (is etcd running? labkit service master etcd status --name {st.name})")
     rows = [["NODE", "NAMESPACE", "PUBLIC IP", "SUBNET", "VTEP MAC", "DOCKER0", "IN RANGE",
              "FLANNELD", "DOCKER", "CONTAINERS"]]
-    for n in st.nodes:
+    shown, note = _status_nodes(st.nodes, a.all)
+    for n in shown:
         rows.append([n.name, n.namespace, n.public_ip, n.subnet or "-", n.vtep_mac or "-",
                      n.docker0 or "-", {True: "yes", False: "NO", None: "?"}[n.in_range],
                      n.services["flanneld"], n.services["docker"],
                      " ".join(f"{c.name}={c.ip or 'stopped'}" for c in n.containers) or "-"])
     print(_table(rows))
+    if note:
+        print(note)
     return 0 if st.etcd_ok else 2
+
+
+def _healthy(n: NodeStatus) -> bool:
+    return (n.in_range is True and n.services.get("flanneld") == "active" and n.services.get("docker") == "active"
+            and all(c.running for c in n.containers))
+
+
+def _status_nodes(nodes: list[NodeStatus], everything: bool) -> tuple[list[NodeStatus], str]:
+    """The nodes `status` shows, and a summary of the rest: every node of a small lab (or with
+    --all); of a big one the nodes with a problem first, then the first healthy ones, at most
+    STATUS_ROWS, so that it fits a screen."""
+    if everything or len(nodes) <= STATUS_ROWS:
+        return nodes, ""
+    sick = [n for n in nodes if not _healthy(n)]
+    shown = sick[:STATUS_ROWS]
+    shown += [n for n in nodes if _healthy(n)][:max(0, STATUS_ROWS - len(shown))]
+    order = {n.name: i for i, n in enumerate(nodes)}
+    shown.sort(key=lambda n: order[n.name])
+    healthy = len(nodes) - len(sick)
+    subnets = tally.listing({n.name: n.subnet or "-" for n in nodes}, "leases")
+    boxes = sum(len(n.containers) for n in nodes)
+    running = sum(c.running for n in nodes for c in n.containers)
+    return shown, (f"{len(shown)} of {len(nodes)} nodes shown ({len(sick)} with a problem first); "
+                   f"{healthy} healthy (flanneld and docker active, docker0 in range, containers running); "
+                   f"{subnets}; containers {running}/{boxes} running. Every node: labkit status --all")
 
 
 def cmd_exec(a: argparse.Namespace) -> int:
@@ -170,13 +204,16 @@ def cmd_service(a: argparse.Namespace) -> int:
 
 
 def cmd_add_node(a: argparse.Namespace) -> int:
-    node = Lab.attach(a.name, progress=_progress).add_node()
+    lab = Lab.attach(a.name, progress=_progress)
+    lab.ticker = TerminalBar()
+    node = lab.add_node()
     print(f"{node.name} joined: {node.public_ip}, subnet {node.subnet_env().get('FLANNEL_SUBNET', '-')}")
     return 0
 
 
 def cmd_reconfigure(a: argparse.Namespace) -> int:
     lab = Lab.attach(a.name, progress=_progress)
+    lab.ticker = TerminalBar()
     given = {"network": a.network, "subnet_len": a.subnet_len, "backend": a.backend, "vni": a.vni,
              "port": a.port, "direct_routing": a.direct_routing, "nodes": a.nodes}
     new = dataclasses.replace(lab.spec, **{k: v for k, v in given.items() if v is not None})
@@ -380,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = add("status", cmd_status, "show nodes, leases, docker0 and containers (from etcd and the kernel)")
     st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--all", action="store_true", help=f"every node (a lab of more than {STATUS_ROWS} nodes "
+                                                       "shows the ones with a problem and a summary)")
 
     ex = add("exec", cmd_exec, "run a command on a node or in a container (NODE, NODE/CONTAINER)")
     ex.add_argument("target")

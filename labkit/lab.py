@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import netns
+from . import netns, tally
 from .capture import MAX_PING_COUNT, Capture, capture
 from .docker import containers
 from .docker.containers import Container
@@ -108,12 +108,15 @@ Progress = Callable[[int, int, str], None]
 
 class Lab:
     def __init__(self, spec: LabSpec | None = None, *, progress: Callable[[str], object] | None = None,
-                 built_by: str | None = None, _validate: bool = True, **fields: Any) -> None:
+                 built_by: str | None = None, ticker: Callable[[str, int, int], object] | None = None,
+                 _validate: bool = True, **fields: Any) -> None:
         self.spec = spec if spec is not None else LabSpec(**fields)
         if _validate:  # before a Node is made: bad input builds nothing (attach: already valid)
             self.spec.check_kernel().validate()  # the probe first: it names a missing link type
         self.state = LabState(check_lab_name(self.spec.name))
         self.progress: Callable[[str], object] = progress or (lambda msg: None)
+        # ticker(step, done, total): how far a step over every node is (a progress bar)
+        self.ticker: Callable[[str, int, int], object] = ticker or (lambda step, done, total: None)
         self.built_by = built_by or "a python process"   # recorded in owner.json by up()
         self.nodes = [Node(self.state, self.spec, i) for i in range(self.spec.nodes)]
         self._etcd: Any = None  # python-etcd3's client (untyped)
@@ -207,11 +210,12 @@ class Lab:
                          drop_icmp=spec.router_drop_icmp, hop_mtu=spec.router_mtu)
         if spec.outside:
             build_outside(self.state, spec.underlay_net(), spec.mtu, spec.router_mtu)
-        for node in self.nodes:
+        for i, node in enumerate(self.nodes):
             self.state.record("netns", node.ns)
             netns.add(node.ns)
             self._attach(node)
             node.prepare()
+            self.ticker("underlay", i + 1, len(self.nodes))
         knobs = self._knobs_text()
         if spec.segments > 1:
             return (f"{len(self.nodes)} nodes on {spec.segments} segments "
@@ -344,29 +348,41 @@ class Lab:
             for node in nodes:
                 node.service("flanneld").start()
             return f"started; waiting for {self.spec.prefix}/config in etcd"
+        times: dict[str, float] = {}
         if self.spec.seed is not None:  # one at a time: the same subnets on every run
-            for node in nodes:
-                self._start_and_wait_flanneld([node], timeout)
+            for i, node in enumerate(nodes):
+                times.update(self._start_and_wait_flanneld([node], timeout))
+                self.ticker("flanneld", i + 1, len(nodes))
         else:
-            self._start_and_wait_flanneld(nodes, timeout)
-        return ", ".join(f"{n.name}={n.subnet_env().get('FLANNEL_SUBNET')}" for n in nodes)
+            times = self._start_and_wait_flanneld(nodes, timeout, tick=True)
+        said = tally.listing({n.name: str(n.subnet_env().get("FLANNEL_SUBNET")) for n in nodes}, "subnets")
+        if len(nodes) > tally.LIST_UP_TO:
+            said += f"; ready after {tally.slowest(times)}"
+        return said
 
-    def _start_and_wait_flanneld(self, nodes: Sequence[Node], timeout: float) -> None:
+    def _start_and_wait_flanneld(self, nodes: Sequence[Node], timeout: float, tick: bool = False) -> dict[str, float]:
+        """Start flanneld on `nodes` and wait until each has written subnet.env; returns
+        the seconds each took from the first start (the slowest is where contention shows)."""
         def mtime(node: Node) -> int | None:
             try:
                 return os.stat(node.subnet_file).st_mtime_ns
             except FileNotFoundError:
                 return None
         before = {n.name: mtime(n) for n in nodes}  # ready = flanneld (re)wrote subnet.env
+        t0 = time.monotonic()
         for node in nodes:
             node.service("flanneld").start()
         pending = {n.name: n for n in nodes}
+        times: dict[str, float] = {}
         restarts = {n.name: 0 for n in nodes}
         deadline = time.monotonic() + timeout
         while pending:
             for name, node in list(pending.items()):
                 if mtime(node) not in (None, before[name]):
                     del pending[name]
+                    times[name] = time.monotonic() - t0
+                    if tick:
+                        self.ticker("flanneld", len(nodes) - len(pending), len(nodes))
                     why = node.service("flanneld").run_post_start()   # ExecStartPost
                     if why:
                         raise LabError(f"flanneld's ExecStartPost on {name} failed: {why}")
@@ -382,9 +398,12 @@ class Lab:
                         continue
                     raise LabError(f"flanneld on {name} exited:\n" + "\n".join(tail))
             if time.monotonic() > deadline:
+                late = list(pending)
+                named = ", ".join(late[:10]) + (f" and {len(late) - 10} more" if len(late) > 10 else "")
                 raise LabError(f"flanneld did not write subnet.env within {timeout:.0f}s on "
-                               f"{', '.join(pending)}; see `labkit logs NODE flanneld`")
+                               f"{named}; see `labkit logs NODE flanneld`")
             time.sleep(0.02)
+        return times
 
     def start_docker(self, nodes: list[Node] | None = None, timeout: float = 20) -> str:
         nodes = nodes or self.nodes
@@ -392,14 +411,15 @@ class Lab:
             node.service("docker").start()
         deadline = time.monotonic() + timeout
         bips: dict[str, str] = {}
-        for node in nodes:
+        for i, node in enumerate(nodes):
             while (info := containers.daemon_info(self.state, node.name)) is None or \
                     info["pid"] != node.service("docker").pid():
                 if time.monotonic() > deadline:
                     raise LabError(f"docker did not start on {node.name}; see `labkit logs {node.name} docker`")
                 time.sleep(0.02)
             bips[node.name] = info["bip"]
-        return ", ".join(f"{n.name}={bips[n.name]}" for n in nodes)
+            self.ticker("docker", i + 1, len(nodes))
+        return tally.listing({n.name: bips[n.name] for n in nodes}, "docker0 bridges")
 
     def service(self, node: str, name: str) -> Service:
         return self.node(node).service(name)
@@ -506,12 +526,13 @@ class Lab:
         return None
 
     def _start_containers(self) -> str:
-        made = []
-        for node in self.nodes:
+        made: dict[str, str] = {}
+        for k, node in enumerate(self.nodes):
             for i in range(1, self.spec.containers + 1):
                 rec = containers.run(self.state, node.name, f"c{i}")
-                made.append(f"{node.name}/c{i}={rec.ip}")
-        return ", ".join(made)
+                made[f"{node.name}/c{i}"] = str(rec.ip)
+            self.ticker("containers", k + 1, len(self.nodes))
+        return tally.listing(made, "containers")
 
     def wait_converged(self, timeout: float = 30) -> str:
         """Every node has a route (and, for VXLAN, an FDB entry) for every peer's lease."""
@@ -520,13 +541,15 @@ class Lab:
         want = min(len(self.nodes), len(self.leases())) - 1
         while True:
             counts = {n.name: self._peers_known(n) for n in self.nodes}
+            self.ticker("converge", sum(c >= want for c in counts.values()), len(self.nodes))
             if all(c >= want for c in counts.values()):
                 if want < len(self.nodes) - 1:
                     return (f"{len(self.nodes)} nodes hold {want + 1} leases (nodes with the same PublicIP "
                             f"share one): {want} peer routes on each node")
                 return f"{want} peer routes on each of {len(self.nodes)} nodes"
             if time.monotonic() > deadline:
-                raise LabError(f"flannel did not converge within {timeout:.0f}s: peer routes {counts}")
+                shown = counts if len(counts) <= tally.LIST_UP_TO else tally.counts(counts, want)
+                raise LabError(f"flannel did not converge within {timeout:.0f}s: peer routes {shown}")
             time.sleep(0.05)
 
     def _peers_known(self, node: Node) -> int:
@@ -676,12 +699,12 @@ class Lab:
         return self.start_docker()
 
     def _restart_containers(self, running: Mapping[str, list[str]]) -> str:
-        started = []
+        started: dict[str, str] = {}
         for node in self.nodes:
             for name in running.get(node.name, []):
                 rec = containers.start(self.state, node.name, name)  # `docker start`
-                started.append(f"{node.name}/{name}={rec.ip}")
-        return ", ".join(started) or "no containers"
+                started[f"{node.name}/{name}"] = str(rec.ip)
+        return tally.listing(started, "containers") or "no containers"
 
     def switch_backend(self, backend: str, clean: bool = True, timeout: float = 30, **fields: Any) -> str:
         """Move the running lab to another backend: a thin wrapper over reconfigure.
