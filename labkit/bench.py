@@ -27,6 +27,7 @@ import random
 import selectors
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -346,6 +347,7 @@ def _kind(pid: int) -> str:
     if "labkit.flannel.backends.udp.proxy" in cmdline:
         return "udp-proxy"
     for key, kind in (("flanneld", "flanneld"), ("labkit.flannel.daemon", "flanneld"), ("docker", "docker"),
+                      ("labkit.supervisor", "supervisor"),
                       ("labkit.docker.daemon", "docker"), ("zygote", "zygote"), ("etcd", "etcd")):
         if key in comm or key in cmdline:
             return kind
@@ -363,15 +365,31 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (/proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def lab_memory(name: str) -> dict[str, Any]:
-    """Sum of PSS (KiB) of the lab's processes, in total and per kind of process."""
+    """Sum of PSS (KiB) of the lab's processes, in total and per kind of process, with the
+    CPU-seconds each kind has used (a figure a busy machine hardly changes: the time a
+    bring-up *costs*, where wall time also counts the waiting)."""
     by_kind: dict[str, int] = {}
     count: dict[str, int] = {}
+    cpu: dict[str, float] = {}
     for pid in lab_processes(name):
         kind = _kind(pid)
         by_kind[kind] = by_kind.get(kind, 0) + pss_kib(pid)
         count[kind] = count.get(kind, 0) + 1
-    return {"total_kib": sum(by_kind.values()), "by_kind_kib": by_kind, "processes": count}
+        cpu[kind] = cpu.get(kind, 0.0) + cpu_seconds(pid)
+    per = {k: by_kind[k] / count[k] for k in by_kind}
+    return {"total_kib": sum(by_kind.values()), "by_kind_kib": by_kind, "processes": count,
+            "per_process_kib": per, "cpu_seconds_by_kind": cpu}
 
 
 # -- scale -------------------------------------------------------------------------------------
@@ -408,9 +426,43 @@ def sample_pings(lab: Lab, count: int = 10, seed: int = 0) -> tuple[int, int]:
     return passed, tried
 
 
+def _vxlan_peers(ipr: Any, network: str, vni: int) -> dict[str, int]:
+    """On one node: how many peers flanneld has programmed, per kind of kernel object:
+    onlink routes via flannel.1 into the Network, PERMANENT ARP entries and FDB entries
+    (with a remote address) on flannel.1."""
+    from .flannel.ip import AF_BRIDGE, NUD_PERMANENT, routes_into
+    idx = ipr.link_lookup(ifname=f"flannel.{vni}")
+    if not idx:
+        return {"routes": 0, "arp": 0, "fdb": 0}
+    routes = sum(1 for r in routes_into(ipr, network) if r.gw is not None)
+    arp = sum(1 for n in ipr.get_neighbours(family=2, ifindex=idx[0])
+              if n["state"] & NUD_PERMANENT and n.get_attr("NDA_LLADDR"))
+    fdb = sum(1 for n in ipr.get_neighbours(family=AF_BRIDGE, ifindex=idx[0]) if n.get_attr("NDA_DST"))
+    return {"routes": routes, "arp": arp, "fdb": fdb}
+
+
+def mesh(lab: Lab) -> dict[str, Any]:
+    """Convergence of a vxlan lab: every node has a route, an ARP and an FDB entry for every
+    peer. Returns how many nodes are complete and the fewest of each kind on any node."""
+    want = len(lab.nodes) - 1
+    per = {n.name: netns.netlink.call(n.ns, _vxlan_peers, lab.spec.network, lab.spec.vni or 1)
+           for n in lab.nodes}
+    fewest = {k: min(p[k] for p in per.values()) for k in ("routes", "arp", "fdb")}
+    complete = sum(all(p[k] >= want for k in fewest) for p in per.values())
+    return {"peers_each": want, "nodes_complete": complete, "nodes": len(per), "fewest": fewest,
+            "converged": complete == len(per)}
+
+
+def _own_cpu() -> float:
+    import resource
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def scale(sizes: Iterable[int] = (10, 50, 100), name: str = "scale", progress: Callable[[str], None] | None = None,
-          pings: int = 10) -> dict[str, Any]:
-    """Bring-up of vxlan labs of each size to a converged mesh: time and memory."""
+          pings: int = 10, bringup_runs: int = 3) -> dict[str, Any]:
+    """Bring-up of vxlan labs of each size to a converged mesh: time, memory and CPU; then
+    the 2-node bring-up to a first cross-node container ping, from the library and the CLI."""
     say = _progress(progress)
     rows = []
     for n in sizes:
@@ -429,32 +481,106 @@ def scale(sizes: Iterable[int] = (10, 50, 100), name: str = "scale", progress: C
 
         lab = _PatientLab(spec, progress=record)
         try:
+            cpu0 = _own_cpu()
             t0 = time.monotonic()
             lab.up()
             t_up = time.monotonic() - t0
+            deadline = time.monotonic() + 30 + n   # routes are there; ARP and FDB come first (flannel's order)
+            while not (m := mesh(lab))["converged"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            t_conv = time.monotonic() - t0
             passed, tried = sample_pings(lab, pings)
             t_mesh = time.monotonic() - t0
+            lab_cpu = _own_cpu() - cpu0
             mem = lab_memory(lab_name)
-            rows.append({"nodes": n, "up_seconds": t_up, "converged_and_pinged_seconds": t_mesh,
+            rows.append({"nodes": n, "up_seconds": t_up, "converged_seconds": t_conv,
+                         "converged_and_pinged_seconds": t_mesh, "mesh": m,
                          "pings_passed": passed, "pings_tried": tried, "steps_seconds": steps,
                          "memory_kib": mem["total_kib"], "memory_by_kind_kib": mem["by_kind_kib"],
-                         "processes": mem["processes"]})
-            say(f"[{n} nodes] converged mesh in {t_mesh:.1f}s, {passed}/{tried} pings, "
+                         "memory_per_process_kib": mem["per_process_kib"], "processes": mem["processes"],
+                         "cpu_seconds_by_kind": {**mem["cpu_seconds_by_kind"], "labkit (this process + its "
+                                                 "commands)": lab_cpu}})
+            say(f"[{n} nodes] converged mesh ({m['nodes_complete']}/{m['nodes']} nodes with every peer's "
+                f"route, ARP and FDB entry) and {passed}/{tried} pings in {t_mesh:.1f}s, "
                 f"{mem['total_kib'] / 1024:.0f} MiB PSS")
         finally:
             lab.down()
             clean(lab_name)
-    return {"cpus": os.cpu_count(), "kernel": platform.release(), "results": rows}
+    res: dict[str, Any] = {"cpus": os.cpu_count(), "kernel": platform.release(),
+                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": rows}
+    if bringup_runs:
+        res["bringup"] = bringup(f"{name}up"[:12], bringup_runs, say)
+    return res
+
+
+def _first_ping_lib(name: str) -> float:
+    """Library: Lab(nodes=2, containers=1).up(), then ping master/c1 -> node1/c1 until it answers."""
+    clean(name)
+    t0 = time.monotonic()
+    lab = Lab(LabSpec(name=name, nodes=2, containers=1))
+    try:
+        lab.up()
+        while not lab.ping("master/c1", "node1/c1", count=1, timeout=1)[0]:
+            if time.monotonic() - t0 > 60:
+                raise LabError("no first ping within 60 s")
+        return time.monotonic() - t0
+    finally:
+        lab.down()
+
+
+def _first_ping_cli(name: str) -> float:
+    """CLI: `labkit up --nodes 2 --containers 1`, `labkit status --json` (for node1/c1's
+    address), `labkit exec master/c1 -- ping -c 1 -W 1 ADDR` until it answers."""
+    clean(name)
+    cli = [sys.executable, "-m", "labkit.cli"]
+    env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+    t0 = time.monotonic()
+    try:
+        subprocess.run([*cli, "up", "--name", name, "--nodes", "2", "--containers", "1"], check=True,
+                       capture_output=True, env=env, timeout=120)
+        st = json.loads(subprocess.run([*cli, "status", "--name", name, "--json"], check=True, capture_output=True,
+                                       text=True, env=env, timeout=60).stdout)
+        node1 = next(nd for nd in st["nodes"] if nd["name"] == "node1")
+        addr = node1["containers"][0]["ip"]
+        while subprocess.run([*cli, "exec", "--name", name, "master/c1", "--", "ping", "-c", "1", "-W", "1", addr],
+                             capture_output=True, env=env, timeout=30).returncode != 0:
+            if time.monotonic() - t0 > 60:
+                raise LabError("no first ping within 60 s")
+        return time.monotonic() - t0
+    finally:
+        clean(name)
+
+
+def bringup(name: str = "benchup", runs: int = 3, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """2 nodes to the first cross-node container ping, `runs` interleaved library/CLI pairs."""
+    say = _progress(progress)
+    lib: list[float] = []
+    cli: list[float] = []
+    for i in range(runs):
+        for how in (("lib", "cli") if i % 2 == 0 else ("cli", "lib")):
+            t = _first_ping_lib(name) if how == "lib" else _first_ping_cli(name)
+            (lib if how == "lib" else cli).append(t)
+            say(f"bring-up {how} run {i + 1}/{runs}: first cross-node container ping after {t:.2f}s")
+    return {"lib_seconds": statistics.median(lib), "cli_seconds": statistics.median(cli),
+            "lib_samples": lib, "cli_samples": cli, "targets": {"lib": 0.5, "cli": 1.0}}
 
 
 def format_scale(res: dict[str, Any]) -> str:
-
-    lines = [f"vxlan bring-up to a converged mesh, {res['cpus']} CPUs, kernel {res['kernel']}",
-             f"{'nodes':>5} {'up s':>7} {'+pings s':>9} {'pings':>7} {'PSS MiB':>8} {'MiB/node':>9}  "
-             f"by process (MiB)"]
+    lines = [f"vxlan bring-up to a converged mesh, {res['cpus']} CPUs, kernel {res['kernel']}, {res.get('date', '')}",
+             f"{'nodes':>5} {'up s':>6} {'mesh s':>7} {'+pings s':>9} {'mesh':>8} {'pings':>7} {'PSS MiB':>8} "
+             f"{'MiB/node':>9}  per process (MiB PSS) | CPU-s by kind"]
     for r in res["results"]:
-        kinds = ", ".join(f"{k} {v / 1024:.0f}" for k, v in sorted(r["memory_by_kind_kib"].items()))
-        lines.append(f"{r['nodes']:>5} {r['up_seconds']:>7.1f} {r['converged_and_pinged_seconds']:>9.1f} "
+        per = ", ".join(f"{k} {v / 1024:.1f}" for k, v in sorted(r.get("memory_per_process_kib", {}).items()))
+        cpu = ", ".join(f"{k.split(' ')[0]} {v:.1f}" for k, v in sorted(r.get("cpu_seconds_by_kind", {}).items()))
+        m = r.get("mesh", {})
+        lines.append(f"{r['nodes']:>5} {r['up_seconds']:>6.1f} {r.get('converged_seconds', 0):>7.1f} "
+                     f"{r['converged_and_pinged_seconds']:>9.1f} "
+                     f"{m.get('nodes_complete', 0):>3}/{m.get('nodes', 0):<4} "
                      f"{r['pings_passed']:>3}/{r['pings_tried']:<3} {r['memory_kib'] / 1024:>8.0f} "
-                     f"{r['memory_kib'] / 1024 / r['nodes']:>9.1f}  {kinds}")
+                     f"{r['memory_kib'] / 1024 / r['nodes']:>9.1f}  {per} | {cpu}")
+    b = res.get("bringup")
+    if b:
+        lines.append(f"2 nodes to the first cross-node container ping (median of {len(b['lib_samples'])}, "
+                     f"interleaved): library {b['lib_seconds']:.2f}s (target {b['targets']['lib']:g}), "
+                     f"CLI up + status --json + exec ping {b['cli_seconds']:.2f}s (target {b['targets']['cli']:g})")
     return "\n".join(lines)

@@ -238,7 +238,7 @@ def cmd_down(a: argparse.Namespace) -> int:
 def cmd_bench(a: argparse.Namespace) -> int:
     if a.kind == "scale":
         sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
-        res = bench.scale(sizes, name=a.name, progress=_progress)
+        res = bench.scale(sizes, name=a.name, progress=_progress, bringup_runs=0 if a.no_bringup else 3)
         print(bench.format_scale(res))
     else:
         backends = [b.strip() for b in a.backends.split(",") if b.strip()]
@@ -464,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--no-reference", action="store_true",
                     help="throughput: skip the hand-built reference overlay (labkit/reference.py)")
     bn.add_argument("--sizes", default="10,50,100", help="scale: node counts (default 10,50,100)")
+    bn.add_argument("--no-bringup", action="store_true",
+                    help="scale: skip the 2-node bring-up to a first ping (library and CLI, 3 pairs)")
     bn.add_argument("--json", action="store_true", help="also print the figures as JSON")
     bn.set_defaults(fn=cmd_bench)
 

@@ -69,6 +69,12 @@ def preflight() -> None:
         raise LabError("missing programs: " + ", ".join(missing) + "; run ./run setup to install them")
 
 
+# The fork server's malloc: glibc gives every thread that allocates an arena of its own,
+# and each arena's touched pages are private to its process: with a dozen gRPC and watch
+# threads per flanneld that is megabytes per node. One arena per process (read once, at
+# the zygote's start; the forked children keep it) is enough for daemons that mostly wait.
+ZYGOTE_ENV = {"MALLOC_ARENA_MAX": os.environ.get("LABKIT_MALLOC_ARENA_MAX", "1")}
+
 # What a running cluster can change (flannel's network config, and the node count);
 # every other LabSpec field shapes what `up` built and needs a rebuild.
 RECONFIGURABLE = ("network", "subnet_len", "backend", "vni", "port", "direct_routing", "extra_config",
@@ -316,7 +322,7 @@ class Lab:
         return Service(name="zygote", ns=self.state.netns("switch"),
                        argv=[sys.executable, "-m", "labkit.zygote", sock],
                        log_path=self.state.path("zygote.log"), pid_path=self.state.path("zygote.pid"),
-                       env=self.master.env())
+                       env={**self.master.env(), **ZYGOTE_ENV})
 
     def supervisor(self) -> Service:
         """The lab's restarter of failed units (in the switch namespace, like the zygote)."""
