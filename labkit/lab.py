@@ -216,9 +216,10 @@ class Lab:
                          drop_icmp=spec.router_drop_icmp, hop_mtu=spec.router_mtu)
         if spec.outside:
             build_outside(self.state, spec.underlay_net(), spec.mtu, spec.router_mtu)
-        for i, node in enumerate(self.nodes):
+        for node in self.nodes:   # recorded before they exist, so `clean` finds them after a crash
             self.state.record("netns", node.ns)
-            netns.add(node.ns)
+        netns.add_many([node.ns for node in self.nodes])
+        for i, node in enumerate(self.nodes):
             self._attach(node)
             node.prepare()
             self.ticker("underlay", i + 1, len(self.nodes))
@@ -545,9 +546,16 @@ class Lab:
         deadline = time.monotonic() + timeout
         # nodes sharing a PublicIP share one lease (the Vagrant trap): a peer is a lease
         want = min(len(self.nodes), len(self.leases())) - 1
+        counts: dict[str, int] = {}
         while True:
-            counts = {n.name: self._peers_known(n) for n in self.nodes}
+            # a node that had every peer is not asked again until the end: in a big lab this
+            # loop's route dumps would otherwise take the CPU the flanneld processes need
+            for n in self.nodes:
+                if counts.get(n.name, -1) < want:
+                    counts[n.name] = self._peers_known(n)
             self.ticker("converge", sum(c >= want for c in counts.values()), len(self.nodes))
+            if all(c >= want for c in counts.values()):
+                counts = {n.name: self._peers_known(n) for n in self.nodes}   # all of them, once more
             if all(c >= want for c in counts.values()):
                 if want < len(self.nodes) - 1:
                     return (f"{len(self.nodes)} nodes hold {want + 1} leases (nodes with the same PublicIP "
@@ -556,7 +564,7 @@ class Lab:
             if time.monotonic() > deadline:
                 shown = counts if len(counts) <= tally.LIST_UP_TO else tally.counts(counts, want)
                 raise LabError(f"flannel did not converge within {timeout:.0f}s: peer routes {shown}")
-            time.sleep(0.05)
+            time.sleep(0.05 + 0.002 * len(self.nodes))
 
     def _peers_known(self, node: Node) -> int:
         """How many peers this node's flanneld has programmed into the kernel."""

@@ -49,6 +49,20 @@ def add(name: str) -> None:
     _ip("-n", name, "link", "set", "lo", "up")
 
 
+def add_many(names: Sequence[str]) -> None:
+    """`add` for many namespaces with one `ip -batch` (two commands per namespace otherwise:
+    a 100-node lab spent seconds of CPU starting `ip`)."""
+    for name in names:
+        if exists(name):
+            raise LabError(f"network namespace {name} already exists")
+    if not names:
+        return
+    lines = [f"netns add {n}" for n in names] + [f"-n {n} link set lo up" for n in names]
+    r = subprocess.run(["ip", "-batch", "-"], input="\n".join(lines) + "\n", capture_output=True, text=True)
+    if r.returncode != 0:
+        raise LabError(f"ip -batch (netns add): {r.stderr.strip()[:300]}")
+
+
 def delete(name: str) -> None:
     """Kill what runs inside, then remove the namespace (its devices go with it)."""
     if not exists(name):
