@@ -57,10 +57,16 @@ def add_many(names: Sequence[str]) -> None:
             raise LabError(f"network namespace {name} already exists")
     if not names:
         return
-    lines = [f"netns add {n}" for n in names] + [f"-n {n} link set lo up" for n in names]
-    r = subprocess.run(["ip", "-batch", "-"], input="\n".join(lines) + "\n", capture_output=True, text=True)
+    r = subprocess.run(["ip", "-batch", "-"], input="".join(f"netns add {n}\n" for n in names),
+                       capture_output=True, text=True)
     if r.returncode != 0:
         raise LabError(f"ip -batch (netns add): {r.stderr.strip()[:300]}")
+    for n in names:   # lo up, through the socket the node's set-up opens there anyway
+        netlink.call(n, _lo_up)
+
+
+def _lo_up(ipr: Any) -> None:
+    ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
 
 
 def delete(name: str) -> None:
