@@ -467,7 +467,10 @@ def scale(sizes: Iterable[int] = (10, 50, 100), name: str = "scale", progress: C
     rows = []
     for n in sizes:
         lab_name = f"{name}{n}"[:12]
-        spec = LabSpec(name=lab_name, nodes=n, backend="vxlan").validate()
+        # flannel's /16 holds 255 /24 subnets: up to 100 nodes the lab's default Network (and its
+        # lease races, which are part of the cost); above, a /12, as a cluster that size needs
+        network = "10.108.0.0/16" if n <= 100 else "10.96.0.0/12"
+        spec = LabSpec(name=lab_name, nodes=n, backend="vxlan", network=network).validate()
         steps: dict[str, float] = {}
 
         def record(msg: str, _steps: dict[str, float] = steps, _n: int = n) -> None:
@@ -493,7 +496,7 @@ def scale(sizes: Iterable[int] = (10, 50, 100), name: str = "scale", progress: C
             t_mesh = time.monotonic() - t0
             lab_cpu = _own_cpu() - cpu0
             mem = lab_memory(lab_name)
-            rows.append({"nodes": n, "up_seconds": t_up, "converged_seconds": t_conv,
+            rows.append({"nodes": n, "network": network, "up_seconds": t_up, "converged_seconds": t_conv,
                          "converged_and_pinged_seconds": t_mesh, "mesh": m,
                          "pings_passed": passed, "pings_tried": tried, "steps_seconds": steps,
                          "memory_kib": mem["total_kib"], "memory_by_kind_kib": mem["by_kind_kib"],
