@@ -398,8 +398,10 @@ class Lab:
                 if not svc.is_active():
                     # flanneld's own last words (the service manager's journal lines follow them)
                     tail = [line for line in svc.log().strip().splitlines() if " systemd[1]: " not in line][-3:]
-                    # systemd's Restart=on-failure: a lost race for a subnet is retried
-                    if restarts[name] < 3 and any("subnet already exists" in t for t in tail):
+                    # systemd's Restart=on-failure: a lost race for a subnet, or an etcd too busy
+                    # to answer in time (hundreds of flanneld starting at once), is retried
+                    if restarts[name] < 3 and any("subnet already exists" in t or "etcd connection timeout" in t
+                                                  for t in tail):
                         restarts[name] += 1
                         svc.start()
                         continue
