@@ -75,6 +75,12 @@ def preflight() -> None:
 # the zygote's start; the forked children keep it) is enough for daemons that mostly wait.
 ZYGOTE_ENV = {"MALLOC_ARENA_MAX": os.environ.get("LABKIT_MALLOC_ARENA_MAX", "1")}
 
+# flanneld processes `up` starts at once; the next ones start as these become ready. Hosts
+# of a real cluster do not all boot in the same millisecond; 250 flanneld listing and
+# watching the leases together made etcd on two busy cores answer too late (flanneld's
+# 5 s timeout). Labs up to this size start every flanneld together, as before.
+FLANNELD_WAVE = 100
+
 # What a running cluster can change (flannel's network config, and the node count);
 # every other LabSpec field shapes what `up` built and needs a rebuild.
 RECONFIGURABLE = ("network", "subnet_len", "backend", "vni", "port", "direct_routing", "extra_config",
@@ -377,13 +383,16 @@ class Lab:
                 return None
         before = {n.name: mtime(n) for n in nodes}  # ready = flanneld (re)wrote subnet.env
         t0 = time.monotonic()
-        for node in nodes:
-            node.service("flanneld").start()
-        pending = {n.name: n for n in nodes}
+        waiting = list(nodes)      # not started yet: at most FLANNELD_WAVE start at once
+        pending: dict[str, Node] = {}
         times: dict[str, float] = {}
         restarts = {n.name: 0 for n in nodes}
         deadline = time.monotonic() + timeout
-        while pending:
+        while pending or waiting:
+            while waiting and len(pending) < FLANNELD_WAVE:
+                node = waiting.pop(0)
+                node.service("flanneld").start()
+                pending[node.name] = node
             for name, node in list(pending.items()):
                 if mtime(node) not in (None, before[name]):
                     del pending[name]
@@ -400,7 +409,7 @@ class Lab:
                     tail = [line for line in svc.log().strip().splitlines() if " systemd[1]: " not in line][-3:]
                     # systemd's Restart=on-failure: a lost race for a subnet, or an etcd too busy
                     # to answer in time (hundreds of flanneld starting at once), is retried
-                    if restarts[name] < 3 and any("subnet already exists" in t or "etcd connection timeout" in t
+                    if restarts[name] < 5 and any("subnet already exists" in t or "etcd connection timeout" in t
                                                   for t in tail):
                         restarts[name] += 1
                         svc.start()
