@@ -80,6 +80,7 @@ ZYGOTE_ENV = {"MALLOC_ARENA_MAX": os.environ.get("LABKIT_MALLOC_ARENA_MAX", "1")
 # watching the leases together made etcd on two busy cores answer too late (flanneld's
 # 5 s timeout). Labs up to this size start every flanneld together, as before.
 FLANNELD_WAVE = 100
+RESTART_SEC = 2.0   # the lab's drop-in RestartSec=2s (README: the start-up chain)
 
 # What a running cluster can change (flannel's network config, and the node count);
 # every other LabSpec field shapes what `up` built and needs a rebuild.
@@ -387,6 +388,7 @@ class Lab:
         pending: dict[str, Node] = {}
         times: dict[str, float] = {}
         restarts = {n.name: 0 for n in nodes}
+        retry_at: dict[str, float] = {}   # timed out on etcd: started again at this time
         deadline = time.monotonic() + timeout
         while pending or waiting:
             while waiting and len(pending) < FLANNELD_WAVE:
@@ -404,13 +406,21 @@ class Lab:
                         raise LabError(f"flanneld's ExecStartPost on {name} failed: {why}")
                     continue
                 svc = node.service("flanneld")
+                if name in retry_at:
+                    if time.monotonic() >= retry_at[name]:
+                        del retry_at[name]
+                        svc.start()
+                    continue
                 if not svc.is_active():
                     # flanneld's own last words (the service manager's journal lines follow them)
                     tail = [line for line in svc.log().strip().splitlines() if " systemd[1]: " not in line][-3:]
-                    # systemd's Restart=on-failure: a lost race for a subnet, or an etcd too busy
-                    # to answer in time (hundreds of flanneld starting at once), is retried
-                    if restarts[name] < 5 and any("subnet already exists" in t or "etcd connection timeout" in t
-                                                  for t in tail):
+                    # systemd's Restart=on-failure: a lost race for a subnet is retried at once (a few
+                    # times); an etcd too busy to answer in time (hundreds of flanneld starting
+                    # together) after RestartSec (the lab's 2 s), until `up`'s deadline
+                    if any("etcd connection timeout" in t for t in tail):
+                        retry_at[name] = time.monotonic() + RESTART_SEC
+                        continue
+                    if restarts[name] < 5 and any("subnet already exists" in t for t in tail):
                         restarts[name] += 1
                         svc.start()
                         continue
