@@ -5,13 +5,14 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from . import bench, capture
+from . import bench, capture, transcript
 from .errors import LabError
 from .lab import Lab, clean
 from .services import systemd_failure
@@ -111,12 +112,19 @@ def cmd_status(a: argparse.Namespace) -> int:
 def cmd_exec(a: argparse.Namespace) -> int:
     if not a.command:
         raise LabError("nothing to run: labkit exec NODE -- COMMAND [ARGS...]")
-    argv, env = Lab.attach(a.name).command(a.target, a.command)
+    lab = Lab.attach(a.name)
+    argv, env = lab.command(a.target, a.command)
+    if a.command[0] in ("bash", "sh") and "-c" not in a.command:  # a shell of its own: interactive
+        transcript.record_interactive(lab.state, a.target, "labkit exec")
+    else:
+        transcript.record(lab.state, {"on": a.target, "argv": list(a.command)}, "labkit exec")
     return subprocess.call(argv, env=env)  # stdin, stdout and stderr stay the user's
 
 
 def cmd_shell(a: argparse.Namespace) -> int:
-    argv, env = Lab.attach(a.name).command(a.target, ["bash", "--norc", "-i"])
+    lab = Lab.attach(a.name)
+    argv, env = lab.command(a.target, ["bash", "--norc", "-i"])
+    transcript.record_interactive(lab.state, a.target)  # noted; what is typed in it is not seen
     env["PS1"] = "[root@\\h \\W]# "
     os.chdir(os.path.expanduser("~"))  # a login lands in root's home, as on the blog's hosts
     os.execvpe(argv[0], argv, env)
@@ -145,7 +153,7 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_link(a: argparse.Namespace) -> int:
-    print(Lab.attach(a.name).link(a.node, a.action))
+    print(Lab.attach(a.name).link(a.node, a.action, via="labkit link"))
     return 0
 
 
@@ -155,7 +163,10 @@ def cmd_logs(a: argparse.Namespace) -> int:
 
 
 def cmd_service(a: argparse.Namespace) -> int:
-    svc = Lab.attach(a.name).node(a.node).service(a.service)
+    lab = Lab.attach(a.name)
+    svc = lab.node(a.node).service(a.service)
+    if a.action != "status":
+        transcript.record(lab.state, {"action": a.action, "service": a.service, "on": a.node}, "labkit service")
     if a.action == "status":
         print(f"{a.service}@{a.node}: {svc.status()} (pid {svc.pid() or '-'})")
         return 0 if svc.is_active() else 3
@@ -227,6 +238,31 @@ def cmd_capture(a: argparse.Namespace) -> int:
     return 0 if cap.packets else 1
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from .bundle import export
+    data = export(Lab.attach(a.name), a.output)
+    steps = sum(1 for e in data["transcript"] if "step" in e)
+    print(f"lab {a.name}: bundle written to {a.output} ({os.path.getsize(a.output)} bytes; {len(data['nodes'])} "
+          f"nodes, {len(data['etcd'][data['etcd']['api']])} etcd keys, {steps} commands in the transcript)")
+    return 0
+
+
+def cmd_replay(a: argparse.Namespace) -> int:
+    from .bundle import replay
+    _, result = replay(a.file, a.name, progress=_progress)
+    print(result.text())
+    print(f"\nnext: labkit diff --name {a.name} {a.file}    |    labkit check --name {a.name}")
+    return 0
+
+
+def cmd_diff(a: argparse.Namespace) -> int:
+    from .bundle import diff_lab, load
+    bundle = load(a.file)   # checked before the lab is read
+    out = diff_lab(Lab.attach(a.name), bundle, context=a.context)
+    sys.stdout.write(out)
+    return 1 if out else 0
+
+
 def cmd_list(a: argparse.Namespace) -> int:
     for name in list_labs():
         print(name)
@@ -236,6 +272,18 @@ def cmd_list(a: argparse.Namespace) -> int:
 def cmd_scenario(a: argparse.Namespace) -> int:
     """`labkit scenario list|show|start|check|hint|solve|verify|down` (README: Scenarios)."""
     from .scenario import engine, model
+    if a.verb == "from-bundle":
+        from .bundle import load, scenario_yaml
+        name = os.path.splitext(os.path.basename(a.output))[0]
+        if not a.output.endswith((".yaml", ".yml")) or not re.match(model.NAME_RE, name):
+            raise LabError(f"-o must be NAME.yaml with NAME of lower-case letters, digits and '-'; got {a.output!r}")
+        if os.path.exists(a.output):
+            raise LabError(f"{a.output} exists; pick another file name")
+        text = scenario_yaml(load(a.file), name)
+        with open(a.output, "x") as f:
+            f.write(text)
+        print(f"scenario {name} written to {a.output}: fill in its TODOs, then labkit scenario verify {a.output}")
+        return 0
     if a.verb == "list":
         found, bad = model.load_all()
         if a.json:
@@ -478,6 +526,25 @@ def build_parser() -> argparse.ArgumentParser:
             vp.add_argument("--json", action="store_true", help="machine-readable output")
         if verb == "show":
             vp.add_argument("--solution", action="store_true", help="also the solution and the explanation")
+    fb = scs.add_parser("from-bundle", help="a scenario skeleton from a bundle (labkit export)",
+                        description="write a valid scenario file whose lab is the bundle's and whose fault is "
+                                    "its transcript; fill in the task, hints and solution")
+    fb.add_argument("file", help="the bundle (labkit export -o FILE)")
+    fb.add_argument("-o", "--output", required=True, help="the new scenario file, NAME.yaml")
+    fb.set_defaults(fn=cmd_scenario)
+
+    xp = add("export", cmd_export, "write the lab's state as one JSON file for a bug report: spec, versions, "
+                                   "etcd keys, each node's flags, links, routes, ARP, FDB, iptables, sysctls, "
+                                   "flannel files, units and logs, and the commands typed since up")
+    xp.add_argument("-o", "--output", required=True, metavar="FILE", help="the bundle file to write")
+    rp = add("replay", cmd_replay, "build a new lab in a bundle's state: its spec, its leases, then the "
+                                   "commands of its transcript (interactive sessions are listed, not replayed)")
+    rp.add_argument("file", help="a bundle written by labkit export")
+    df = add("diff", cmd_diff, "what differs between a running lab and a bundle, ignoring what cannot be "
+                               "the same (names, MACs, veth names, ids, timestamps, counters, TTLs left); "
+                               "exit 1 when something differs")
+    df.add_argument("file", help="a bundle written by labkit export")
+    df.add_argument("-U", "--context", type=int, default=1, help="lines of context (default 1)")
 
     ls = sub.add_parser("list", help="running labs")
     ls.set_defaults(fn=cmd_list)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import netns
+from . import netns, transcript
 from .capture import MAX_PING_COUNT, Capture, capture
 from .docker import containers
 from .docker.containers import Container
@@ -117,6 +117,8 @@ class Lab:
         self.built_by = built_by or "a python process"   # recorded in owner.json by up()
         self.nodes = [Node(self.state, self.spec, i) for i in range(self.spec.nodes)]
         self._etcd: Any = None  # python-etcd3's client (untyped)
+        # a step between etcd and flanneld (a bundle's replay puts its leases into etcd there)
+        self.before_flanneld: Callable[[], object] | None = None
 
     @classmethod
     def attach(cls, name: str = "lab", progress: Callable[[str], object] | None = None) -> "Lab":
@@ -171,12 +173,15 @@ class Lab:
         try:
             self.state.create(self.spec)
             self.state.set_owner(self.built_by)
+            transcript.start(self.state, self.spec.to_dict())  # what was typed since up: labkit/transcript.py
             self._step("underlay", self._build_underlay)
             self.zygote().start()  # imports while etcd starts; see labkit/zygote.py
             self.supervisor().start()  # Restart=on-failure, late ExecStartPost: labkit/supervisor.py
             self._step("etcd", self._start_etcd)
             if self.spec.write_config:
                 self._step("network config", self.write_config)
+            if self.before_flanneld is not None:
+                self._step("before flanneld", self.before_flanneld)
             # Like a host at boot: flanneld, then docker. Without a config in etcd, flanneld
             # waits for one (retrying every second) and docker gets its default bridge.
             self._step("flanneld", lambda: self.start_flanneld(wait=self.spec.write_config))
@@ -262,13 +267,15 @@ class Lab:
         """The NIC a node reaches the cluster with: eth0, eth1 with two NICs (eth0 behind a NAT)."""
         return "eth0" if node in self.spec.nat else self.spec.uplink_ifname()
 
-    def link(self, node: str, action: str) -> str:
+    def link(self, node: str, action: str, record: bool = True, via: str = "python") -> str:
         """Unplug and replug a node: `down`/`up` act on its cable (the switch port), `del`/`add`
         delete and re-create its uplink NIC with the same address, MTU and routes (a NIC that
         is re-created, flannel #2247). Returns what was done, in one line."""
         n = self.node(node)
         if action not in LINK_ACTIONS:
             raise LabError(f"unknown link action {action!r}: use one of {', '.join(LINK_ACTIONS)}")
+        if record:
+            transcript.record(self.state, {"action": "link", "on": n.name, "verb": action}, via)
         ifname, spec = self.uplink(n.name), self.spec
         where = f"{self.state.netns('nat-' + n.name)}'s" if n.name in spec.nat else "the node's"
         if action in ("down", "up"):
@@ -768,15 +775,29 @@ class Lab:
         return netns.nsexec_argv(rec.netns, argv, node.view(hostname=rec.name)), node.env()
 
     def exec(self, target: str, argv: list[str], timeout: float | None = 60,
-             input: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run argv on a node or in a container; returns CompletedProcess (text)."""
+             input: str | None = None, record: bool = True,
+             via: str = "python") -> subprocess.CompletedProcess[str]:
+        """Run argv on a node or in a container; returns CompletedProcess (text).
+
+        A command typed into a node is recorded in the lab's transcript (labkit/transcript.py)
+        with its argv; the lab's own probes (ping, checks) pass ``record=False``."""
         full, env = self.command(target, argv)
+        if record:
+            step: dict[str, Any] = {"on": target, "argv": list(argv)}
+            if input is not None:
+                step["input"] = input
+            transcript.record(self.state, step, via)
         return subprocess.run(full, capture_output=True, text=True, env=env, timeout=timeout, input=input,
                               stdin=subprocess.DEVNULL if input is None else None)
 
-    def sh(self, target: str, script: str, timeout: float | None = 60) -> subprocess.CompletedProcess[str]:
-        """Run a shell command line on a node or in a container, as typed at its prompt."""
-        return self.exec(target, ["bash", "-c", script], timeout=timeout)
+    def sh(self, target: str, script: str, timeout: float | None = 60, record: bool = True,
+           via: str = "python") -> subprocess.CompletedProcess[str]:
+        """Run a shell command line on a node or in a container, as typed at its prompt
+        (recorded in the transcript as that line unless ``record=False``)."""
+        if record:
+            self.command(target, ["true"])  # an unknown target is refused before it is recorded
+            transcript.record(self.state, {"on": target, "run": script}, via)
+        return self.exec(target, ["bash", "-c", script], timeout=timeout, record=False)
 
     def address_of(self, target: str) -> ipaddress.IPv4Address:
         node, rec = self.resolve(target)
@@ -805,7 +826,7 @@ class Lab:
         except ValueError:
             ip = self.address_of(dst)
         r = self.exec(src, ["ping", "-c", str(count), "-i", "0.2", "-W", str(max(1, int(timeout))),
-                            str(ip)], timeout=timeout * count + 5)
+                            str(ip)], timeout=timeout * count + 5, record=False)
         return r.returncode == 0, r.stdout + r.stderr
 
     def endpoints(self) -> list[str]:

@@ -1,0 +1,159 @@
+"""`labkit replay FILE --name NEW`: rebuild a lab in the state a bundle describes.
+
+In the order the original lab lived it:
+
+1. the bundle is read and checked whole (labkit/bundle/model.py) before anything is built;
+2. the lab is built from the spec `up` used (topology, flavour, flags, versions, the config);
+3. between etcd and flanneld, the bundle's leases are put into etcd, each under its key with
+   its value (a lease with a TTL gets the lab's lease TTL, a reservation none): every
+   flanneld then finds the lease for its PublicIP and reuses it, as flannel does after a
+   reboot (``Found lease ... for current IP ..., reusing``), so every node gets its subnet;
+4. the transcript's steps, in order: an ``argv`` is run as that argv (no shell anywhere),
+   a ``run`` line goes to the node's own shell as it was typed there, an action through the
+   lab's methods (as a scenario step); a MAC address in a command that was a device's MAC in
+   the original lab is replaced by the MAC of the same device here (the kernel draws MACs at
+   random). A failing step is reported and the replay goes on, as the person typing went on;
+   interactive sessions are listed, not replayed;
+5. if the lab was reconfigured after `up` (the spec differs), :meth:`Lab.reconfigure` last.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import re
+import urllib.parse
+from collections.abc import Callable
+
+from ..errors import LabError
+from ..etcd import http_request
+from ..flannel.subnet import parse_subnet_key
+from ..lab import Lab
+from .model import Bundle, load, spec_from
+from .normalise import MAC_RE, canonical_mac, mac_names
+
+
+@dataclasses.dataclass
+class ReplayResult:
+    """What a replay did: the lab's name, the leases seeded, each step with its exit status."""
+    name: str
+    leases: list[str] = dataclasses.field(default_factory=list)
+    steps: list[tuple[str, int]] = dataclasses.field(default_factory=list)   # (what, exit status)
+    skipped: list[str] = dataclasses.field(default_factory=list)             # interactive sessions
+
+    def text(self) -> str:
+        lines = [f"lab {self.name}: {len(self.leases)} leases seeded ({', '.join(self.leases) or 'none'})"]
+        lines += [f"  [{'ok' if rc == 0 else f'exit {rc}'}] {what}" for what, rc in self.steps]
+        lines += [f"  [not replayed] interactive shell on {t}" for t in self.skipped]
+        return "\n".join(lines)
+
+
+def seed_leases(lab: Lab, bundle: Bundle) -> list[str]:
+    """Put the bundle's leases into the new lab's etcd (before any flanneld starts)."""
+    spec = lab.spec
+    network = ipaddress.IPv4Network(spec.network)
+    ips = {str(n.public_ip) for n in lab.nodes}
+    seeded = []
+    for lease in bundle.leases():
+        sn = parse_subnet_key(lease["key"])
+        try:
+            public_ip = json.loads(lease["value"]).get("PublicIP")
+        except (ValueError, AttributeError):
+            continue
+        # a lease outside the Network `up` writes, or of an address no node has, would be
+        # deleted or ignored by flanneld: leave it to the transcript (a config change) to recreate
+        if sn is None or not sn.subnet_of(network) or public_ip not in ips:
+            continue
+        ttl = spec.lease_ttl if lease.get("ttl") is not None else None
+        if spec.flavour == "legacy":
+            body = {"value": lease["value"], **({"ttl": str(ttl)} if ttl else {})}
+            code, got = http_request(lab.state.etcd_socket, "PUT", "/v2/keys" + urllib.parse.quote(lease["key"]), body)
+            if code >= 300:
+                raise LabError(f"etcd v2 refused lease {lease['key']}: {got}")
+        else:
+            client = lab.etcd()
+            client.put(lease["key"], lease["value"], lease=client.lease(ttl) if ttl else None)
+        seeded.append(f"{sn}={public_ip}")
+    return seeded
+
+
+def _current_mac(lab: Lab, node: str, ifname: str) -> str | None:
+    r = lab.node(node).sh(["ip", "-o", "link", "show", "dev", ifname], timeout=10)
+    m = re.search(r"link/ether\s+(\S+)", r.stdout)
+    return canonical_mac(m.group(1)) if r.returncode == 0 and m else None
+
+
+def translate_macs(text: str, old: dict[str, str], current: Callable[[str, str], str | None]) -> str:
+    """Each MAC in `text` that was a device's MAC in the original lab (`old`: {mac: node/ifname})
+    -> that device's MAC now (`current(node, ifname)`); others stay."""
+    def repl(m: re.Match[str]) -> str:
+        owner = old.get(canonical_mac(m.group(1)))
+        if owner is None or "veth*" in owner:
+            return m.group(1)
+        node, _, ifname = owner.partition("/")
+        return current(node, ifname) or m.group(1)
+    return MAC_RE.sub(repl, text)
+
+
+def run_steps(lab: Lab, bundle: Bundle, result: ReplayResult) -> None:
+    """The transcript's steps, in order (see the module doc, point 4)."""
+    from ..scenario.engine import describe_step, run_step
+    old = mac_names(bundle.nodes)
+
+    def current(node: str, ifname: str) -> str | None:
+        return _current_mac(lab, node, ifname)
+
+    for entry in bundle.transcript:
+        if "interactive" in entry:
+            result.skipped.append(str(entry["interactive"]))
+            continue
+        step = entry.get("step")
+        if not isinstance(step, dict):
+            continue
+        timeout = float(step.get("timeout", 60))
+        if "argv" in step:
+            argv = [translate_macs(w, old, current) for w in step["argv"]]
+            r = lab.exec(step["on"], argv, timeout=timeout, input=step.get("input"), via="replay")
+            result.steps.append((f"{step['on']}$ {' '.join(argv)}", r.returncode))
+        elif "run" in step:
+            line = translate_macs(step["run"], old, current)
+            r = lab.sh(step["on"], line, timeout=timeout, via="replay")
+            result.steps.append((f"{step['on']}$ {line}", r.returncode))
+        else:
+            try:
+                run_step(lab, {**step, "ignore_errors": True})
+                result.steps.append((describe_step(step), 0))
+            except LabError as e:
+                result.steps.append((f"{describe_step(step)}: {e}", 1))
+
+
+def replay(bundle: Bundle | str, name: str, progress: Callable[[str], object] | None = None,
+           built_by: str = "labkit replay") -> tuple[Lab, ReplayResult]:
+    """Build lab `name` in the bundle's state; returns (the lab, what was done).
+
+    Bad input (the bundle, the name) raises before anything is built; a lab that fails
+    to build is removed again (Lab.up)."""
+    if isinstance(bundle, str):
+        bundle = load(bundle)
+    spec = spec_from(dataclasses.asdict(bundle.initial_spec), "initial_spec", name)
+    final = spec_from(dataclasses.asdict(bundle.spec), "spec", name)
+    lab = Lab(spec, progress=progress, built_by=built_by)
+    result = ReplayResult(name=name)
+
+    def leases() -> str:
+        result.leases.extend(seed_leases(lab, bundle))
+        return f"{len(result.leases)} leases from the bundle"
+    lab.before_flanneld = leases
+    lab.up()
+    try:
+        run_steps(lab, bundle, result)
+        if dataclasses.asdict(final) != dataclasses.asdict(lab.spec):
+            res = lab.reconfigure(final)
+            result.steps.append((f"reconfigure: {res.summary()}", 0))
+    except BaseException:
+        lab.down()
+        raise
+    return lab, result
+
+
+__all__ = ["replay", "ReplayResult", "seed_leases", "translate_macs", "run_steps"]
