@@ -42,7 +42,8 @@ MARK = "@@labkit-bundle-section"
 # One process per node instead of one per command (each costs a namespace entry): a fixed
 # script made of the constants above only (shlex.join), nothing from a user or a bundle. stderr
 # is dropped: iproute2 warns on it about peer namespaces it cannot name (a passing state).
-SCRIPT = "".join(f"echo {MARK} {field}; {shlex.join(argv)} 2>/dev/null; echo {MARK}-rc $?; " for field, argv in COMMANDS)
+SCRIPT = "".join(f"echo {MARK} {field}; {shlex.join(argv)} 2>/dev/null; echo {MARK}-rc $?; "
+                 for field, argv in COMMANDS)
 
 
 def _read(path: str) -> str | None:

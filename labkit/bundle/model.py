@@ -151,7 +151,7 @@ def _field_problems(step: dict[str, Any]) -> list[tuple[str, str]]:
                       or (isinstance(value, bool) and "boolean" not in kinds)):
             out.append((field, f"expected {' or '.join(kinds)}; found {type(value).__name__}"))
             continue
-        if isinstance(value, str) and (len(value) < rule.get("minLength", 0) or len(value) > rule.get("maxLength", 10**6)
+        if isinstance(value, str) and (not rule.get("minLength", 0) <= len(value) <= rule.get("maxLength", 10**6)
                                        or ("pattern" in rule and not re.match(rule["pattern"], value))):
             out.append((field, f"expected text matching the scenario schema; found {value!r:.60}"))
         if isinstance(value, (int, float)) and not isinstance(value, bool) \
