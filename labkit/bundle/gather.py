@@ -114,7 +114,8 @@ def etcd_keys(lab: Lab) -> dict[str, Any]:
 def split_sections(out: str) -> dict[str, str]:
     """SCRIPT's output -> {field: the command's output}; a failed command's text says its exit status."""
     got: dict[str, str] = {field: "[not run]" for field, _ in COMMANDS}
-    field, lines = None, []
+    field: str | None = None
+    lines: list[str] = []
     for line in out.splitlines(keepends=True):
         if line.startswith(MARK + " "):
             field, lines = line.split()[1], []

@@ -135,7 +135,8 @@ def _field_problems(step: dict[str, Any]) -> list[tuple[str, str]]:
     without jsonschema (which takes seconds to import): enum, type, pattern, lengths, bounds."""
     from ..scenario.model import _STEP
     props: dict[str, Any] = _STEP["properties"]
-    types = {"string": str, "object": dict, "number": (int, float), "boolean": bool}
+    types: dict[str, tuple[type, ...]] = {"string": (str,), "object": (dict,), "number": (int, float),
+                                          "boolean": (bool,)}
     out = []
     for field, value in step.items():
         rule = props.get(field)
@@ -147,7 +148,7 @@ def _field_problems(step: dict[str, Any]) -> list[tuple[str, str]]:
             continue
         kinds = rule.get("type", [])
         kinds = [kinds] if isinstance(kinds, str) else kinds
-        if kinds and (not isinstance(value, tuple(types[k] for k in kinds))  # type: ignore[arg-type]
+        if kinds and (not isinstance(value, tuple(t for k in kinds for t in types[k]))
                       or (isinstance(value, bool) and "boolean" not in kinds)):
             out.append((field, f"expected {' or '.join(kinds)}; found {type(value).__name__}"))
             continue
