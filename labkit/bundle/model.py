@@ -134,7 +134,7 @@ def _field_problems(step: dict[str, Any]) -> list[tuple[str, str]]:
     """A step's fields against the scenario schema's step properties (``_STEP``), read here
     without jsonschema (which takes seconds to import): enum, type, pattern, lengths, bounds."""
     from ..scenario.model import _STEP
-    props: dict[str, Any] = _STEP["properties"]
+    props: dict[str, Any] = dict(_STEP["properties"])  # type: ignore[call-overload]
     types: dict[str, tuple[type, ...]] = {"string": (str,), "object": (dict,), "number": (int, float),
                                           "boolean": (bool,)}
     out = []
