@@ -12,7 +12,9 @@ In the order the original lab lived it:
    a ``run`` line goes to the node's own shell as it was typed there, an action through the
    lab's methods (as a scenario step); a MAC address in a command that was a device's MAC in
    the original lab is replaced by the MAC of the same device here (the kernel draws MACs at
-   random). A failing step is reported and the replay goes on, as the person typing went on;
+   random). Commands follow at the pace they were typed (a pause longer than MAX_PAUSE is
+   cut to it): a flanneld restart, say, has its lease event handled by the peers before the
+   next command, as it had then. A failing step is reported and the replay goes on, as the person typing went on;
    interactive sessions are listed, not replayed;
 5. if the lab was reconfigured after `up` (the spec differs), :meth:`Lab.reconfigure` last.
 """
@@ -22,15 +24,20 @@ import dataclasses
 import ipaddress
 import json
 import re
+import time
 import urllib.parse
 from collections.abc import Callable
 
+from .. import transcript
 from ..errors import LabError
 from ..etcd import http_request
 from ..flannel.subnet import parse_subnet_key
 from ..lab import Lab
+from ..spec import check_lab_name
 from .model import Bundle, load, spec_from
 from .normalise import MAC_RE, canonical_mac, mac_names
+
+MAX_PAUSE = 2.0   # seconds: a longer pause between two commands is replayed as this long
 
 
 @dataclasses.dataclass
@@ -103,9 +110,17 @@ def run_steps(lab: Lab, bundle: Bundle, result: ReplayResult) -> None:
     def current(node: str, ifname: str) -> str | None:
         return _current_mac(lab, node, ifname)
 
+    last: float | None = None        # when the previous command was typed (the bundle's clock)
+    started = time.monotonic()       # when it was replayed (ours)
     for entry in bundle.transcript:
-        if "interactive" in entry:
+        t = entry.get("t")
+        if isinstance(t, (int, float)) and not isinstance(t, bool):
+            if last is not None and t > last:   # the pace it was typed at, pauses cut to MAX_PAUSE
+                time.sleep(max(0.0, min(t - last, MAX_PAUSE) - (time.monotonic() - started)))
+            last, started = t, time.monotonic()
+        if "interactive" in entry:   # listed, and noted in the new lab's transcript as it was in the old
             result.skipped.append(str(entry["interactive"]))
+            transcript.record_interactive(lab.state, str(entry["interactive"]), "replay")
             continue
         step = entry.get("step")
         if not isinstance(step, dict):
@@ -133,6 +148,7 @@ def replay(bundle: Bundle | str, name: str, progress: Callable[[str], object] | 
 
     Bad input (the bundle, the name) raises before anything is built; a lab that fails
     to build is removed again (Lab.up)."""
+    check_lab_name(name)
     if isinstance(bundle, str):
         bundle = load(bundle)
     spec = spec_from(dataclasses.asdict(bundle.initial_spec), "initial_spec", name)
