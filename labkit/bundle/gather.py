@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime
-import importlib.metadata
 import os
 import shlex
 import subprocess
@@ -64,10 +63,7 @@ def _first_line(argv: list[str]) -> str:
 
 def versions(lab: Lab) -> dict[str, str]:
     """labkit, the flannel emulated, etcd, the kernel, docker's profile, iproute2."""
-    try:
-        labkit = importlib.metadata.version("labkit")
-    except importlib.metadata.PackageNotFoundError:
-        labkit = "?"
+    from .. import __version__ as labkit
     spec = dataclasses.asdict(lab.spec)
     flannel = spec.get("flannel_version") or {"legacy": "0.7.1 (legacy flavour)",
                                               "modern": "v0.2x (modern flavour)"}.get(lab.spec.flavour, "?")

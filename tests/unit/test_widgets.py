@@ -400,7 +400,8 @@ def test_node_magic_prints_output_and_exit_status(capsys):
     from labkit.magics import run
 
     class Lab:
-        def sh(self, target, cmd, timeout=60):
+        def sh(self, target, cmd, timeout=60, via="python"):
+            assert via == "%node"   # recorded in the lab's transcript as typed at %node
             return types.SimpleNamespace(stdout=f"{target}: {cmd}", stderr="oops\n", returncode=3)
     run("node1", "false", lab=Lab())
     out, err = capsys.readouterr()
