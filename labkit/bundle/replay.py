@@ -24,6 +24,7 @@ import dataclasses
 import ipaddress
 import json
 import re
+import shlex
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -129,7 +130,7 @@ def run_steps(lab: Lab, bundle: Bundle, result: ReplayResult) -> None:
         if "argv" in step:
             argv = [translate_macs(w, old, current) for w in step["argv"]]
             r = lab.exec(step["on"], argv, timeout=timeout, input=step.get("input"), via="replay")
-            result.steps.append((f"{step['on']}$ {' '.join(argv)}", r.returncode))
+            result.steps.append((f"{step['on']}$ {shlex.join(argv)}", r.returncode))
         elif "run" in step:
             line = translate_macs(step["run"], old, current)
             r = lab.sh(step["on"], line, timeout=timeout, via="replay")
