@@ -68,6 +68,13 @@ def test_hand_made_changes_replayed_under_another_name_give_an_empty_diff(two_na
         {n.name: n.subnet_env()["FLANNEL_SUBNET"] for n in lab.nodes}
     assert dict(copy.connectivity()) == before
 
+    # the bundle seeds a scenario file that the scenario loader accepts
+    seeded = str(tmp_path / "from-report.yaml")
+    r = labkit("scenario", "from-bundle", bundle, "-o", seeded, check=True)   # checked by the scenario loader
+    with open(seeded) as f:
+        text = f.read()
+    assert "name: from-report\n" in text and "  nodes: 3\n" in text and "run: ip link set dev eth0 mtu 1400" in text
+
     # a real difference: a rule made in the copy only, named in the diff (exit 1)
     copy.exec("node2", ["iptables", "-I", "FORWARD", "-p", "udp", "--dport", "8472", "-j", "DROP"])
     r = wait_for(lambda: (lambda r: r if r.returncode == 1 else None)(labkit("diff", "--name", b_name, bundle)),
