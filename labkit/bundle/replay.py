@@ -8,6 +8,7 @@ In the order the original lab lived it:
    its value (a lease with a TTL gets the lab's lease TTL, a reservation none): every
    flanneld then finds the lease for its PublicIP and reuses it, as flannel does after a
    reboot (``Found lease ... for current IP ..., reusing``), so every node gets its subnet;
+   each node's subnet.env is put back too (a node whose lease is gone reuses the subnet there);
 4. the transcript's steps, in order: an ``argv`` is run as that argv (no shell anywhere),
    a ``run`` line goes to the node's own shell as it was typed there, an action through the
    lab's methods (as a scenario step); a MAC address in a command that was a device's MAC in
@@ -85,6 +86,26 @@ def seed_leases(lab: Lab, bundle: Bundle) -> list[str]:
     return seeded
 
 
+SUBNET_ENV_LINE = re.compile(r'^FLANNEL_[A-Z0-9_]{1,40}="?[A-Za-z0-9./:,-]{0,100}"?$')
+
+
+def seed_subnet_files(lab: Lab, bundle: Bundle) -> list[str]:
+    """Each node's /run/flannel/subnet.env from the bundle, before flanneld starts: flanneld
+    reads its previous subnet there when no lease has its PublicIP (``Found previously leased
+    subnet ..., reusing``), as after a reboot, so a node whose lease was deleted or expired gets
+    its subnet back too. A file with anything but FLANNEL_*=simple values is not written."""
+    done = []
+    for node in lab.nodes:
+        text = (bundle.nodes.get(node.name) or {}).get("subnet_env")
+        if not isinstance(text, str) or not text.strip() or len(text) > 2048 \
+                or not all(SUBNET_ENV_LINE.match(ln) for ln in text.splitlines() if ln.strip()):
+            continue
+        with open(node.subnet_file, "w") as f:
+            f.write(text)
+        done.append(node.name)
+    return done
+
+
 def _current_mac(lab: Lab, node: str, ifname: str) -> str | None:
     r = lab.node(node).sh(["ip", "-o", "link", "show", "dev", ifname], timeout=10)
     m = re.search(r"link/ether\s+(\S+)", r.stdout)
@@ -136,8 +157,8 @@ def run_steps(lab: Lab, bundle: Bundle, result: ReplayResult) -> None:
             r = lab.sh(step["on"], line, timeout=timeout, via="replay")
             result.steps.append((f"{step['on']}$ {line}", r.returncode))
         else:
-            try:
-                run_step(lab, {**step, "ignore_errors": True})
+            try:   # recorded as it is in the bundle; a failure is reported, the replay goes on
+                run_step(lab, step)
                 result.steps.append((describe_step(step), 0))
             except LabError as e:
                 result.steps.append((f"{describe_step(step)}: {e}", 1))
@@ -159,7 +180,8 @@ def replay(bundle: Bundle | str, name: str, progress: Callable[[str], object] | 
 
     def leases() -> str:
         result.leases.extend(seed_leases(lab, bundle))
-        return f"{len(result.leases)} leases from the bundle"
+        files = seed_subnet_files(lab, bundle)
+        return f"{len(result.leases)} leases from the bundle, subnet.env of {', '.join(files) or 'no node'}"
     lab.before_flanneld = leases
     lab.up()
     try:

@@ -334,3 +334,11 @@ def test_a_bundle_seeds_a_valid_scenario():
     assert sc.fault[1]["run"].startswith("bridge fdb del 02:aa:00:00:01:02")
     assert "node1/flannel.1" in sc.fault[1]["note"]
     assert sc.outcome_checks[0]["kind"] == "connectivity"
+
+
+def test_only_plain_subnet_env_lines_are_written_back_on_replay():
+    from labkit.bundle.replay import SUBNET_ENV_LINE
+    good = "FLANNEL_NETWORK=10.108.0.0/16\nFLANNEL_SUBNET=10.108.6.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
+    assert all(SUBNET_ENV_LINE.match(ln) for ln in good.splitlines())
+    for bad_line in ("FLANNEL_SUBNET=$(reboot)", "PATH=/tmp", "FLANNEL_X=a b", 'FLANNEL_X="a";rm', "FLANNEL_X=`id`"):
+        assert not SUBNET_ENV_LINE.match(bad_line), bad_line
