@@ -173,7 +173,6 @@ class Lab:
         try:
             self.state.create(self.spec)
             self.state.set_owner(self.built_by)
-            transcript.start(self.state, self.spec.to_dict())  # what was typed since up: labkit/transcript.py
             self._step("underlay", self._build_underlay)
             self.zygote().start()  # imports while etcd starts; see labkit/zygote.py
             self.supervisor().start()  # Restart=on-failure, late ExecStartPost: labkit/supervisor.py
@@ -190,6 +189,9 @@ class Lab:
                 self._step("containers", self._start_containers)
             if self.spec.write_config:
                 self._step("converge", self.wait_converged)
+            # the transcript (labkit/transcript.py) opens with what `up` built: the spec, each node's subnet
+            transcript.start(self.state, self.spec.to_dict(),
+                             {n.name: n.subnet_env().get("FLANNEL_SUBNET") for n in self.nodes})
         except BaseException as e:
             self.progress(f"build failed ({e}); removing the half-built lab")
             self.down()

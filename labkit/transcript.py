@@ -3,8 +3,9 @@
 A maintainer asks "what did you do?": the answer is this file,
 ``/run/labkit/<lab>/transcript.jsonl``, one JSON object a line, appended under an flock
 (several shells, a notebook kernel and the CLI may type at once) and never rewritten.
-Its first line is the spec the lab was built from (``{"up": {...}}``, the spec as
-``up`` saw it, before any reconfigure). Then one line per command, each a *step* in the
+Its first line, written when ``up`` is done, is the spec the lab was built from and the
+subnet each node got (``{"up": {...}, "subnets": {"master": "10.108.41.1/24", ...}}``, as
+``up`` built it, before any reconfigure). Then one line per command, each a *step* in the
 scenario vocabulary (README: Scenarios), so a bundle can be replayed and can seed a
 scenario file:
 
@@ -60,9 +61,10 @@ def _append(state: LabState, obj: dict[str, Any]) -> None:
         os.close(fd)  # closing drops the lock
 
 
-def start(state: LabState, spec: dict[str, Any]) -> None:
-    """The first line, written by `up`: the spec the lab was built from."""
-    _append(state, {"t": round(time.time(), 3), "up": spec})
+def start(state: LabState, spec: dict[str, Any], subnets: dict[str, str | None] | None = None) -> None:
+    """The first line, written at the end of `up`: the spec the lab was built from and the
+    subnet each node got (its FLANNEL_SUBNET)."""
+    _append(state, {"t": round(time.time(), 3), "up": spec, "subnets": subnets or {}})
 
 
 def record(state: LabState, step: dict[str, Any], via: str) -> None:
@@ -77,12 +79,18 @@ def record_interactive(state: LabState, target: str, via: str = "labkit shell") 
 
 def read(state: LabState) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """(the spec of `up` or None, [entries]) as recorded; a garbled line is skipped."""
+    header, entries = read_all(state)
+    return (header or {}).get("up"), entries
+
+
+def read_all(state: LabState) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """(the first line {t, up, subnets} or None, [entries]) as recorded."""
     try:
         with open(path(state)) as f:
             lines = f.read(MAX_FILE + MAX_ENTRY).splitlines()
     except FileNotFoundError:
         return None, []
-    initial: dict[str, Any] | None = None
+    header: dict[str, Any] | None = None
     entries: list[dict[str, Any]] = []
     for line in lines:
         try:
@@ -91,8 +99,8 @@ def read(state: LabState) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
             continue
         if not isinstance(obj, dict):
             continue
-        if "up" in obj and initial is None and isinstance(obj["up"], dict):
-            initial = obj["up"]
+        if "up" in obj and header is None and isinstance(obj["up"], dict):
+            header = obj
         elif "up" not in obj:
             entries.append(obj)
-    return initial, entries
+    return header, entries

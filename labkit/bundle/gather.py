@@ -143,7 +143,8 @@ def node_state(lab: Lab, node: Node) -> dict[str, Any]:
 
 def collect(lab: Lab) -> dict[str, Any]:
     """The bundle document of a running lab (see labkit/bundle/model.py for its shape)."""
-    initial, entries = transcript.read(lab.state)
+    header, entries = transcript.read_all(lab.state)
+    initial = (header or {}).get("up")
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         nodes = dict(zip([n.name for n in lab.nodes], pool.map(lambda n: node_state(lab, n), lab.nodes)))
     spec = dataclasses.asdict(lab.spec)
@@ -151,6 +152,7 @@ def collect(lab: Lab) -> dict[str, Any]:
         "format": FORMAT, "version": VERSION, "lab": lab.spec.name,
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "versions": versions(lab), "spec": spec, "initial_spec": initial or spec,
+        "initial_subnets": (header or {}).get("subnets") or {},
         "etcd": etcd_keys(lab), "nodes": nodes, "transcript": entries,
         "notes": "interactive shells are listed in the transcript, not what was typed in them; "
                  "logs are the last %d lines of each unit" % LOG_LINES,

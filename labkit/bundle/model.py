@@ -6,6 +6,7 @@ A bundle is one JSON document (README: Bug reports and state bundles)::
      "versions": {"labkit": ..., "flannel": ..., "etcd": ..., "kernel": ..., "docker": ...},
      "spec": {every LabSpec field, as the lab is now},
      "initial_spec": {every LabSpec field, as `up` built it},
+     "initial_subnets": {"master": "10.108.41.1/24", ...}   (each node's FLANNEL_SUBNET after `up`),
      "etcd": {"api": "v3", "v3": [{"key", "value", "ttl", "granted_ttl"}], "v2": [...]},
      "nodes": {"master": {"sysconfig": "...", "flanneld_flags": [...], "ip_link": "...", "ip_addr": "...",
                           "ip_route": "...", "ip_neigh": "...", "bridge_fdb": "...", "iptables_save": "...",
@@ -43,8 +44,8 @@ MAX_VALUE = 64 * 1024            # one etcd value
 MAX_KEYS = 20000                 # etcd keys (a 1000-node lab has 1000 leases)
 NODE_TEXTS = ("sysconfig", "ip_link", "ip_addr", "ip_route", "ip_neigh", "bridge_fdb", "iptables_save",
               "sysctl", "subnet_env", "docker_opts")
-TOP_KEYS = {"format", "version", "created", "lab", "versions", "spec", "initial_spec", "etcd", "nodes",
-            "transcript", "notes"}
+TOP_KEYS = {"format", "version", "created", "lab", "versions", "spec", "initial_spec", "initial_subnets", "etcd",
+            "nodes", "transcript", "notes"}
 _TARGET_RE = re.compile(r"^(master|node[0-9]{1,3})(/[a-zA-Z0-9][a-zA-Z0-9_.-]{0,31})?$")
 _ETCD_KEY_RE = re.compile(r"^(/[A-Za-z0-9._-]+){1,20}$")
 
@@ -241,6 +242,15 @@ def validate(data: Any, source: str = "<bundle>") -> Bundle:
         raise BundleError(source, problems + [str(e)]) from None
     if initial.prefix != spec.prefix or initial.flavour != spec.flavour:
         problems.append("initial_spec: expected the same prefix and flavour as spec (a rebuild changes them)")
+    subnets = data.get("initial_subnets", {})
+    if not isinstance(subnets, dict):
+        problems.append("initial_subnets: expected a mapping node -> FLANNEL_SUBNET")
+    else:
+        for node, sn in subnets.items():
+            if node not in initial.node_names:
+                problems.append(f"initial_subnets.{str(node)[:20]}: expected a node of the lab")
+            elif sn is not None and not (isinstance(sn, str) and re.match(r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$", sn)):
+                problems.append(f"initial_subnets.{node}: expected a subnet like 10.108.41.1/24; found {sn!r:.40}")
     versions = data.get("versions", {})
     if not isinstance(versions, dict) or not all(isinstance(v, str) and len(v) < 300 for v in versions.values()):
         problems.append("versions: expected a mapping of short texts")

@@ -8,7 +8,9 @@ In the order the original lab lived it:
    its value (a lease with a TTL gets the lab's lease TTL, a reservation none): every
    flanneld then finds the lease for its PublicIP and reuses it, as flannel does after a
    reboot (``Found lease ... for current IP ..., reusing``), so every node gets its subnet;
-   each node's subnet.env is put back too (a node whose lease is gone reuses the subnet there);
+   each node's subnet.env gets the bundle's FLANNEL_SUBNET, before flanneld and before every
+   step, so that a node whose lease is gone or no longer fits the Network (a config change)
+   takes the subnet it had in the end, not a random one (pin_subnets);
 4. the transcript's steps, in order: an ``argv`` is run as that argv (no shell anywhere),
    a ``run`` line goes to the node's own shell as it was typed there, an action through the
    lab's methods (as a scenario step); a MAC address in a command that was a device's MAC in
@@ -24,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import os
 import re
 import shlex
 import time
@@ -89,19 +92,41 @@ def seed_leases(lab: Lab, bundle: Bundle) -> list[str]:
 SUBNET_ENV_LINE = re.compile(r'^FLANNEL_[A-Z0-9_]{1,40}="?[A-Za-z0-9./:,-]{0,100}"?$')
 
 
-def seed_subnet_files(lab: Lab, bundle: Bundle) -> list[str]:
-    """Each node's /run/flannel/subnet.env from the bundle, before flanneld starts: flanneld
-    reads its previous subnet there when no lease has its PublicIP (``Found previously leased
-    subnet ..., reusing``), as after a reboot, so a node whose lease was deleted or expired gets
-    its subnet back too. A file with anything but FLANNEL_*=simple values is not written."""
+def pin_subnets(lab: Lab, bundle: Bundle, initial: bool = False) -> list[str]:
+    """Each node's FLANNEL_SUBNET in /run/flannel/subnet.env set to the one in the bundle.
+
+    flanneld reads its previous subnet there when no lease in etcd fits it (its lease was
+    deleted, or the Network changed: ``Found previously leased subnet ..., reusing``), so a
+    node that got a new subnet during the original session gets the same one here. Done
+    before flanneld first starts and before every step (flanneld rewrites the file at each
+    start; when it has a fitting lease it keeps that, as the original did). Only a
+    FLANNEL_*=plain-value file from the bundle is used; the node's other lines are kept.
+    ``initial``: before flanneld's first start, the subnet `up` gave the node (initial_subnets)."""
     done = []
     for node in lab.nodes:
         text = (bundle.nodes.get(node.name) or {}).get("subnet_env")
-        if not isinstance(text, str) or not text.strip() or len(text) > 2048 \
+        if not isinstance(text, str) or len(text) > 2048 \
                 or not all(SUBNET_ENV_LINE.match(ln) for ln in text.splitlines() if ln.strip()):
             continue
-        with open(node.subnet_file, "w") as f:
-            f.write(text)
+        want = [ln for ln in text.splitlines() if ln.startswith("FLANNEL_SUBNET=")]
+        first = bundle.data.get("initial_subnets", {}).get(node.name)
+        if initial and first:   # flanneld's first start: the subnet `up` gave it (validated: a CIDR)
+            want = [f"FLANNEL_SUBNET={first}"]
+        if not want:
+            continue
+        try:
+            with open(node.subnet_file) as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            lines = text.splitlines()
+        if want[0] in lines:
+            continue
+        lines = [want[0] if ln.startswith("FLANNEL_SUBNET=") else ln for ln in lines]
+        lines += [] if want[0] in lines else want
+        tmp = node.subnet_file + ".labkit-replay"
+        with open(tmp, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, node.subnet_file)
         done.append(node.name)
     return done
 
@@ -147,6 +172,7 @@ def run_steps(lab: Lab, bundle: Bundle, result: ReplayResult) -> None:
         step = entry.get("step")
         if not isinstance(step, dict):
             continue
+        pin_subnets(lab, bundle)
         timeout = float(step.get("timeout", 60))
         if "argv" in step:
             argv = [translate_macs(w, old, current) for w in step["argv"]]
@@ -180,7 +206,7 @@ def replay(bundle: Bundle | str, name: str, progress: Callable[[str], object] | 
 
     def leases() -> str:
         result.leases.extend(seed_leases(lab, bundle))
-        files = seed_subnet_files(lab, bundle)
+        files = pin_subnets(lab, bundle, initial=True)
         return f"{len(result.leases)} leases from the bundle, subnet.env of {', '.join(files) or 'no node'}"
     lab.before_flanneld = leases
     lab.up()
