@@ -191,6 +191,8 @@ def bad(doc=None, text=None):
      "etcd.v3[3].key: expected a key under /coreos.com/network"),
     (lambda d: d["etcd"]["v3"][1].update(ttl="soon"), "etcd.v3[1].ttl: expected seconds"),
     (lambda d: d["nodes"].update(node7={}), "nodes.node7: expected a node of the lab"),
+    (lambda d: d.update(initial_subnets={"node1": "10.1.0.1/24; reboot"}), "initial_subnets.node1: expected a subnet"),
+    (lambda d: d.update(initial_subnets={"node5": "10.1.0.1/24"}), "initial_subnets.node5: expected a node"),
     (lambda d: d["nodes"]["node1"].update(ip_link=["not", "text"]), "nodes.node1.ip_link: expected text"),
     (lambda d: d["transcript"].append({"step": {"on": "node1", "run": "rm -rf /home"}}),
      "transcript[3].step.run: expected paths inside the node"),
