@@ -38,7 +38,7 @@ from ..transcript import MAX_ENTRIES
 
 FORMAT = "labkit-bundle"
 VERSION = 1
-MAX_BUNDLE = 8 * 1024 * 1024     # bytes: a bundle is text a person attaches to a bug report
+MAX_BUNDLE = 32 * 1024 * 1024    # bytes: a bundle is text a person attaches to a bug report (3 nodes: ~50 kB)
 MAX_TEXT = 512 * 1024            # one command's output in a bundle
 MAX_VALUE = 64 * 1024            # one etcd value
 MAX_KEYS = 20000                 # etcd keys (a 1000-node lab has 1000 leases)
@@ -163,6 +163,20 @@ def _field_problems(step: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+# On top of the scenario lint (absolute paths inside the node only, no namespace tools): what
+# reaches the host's files without naming an absolute path. A node's shell runs in the host's
+# filesystem (only /etc and /run/flannel are the node's own), and a bundle comes from someone else.
+ESCAPES = re.compile(r"(?:^|[\s/'\"=:;|&(])\.\.(?:/|$|[\s'\";|&)])|~|\$\{|\$(?:HOME|PWD|OLDPWD|USER)\b|"
+                     r"\b(?:cd|pushd|popd|eval|source|exec|xargs|base64|xxd)\b|(?:^|[;&|(]\s*)\.\s")
+
+
+def escape_problem(text: str) -> str | None:
+    """Why a command line could reach files outside the node without an absolute path (None: it cannot
+    by these means): a '..' path, '~', $HOME and friends, ${...}, cd, eval, source, exec, ..."""
+    m = ESCAPES.search(text)
+    return None if m is None else m.group(0).strip(" \t\n/'\"=:;|&()")
+
+
 def _step_problems(steps: list[Any], spec: LabSpec) -> list[str]:
     """Every transcript step through the scenario model's schema and safety lint."""
     from ..scenario import model as sm
@@ -199,7 +213,13 @@ def _step_problems(steps: list[Any], spec: LabSpec) -> list[str]:
             except LabError as e:
                 problems.append(f"{where}.on: {e}")
                 continue
-        converted.append(as_scenario_step(step))
+        scenario_step = as_scenario_step(step)
+        why = escape_problem(str(scenario_step.get("run", "")))
+        if why:
+            problems.append(f"{where}: expected a command that stays inside the node; found {why!r}, which a "
+                            "bundle may not use (a node's shell sees the host's files)")
+            continue
+        converted.append(scenario_step)
         index.append(i)
     if not converted:
         return problems

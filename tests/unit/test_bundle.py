@@ -200,6 +200,14 @@ def bad(doc=None, text=None):
      "transcript[3].step.run: expected a command for the node's shell; found 'nsenter'"),
     (lambda d: d["transcript"].append({"step": {"on": "node1", "argv": ["cat", "/root/.ssh/id_rsa"]}}),
      "found '/root/.ssh/id_rsa'"),
+    (lambda d: d["transcript"].append({"step": {"on": "node1", "run": "cat ../../etc/shadow"}}),
+     "transcript[3].step: expected a command that stays inside the node; found '..'"),
+    (lambda d: d["transcript"].append({"step": {"on": "node1", "argv": ["cat", "x/../../y"]}}), "found '..'"),
+    (lambda d: d["transcript"].append({"step": {"on": "node1", "run": "cat ~/.ssh/id_rsa"}}), "found '~'"),
+    (lambda d: d["transcript"].append({"step": {"on": "node1", "run": "cd; rm -rf x"}}), "found 'cd'"),
+    (lambda d: d["transcript"].append({"step": {"on": "node1", "run": "cat $HOME/x"}}), "found '$HOME'"),
+    (lambda d: d["transcript"].append({"step": {"on": "node1", "run": "eval \"$X\""}}), "found 'eval'"),
+    (lambda d: d["transcript"].append({"step": {"on": "node1", "run": "echo; . x"}}), "found '.'"),
     (lambda d: d["transcript"].append({"step": {"on": "node1; reboot", "run": "ip route"}}),
      "transcript[3].step.on: expected a node"),
     (lambda d: d["transcript"].append({"step": {"on": "node9", "run": "ip route"}}),
@@ -217,6 +225,14 @@ def test_bad_or_hostile_bundles_are_refused_with_one_line_each(mutate, expected)
     doc = make_bundle()
     mutate(doc)
     assert expected in bad(doc)
+
+
+def test_ordinary_debugging_lines_pass_the_escape_check():
+    for line in ("bridge fdb show dev flannel.1 | grep ' dst ' | cut -d' ' -f1 | while read mac; do "
+                 "bridge fdb del $mac dev flannel.1; done", "ip route get 10.108.1.2", "cat /run/flannel/subnet.env",
+                 "sed -i 's/-iface=eth0/-iface=eth0 -v=2/' /etc/sysconfig/flanneld && systemctl restart flanneld",
+                 "ip addr show flannel.1 | grep -c inet", "ping -c 1 10.108.1.2", "echo 1.2.3 ..."):
+        assert model.escape_problem(line) is None, line
 
 
 def test_garbled_files_are_refused():
