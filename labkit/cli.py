@@ -249,6 +249,10 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def cmd_replay(a: argparse.Namespace) -> int:
     from .bundle import replay
+    from .bundle.replay import plan
+    if a.dry_run:
+        print("\n".join(plan(a.file)))
+        return 0
     _, result = replay(a.file, a.name, progress=_progress)
     print(result.text())
     print(f"\nnext: labkit diff --name {a.name} {a.file}    |    labkit check --name {a.name}")
@@ -540,6 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = add("replay", cmd_replay, "build a new lab in a bundle's state: its spec, its leases, then the "
                                    "commands of its transcript (interactive sessions are listed, not replayed)")
     rp.add_argument("file", help="a bundle written by labkit export")
+    rp.add_argument("--dry-run", action="store_true", help="check the bundle and list what would be done "
+                                                           "(every command), build nothing")
     df = add("diff", cmd_diff, "what differs between a running lab and a bundle, ignoring what cannot be "
                                "the same (names, MACs, veth names, ids, timestamps, counters, TTLs left); "
                                "exit 1 when something differs")

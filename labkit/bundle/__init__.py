@@ -16,7 +16,7 @@ from ..lab import Lab
 from .gather import collect, export
 from .model import Bundle, BundleError, load, parse
 from .normalise import diff, sections
-from .replay import ReplayResult, replay
+from .replay import ReplayResult, plan, replay
 from .seed import scenario_yaml
 
 
@@ -29,4 +29,4 @@ def diff_lab(lab: Lab, bundle: Bundle | str | dict[str, Any], context: int = 1) 
 
 
 __all__ = ["Bundle", "BundleError", "ReplayResult", "collect", "diff", "diff_lab", "export", "load", "parse",
-           "replay", "scenario_yaml", "sections"]
+           "plan", "replay", "scenario_yaml", "sections"]

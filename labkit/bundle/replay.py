@@ -190,6 +190,33 @@ def run_steps(lab: Lab, bundle: Bundle, result: ReplayResult) -> None:
                 result.steps.append((f"{describe_step(step)}: {e}", 1))
 
 
+def plan(bundle: Bundle | str) -> list[str]:
+    """What :func:`replay` would do, one line each, without building anything (`--dry-run`)."""
+    from ..scenario.engine import describe_step
+    if isinstance(bundle, str):
+        bundle = load(bundle)
+    spec = bundle.initial_spec
+    lines = [f"build: {spec.nodes} nodes, {spec.flavour} flannel, backend {spec.backend}, Network {spec.network}, "
+             f"{spec.containers} containers per node, docker {spec.docker_profile}",
+             f"leases: {', '.join(k['key'].rsplit('/', 1)[-1] for k in bundle.leases()) or 'none'}",
+             "first subnets: " + (", ".join(f"{n}={s}" for n, s in bundle.data.get("initial_subnets", {}).items())
+                                  or "-")]
+    for entry in bundle.transcript:
+        step = entry.get("step")
+        if "interactive" in entry:
+            lines.append(f"not replayed: an interactive shell on {entry['interactive']}")
+        elif isinstance(step, dict) and "argv" in step:
+            lines.append(f"{step['on']}$ {shlex.join(step['argv'])}   (argv, no shell)"
+                         + ("   with input" if "input" in step else ""))
+        elif isinstance(step, dict) and "run" in step:
+            lines.append(f"{step['on']}$ {step['run']}   (the node's shell)")
+        elif isinstance(step, dict):
+            lines.append(describe_step(step))
+    if dataclasses.asdict(bundle.spec) != dataclasses.asdict(bundle.initial_spec):
+        lines.append("reconfigure to the bundle's spec")
+    return lines
+
+
 def replay(bundle: Bundle | str, name: str, progress: Callable[[str], object] | None = None,
            built_by: str = "labkit replay") -> tuple[Lab, ReplayResult]:
     """Build lab `name` in the bundle's state; returns (the lab, what was done).

@@ -360,3 +360,13 @@ def test_only_plain_subnet_env_lines_are_written_back_on_replay():
     assert all(SUBNET_ENV_LINE.match(ln) for ln in good.splitlines())
     for bad_line in ("FLANNEL_SUBNET=$(reboot)", "PATH=/tmp", "FLANNEL_X=a b", 'FLANNEL_X="a";rm', "FLANNEL_X=`id`"):
         assert not SUBNET_ENV_LINE.match(bad_line), bad_line
+
+
+def test_dry_run_lists_every_command_and_builds_nothing():
+    from labkit.bundle.replay import plan
+    lines = plan(model.validate(make_bundle()))
+    assert lines[0].startswith("build: 2 nodes, modern flannel, backend vxlan")
+    assert lines[1] == "leases: 10.108.1.0-24, 10.108.2.0-24"
+    assert lines[3:] == ["node1$ ip route   (the node's shell)",
+                         "master$ bridge fdb del 02:aa:00:00:01:02 dev flannel.1   (argv, no shell)",
+                         "not replayed: an interactive shell on node1"]
