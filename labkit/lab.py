@@ -442,6 +442,7 @@ class Lab:
             except Exception as e2:  # keep the first error; say what is left
                 self.progress(f"removing {node.name} failed too: {e2}")
             raise
+        transcript.record_change(self.state, {"nodes": len(self.nodes)}, "add_node")
         return node
 
     def remove_node(self, name: str | None = None, revoke: bool = True) -> str:
@@ -471,6 +472,7 @@ class Lab:
         self._adopt(dataclasses.replace(self.spec, nodes=len(self.nodes)))
         self.state.create(self.spec)
         said.append(f"namespace {node.ns} removed")
+        transcript.record_change(self.state, {"nodes": len(self.nodes), "revoke": revoke}, "remove_node")
         return "; ".join(s for s in said if s)
 
     def _revoke_lease(self, node: Node) -> str:
@@ -602,6 +604,9 @@ class Lab:
                 self._adopt(dataclasses.replace(self.spec, **{f: getattr(new, f) for f in RECONFIGURABLE
                                                               if f != "nodes"}))
                 self.state.create(self.spec)  # spec.json: `labkit status` shows the new config
+                transcript.record_change(self.state, {f: getattr(new, f) for f in RECONFIGURABLE
+                                                      if f != "nodes" and getattr(new, f) != getattr(old, f)},
+                                         "reconfigure")
                 return self.write_config()
             steps.append((f"etcdctl put {new.prefix}/config '{new.network_config_json()}'", write))
             steps.append(("flanneld: stop on every node", self._stop_flanneld))

@@ -13,9 +13,12 @@ scenario file:
     {"t": ..., "via": "labkit exec", "step": {"on": "node1", "argv": ["ip", "link", ...]}}
     {"t": ..., "via": "labkit service", "step": {"action": "restart", "service": "flanneld", "on": "node1"}}
     {"t": ..., "via": "labkit shell", "interactive": "node1"}
+    {"t": ..., "via": "reconfigure", "reconfigure": {"network": "10.109.0.0/16"}}
 
 ``run`` is a line for the node's shell (``bash -c``); ``argv`` is run as is, no shell at all.
 An interactive shell is only noted: what is typed in it is not seen (and not replayed).
+A change through Lab (``reconfigure``, the config panel, ``add_node``, ``remove_node``) is the
+LabSpec fields it changed.
 The lab's own probes (``ping``, checks, benchmarks) are not typed by anyone and are not
 recorded. The file stays small: an entry over MAX_ENTRY bytes keeps only its length, and
 after MAX_FILE bytes one last line says the transcript is full.
@@ -70,6 +73,12 @@ def start(state: LabState, spec: dict[str, Any], subnets: dict[str, str | None] 
 def record(state: LabState, step: dict[str, Any], via: str) -> None:
     """A non-interactive command typed into a node (a scenario step: run/argv/action)."""
     _append(state, {"t": round(time.time(), 3), "via": via, "step": step})
+
+
+def record_change(state: LabState, fields: dict[str, Any], via: str) -> None:
+    """A change of the running lab through Lab (reconfigure, add_node, remove_node): the LabSpec
+    fields it changed (``revoke``: how a leaving node's lease went). Replayed with Lab.reconfigure."""
+    _append(state, {"t": round(time.time(), 3), "via": via, "reconfigure": fields})
 
 
 def record_interactive(state: LabState, target: str, via: str = "labkit shell") -> None:

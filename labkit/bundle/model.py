@@ -13,7 +13,8 @@ A bundle is one JSON document (README: Bug reports and state bundles)::
                           "sysctl": "...", "subnet_env": "...", "docker_opts": "...",
                           "units": {"flanneld": "active", ...}, "logs": {"flanneld": "..."},
                           "containers": [{"name", "ip", "running"}]}, ...},
-     "transcript": [{"t", "via", "step": {...}} | {"t", "via", "interactive": "node1"}]}
+     "transcript": [{"t", "via", "step": {...}} | {"t", "via", "interactive": "node1"}
+                    | {"t", "via", "reconfigure": {LabSpec fields a reconfigure changed}}]}
 
 The spec is stored whole (``dataclasses.asdict``), so a LabSpec field added later travels
 without this module knowing it; a bundle naming a field *this* labkit lacks is refused
@@ -35,6 +36,10 @@ from typing import Any
 from ..errors import LabError
 from ..spec import LabSpec, check_container_name, check_node_name
 from ..transcript import MAX_ENTRIES
+
+# What a running lab can change (labkit/lab.py RECONFIGURABLE; repeated here so that this module
+# stays free of Lab and its imports; tests/unit/test_bundle.py checks they agree).
+RECONFIGURABLE = ("network", "subnet_len", "backend", "vni", "port", "direct_routing", "extra_config", "nodes")
 
 FORMAT = "labkit-bundle"
 VERSION = 1
@@ -325,15 +330,30 @@ def validate(data: Any, source: str = "<bundle>") -> Bundle:
         problems.append(f"transcript: expected a list of at most {MAX_ENTRIES} entries")
     else:
         steps = []
+        current = biggest = initial   # steps may name nodes a reconfigure added
         for i, entry in enumerate(entries):
-            if not isinstance(entry, dict) or not any(k in entry for k in ("step", "interactive", "too_long", "full")):
+            if not isinstance(entry, dict) or not any(k in entry for k in ("step", "interactive", "reconfigure",
+                                                                           "too_long", "full")):
                 problems.append(f"transcript[{i}]: expected {{t, via, step}} or {{t, via, interactive}}")
                 continue
+            if "reconfigure" in entry:
+                change = entry["reconfigure"]
+                if not isinstance(change, dict) or not set(change) <= set(RECONFIGURABLE) | {"revoke"} \
+                        or not isinstance(change.get("revoke", True), bool):
+                    problems.append(f"transcript[{i}].reconfigure: expected fields of {', '.join(RECONFIGURABLE)}")
+                else:
+                    try:
+                        current = spec_from({**dataclasses.asdict(current),
+                                             **{k: v for k, v in change.items() if k != "revoke"}},
+                                            f"transcript[{i}].reconfigure", "bundle")
+                        biggest = current if current.nodes > biggest.nodes else biggest
+                    except LabError as e:
+                        problems.append(str(e))
             shell = entry.get("interactive")
             if "interactive" in entry and (not isinstance(shell, str) or not _TARGET_RE.match(shell)):
                 problems.append(f"transcript[{i}].interactive: expected a node or NODE/CONTAINER")
             steps.append(entry.get("step") if "step" in entry else {"action": "wait", "seconds": 0})
-        problems += _step_problems(steps, initial)
+        problems += _step_problems(steps, biggest)
     if problems:
         raise BundleError(source, problems)
     return Bundle(data=data, spec=spec, initial_spec=initial)

@@ -158,6 +158,8 @@ def transcript_lines(entries: Iterable[dict[str, Any]], norm: Normaliser | None 
         step = e.get("step")
         if "interactive" in e:
             out.append(f"[interactive shell] {e['interactive']}")
+        elif "reconfigure" in e:
+            out.append(f"[reconfigure] {json.dumps(e['reconfigure'], sort_keys=True)}")
         elif isinstance(step, dict) and "argv" in step:
             out.append(f"{step.get('on')}$ {json.dumps(step['argv'])}" + (" <input>" if "input" in step else ""))
         elif isinstance(step, dict) and "run" in step:

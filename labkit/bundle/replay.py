@@ -19,7 +19,9 @@ In the order the original lab lived it:
    cut to it): a flanneld restart, say, has its lease event handled by the peers before the
    next command, as it had then. A failing step is reported and the replay goes on, as the person typing went on;
    interactive sessions are listed, not replayed;
-5. if the lab was reconfigured after `up` (the spec differs), :meth:`Lab.reconfigure` last.
+   a change made through Lab (reconfigure, add_node, remove_node) is made again with
+   :meth:`Lab.reconfigure` where it was;
+5. if the spec still differs from the bundle's (a bundle without those entries), a last reconfigure.
 """
 from __future__ import annotations
 
@@ -165,6 +167,13 @@ def run_steps(lab: Lab, bundle: Bundle, result: ReplayResult) -> None:
             if last is not None and t > last:   # the pace it was typed at, pauses cut to MAX_PAUSE
                 time.sleep(max(0.0, min(t - last, MAX_PAUSE) - (time.monotonic() - started)))
             last, started = t, time.monotonic()
+        if isinstance(entry.get("reconfigure"), dict):   # a change through Lab: the same change here
+            pin_subnets(lab, bundle)
+            change = entry["reconfigure"]
+            new = dataclasses.replace(lab.spec, **{k: v for k, v in change.items() if k != "revoke"})
+            res = lab.reconfigure(new, revoke=bool(change.get("revoke", True)))
+            result.steps.append((f"reconfigure {json.dumps(change, sort_keys=True)}: {res.summary()}", 0))
+            continue
         if "interactive" in entry:   # listed, and noted in the new lab's transcript as it was in the old
             result.skipped.append(str(entry["interactive"]))
             transcript.record_interactive(lab.state, str(entry["interactive"]), "replay")
@@ -203,7 +212,9 @@ def plan(bundle: Bundle | str) -> list[str]:
                                   or "-")]
     for entry in bundle.transcript:
         step = entry.get("step")
-        if "interactive" in entry:
+        if "reconfigure" in entry:
+            lines.append(f"reconfigure {json.dumps(entry['reconfigure'], sort_keys=True)}   (Lab.reconfigure)")
+        elif "interactive" in entry:
             lines.append(f"not replayed: an interactive shell on {entry['interactive']}")
         elif isinstance(step, dict) and "argv" in step:
             lines.append(f"{step['on']}$ {shlex.join(step['argv'])}   (argv, no shell)"

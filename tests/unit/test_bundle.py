@@ -370,3 +370,17 @@ def test_dry_run_lists_every_command_and_builds_nothing():
     assert lines[3:] == ["node1$ ip route   (the node's shell)",
                          "master$ bridge fdb del 02:aa:00:00:01:02 dev flannel.1   (argv, no shell)",
                          "not replayed: an interactive shell on node1"]
+
+
+def test_reconfigure_entries_are_checked_and_let_steps_name_added_nodes():
+    from labkit.lab import RECONFIGURABLE
+    assert model.RECONFIGURABLE == RECONFIGURABLE
+    doc = make_bundle()
+    doc["transcript"] += [{"t": 103.0, "via": "add_node", "reconfigure": {"nodes": 3}},
+                          {"t": 104.0, "via": "%node", "step": {"on": "node2", "run": "ip route"}}]
+    b = model.validate(doc)
+    assert normalise.sections(b.data)["transcript"][3] == '[reconfigure] {"nodes": 3}'
+    doc["transcript"][3] = {"t": 103.0, "via": "x", "reconfigure": {"mtu": 1400}}
+    assert "transcript[3].reconfigure: expected fields of network" in bad(doc)
+    doc["transcript"][3] = {"t": 103.0, "via": "x", "reconfigure": {"network": "300.1.0.0/16"}}
+    assert "transcript[3].reconfigure.network" in bad(doc)
