@@ -9,6 +9,7 @@ entry's pairs still broken); a change made afterwards must show up in the diff.
 """
 import json
 import os
+import time
 
 import pytest
 
@@ -41,6 +42,9 @@ def test_hand_made_changes_replayed_under_another_name_give_an_empty_diff(two_na
     node1 = lab.node("node1")
     vtep = next(json.loads(v)["BackendData"]["VtepMAC"] for _, v in lab.leases().values()
                 if json.loads(v)["PublicIP"] == str(node1.public_ip))
+    # the peers handle node1's renewed lease (after its restart) within this second; replay keeps
+    # the pace, so in the copy too the entry is deleted after they have, not re-added by them
+    time.sleep(1.0)
     labkit("exec", "--name", a_name, "master", "--", "bridge", "fdb", "del", vtep, "dev", "flannel.1", "dst",
            str(node1.public_ip), check=True)                                               # a deleted FDB entry
     before = dict(lab.connectivity())
@@ -62,11 +66,17 @@ def test_hand_made_changes_replayed_under_another_name_give_an_empty_diff(two_na
     r = labkit("replay", bundle, "--name", b_name, check=True, timeout=120)
     assert "[not replayed] interactive shell on node2" in r.stdout and "[exit" not in r.stdout, r.stdout
     r = labkit("diff", "--name", b_name, bundle)
+    if r.returncode != 0:   # a unit still starting on a loaded machine: the state settles, the diff empties
+        r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(labkit("diff", "--name", b_name, bundle)),
+                     timeout=20, what=f"an empty diff; it was:\n{r.stdout}{r.stderr}")
     assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), r.stdout
     copy = Lab.attach(b_name)
     assert {n.name: n.subnet_env()["FLANNEL_SUBNET"] for n in copy.nodes} == \
         {n.name: n.subnet_env()["FLANNEL_SUBNET"] for n in lab.nodes}
-    assert dict(copy.connectivity()) == before
+    got = dict(copy.connectivity())
+    if got != before:   # a ping lost to load is tried again; a broken pair stays broken
+        got = dict(copy.connectivity())
+    assert got == before
 
     # the bundle seeds a scenario file that the scenario loader accepts
     seeded = str(tmp_path / "from-report.yaml")
