@@ -47,8 +47,11 @@ def test_hand_made_changes_replayed_under_another_name_give_an_empty_diff(two_na
     time.sleep(1.0)
     labkit("exec", "--name", a_name, "master", "--", "bridge", "fdb", "del", vtep, "dev", "flannel.1", "dst",
            str(node1.public_ip), check=True)                                               # a deleted FDB entry
+    broken = [("master/c1", "node1/c1"), ("node1/c1", "master/c1")]
     before = dict(lab.connectivity())
-    assert sorted(p for p, ok in before.items() if not ok) == [("master/c1", "node1/c1"), ("node1/c1", "master/c1")]
+    if sorted(p for p, ok in before.items() if not ok) != broken:   # a ping lost to load: once more
+        before = dict(lab.connectivity())
+    assert sorted(p for p, ok in before.items() if not ok) == broken
 
     bundle = str(tmp_path / "report.json")
     r = labkit("export", "--name", a_name, "-o", bundle, check=True)
