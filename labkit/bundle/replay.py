@@ -5,7 +5,8 @@ In the order the original lab lived it:
 1. the bundle is read and checked whole (labkit/bundle/model.py) before anything is built;
 2. the lab is built from the spec `up` used (topology, flavour, flags, versions, the config);
 3. between etcd and flanneld, the bundle's leases are put into etcd, each under its key with
-   its value (a lease with a TTL gets the lab's lease TTL, a reservation none): every
+   its value (a lease with a TTL gets the lab's lease TTL, a reservation none; a vxlan
+   lease without its old VtepMAC, see seed_leases): every
    flanneld then finds the lease for its PublicIP and reuses it, as flannel does after a
    reboot (``Found lease ... for current IP ..., reusing``), so every node gets its subnet;
    each node's subnet.env gets the bundle's FLANNEL_SUBNET, before flanneld and before every
@@ -71,22 +72,30 @@ def seed_leases(lab: Lab, bundle: Bundle) -> list[str]:
     for lease in bundle.leases():
         sn = parse_subnet_key(lease["key"])
         try:
-            public_ip = json.loads(lease["value"]).get("PublicIP")
+            attrs = json.loads(lease["value"])
+            public_ip = attrs.get("PublicIP")
         except (ValueError, AttributeError):
             continue
+        value = lease["value"]
+        if attrs.get("BackendType") == "vxlan":
+            # the VtepMAC is the old lab's: peers starting before the owner has renewed its lease would
+            # program an FDB entry for it, and flannel never removes one for a MAC that changed. Without
+            # its type the peers skip the lease ("ignoring non-vxlan v4Subnet", vxlan_network.go) until
+            # its owner reuses it and writes its own VtepMAC and type
+            value = json.dumps({**attrs, "BackendType": "", "BackendData": None}, separators=(",", ":"))
         # a lease outside the Network `up` writes, or of an address no node has, would be
         # deleted or ignored by flanneld: leave it to the transcript (a config change) to recreate
         if sn is None or not sn.subnet_of(network) or public_ip not in ips:
             continue
         ttl = spec.lease_ttl if lease.get("ttl") is not None else None
         if spec.flavour == "legacy":
-            body = {"value": lease["value"], **({"ttl": str(ttl)} if ttl else {})}
+            body = {"value": value, **({"ttl": str(ttl)} if ttl else {})}
             code, got = http_request(lab.state.etcd_socket, "PUT", "/v2/keys" + urllib.parse.quote(lease["key"]), body)
             if code >= 300:
                 raise LabError(f"etcd v2 refused lease {lease['key']}: {got}")
         else:
             client = lab.etcd()
-            client.put(lease["key"], lease["value"], lease=client.lease(ttl) if ttl else None)
+            client.put(lease["key"], value, lease=client.lease(ttl) if ttl else None)
         seeded.append(f"{sn}={public_ip}")
     return seeded
 
