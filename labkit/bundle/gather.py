@@ -64,9 +64,8 @@ def _first_line(argv: list[str]) -> str:
 def versions(lab: Lab) -> dict[str, str]:
     """labkit, the flannel emulated, etcd, the kernel, docker's profile, iproute2."""
     from .. import __version__ as labkit
-    spec = dataclasses.asdict(lab.spec)
-    flannel = spec.get("flannel_version") or {"legacy": "0.7.1 (legacy flavour)",
-                                              "modern": "v0.2x (modern flavour)"}.get(lab.spec.flavour, "?")
+    # the release whose behaviour the lab emulates (--flannel-version, or the flavour's alias)
+    flannel = getattr(lab.spec, "release", None) or dataclasses.asdict(lab.spec).get("flannel_version") or "?"
     return {"labkit": labkit, "flannel": str(flannel), "flavour": lab.spec.flavour,
             "etcd": _first_line(["etcd", "--version"]), "kernel": os.uname().release,
             "docker": lab.spec.docker_profile, "iproute2": _first_line(["ip", "-V"])}
