@@ -74,7 +74,7 @@ def versions(lab: Lab) -> dict[str, str]:
 def etcd_keys(lab: Lab) -> dict[str, Any]:
     """Every key under the lab's prefix, in the v3 and the v2 key spaces, with TTLs."""
     prefix = lab.spec.prefix
-    out: dict[str, Any] = {"api": "v2" if lab.spec.flavour == "legacy" else "v3", "v3": [], "v2": []}
+    out: dict[str, Any] = {"api": "v2" if lab.spec.etcd_v2 else "v3", "v3": [], "v2": []}   # the release's API
     try:
         client = lab.etcd()
         for value, meta in client.get_prefix(prefix + "/"):

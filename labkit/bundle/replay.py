@@ -88,7 +88,7 @@ def seed_leases(lab: Lab, bundle: Bundle) -> list[str]:
         if sn is None or not sn.subnet_of(network) or public_ip not in ips:
             continue
         ttl = spec.lease_ttl if lease.get("ttl") is not None else None
-        if spec.flavour == "legacy":
+        if spec.etcd_v2:   # the release's etcd API (before flannel 0.18: v2)
             body = {"value": value, **({"ttl": str(ttl)} if ttl else {})}
             code, got = http_request(lab.state.etcd_socket, "PUT", "/v2/keys" + urllib.parse.quote(lease["key"]), body)
             if code >= 300:
