@@ -489,6 +489,7 @@ def stop(timeout: float = 3.0) -> int:
         return 0
     holder.close()
     procs = [p for p in members(holder.pid) if p != holder.pid]
+    n = len(procs) + 1
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 1.0)):
         for p in procs:
             try:
@@ -499,7 +500,6 @@ def stop(timeout: float = 3.0) -> int:
         while procs and time.monotonic() < deadline:
             procs = [p for p in procs if _alive(p)]
             time.sleep(0.02)
-    n = len(members(holder.pid))
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.kill(holder.pid, sig)
