@@ -542,13 +542,14 @@ def make_namespaces(uid: int, gid: int) -> None:
     mount namespace with its own /run (netns/, labkit/, the marker). Paths the sandbox
     keeps from the host's /run (the user's runtime dir, KEEP_UNDER_RUN) are opened first
     and bound back after the tmpfs hides them."""
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, blocker_reason(err, host_sysctls()))
     keep = [p for p in (os.environ.get("XDG_RUNTIME_DIR"), *KEEP_UNDER_RUN)
             if p and p.startswith("/run/") and os.path.isdir(p)]
+    # opened in the new mount namespace (a bind from another namespace's mount is EINVAL)
     fds = {p: os.open(p, os.O_PATH | os.O_CLOEXEC) for p in keep}
     try:
-        if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, blocker_reason(err, host_sysctls()))
         _write("/proc/self/setgroups", "deny")
         _write("/proc/self/uid_map", f"0 {uid} 1")
         _write("/proc/self/gid_map", f"0 {gid} 1")
@@ -567,6 +568,10 @@ def make_namespaces(uid: int, gid: int) -> None:
     finally:
         for fd in fds.values():
             os.close(fd)
+    try:  # the sandbox's own devices in /sys/class/net (the host's sysfs stays below)
+        _mount("sysfs", "/sys", "sysfs", 0)
+    except OSError:
+        pass
     _write(MARKER, json.dumps({"uid": uid, "holder": os.getpid(), "created": time.time()}) + "\n")
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True, capture_output=True)
 
