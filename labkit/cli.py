@@ -202,11 +202,24 @@ def _port(value: str) -> int:
     return int(value)
 
 
+def _api_port(value: str) -> int:
+    """--connect PORT, or `hub`: the port of the Hub's API (JUPYTERHUB_API_URL)."""
+    if value == "hub":
+        from urllib.parse import urlsplit
+        url = urlsplit(os.environ.get("JUPYTERHUB_API_URL", ""))
+        if url.hostname not in ("127.0.0.1", "localhost"):
+            raise argparse.ArgumentTypeError(f"JUPYTERHUB_API_URL must be on 127.0.0.1; found {url.geturl()!r}")
+        value = str(url.port or "")
+    return _port(value)
+
+
 def cmd_sandbox_run(a: argparse.Namespace) -> int:
     if not a.command:
         raise LabError("nothing to run: labkit sandbox run -- COMMAND [ARGS...]")
     listeners = [sandbox.listen_on_host(port) for port in a.publish or []]
+    channel = sandbox.start_host_relay(a.connect or [])
     sandbox.enter_early(force=True)  # root too: asked for by name
+    sandbox.hand_over(channel, a.connect or [])
     sandbox.start_relay(listeners)
     try:
         os.execvp(a.command[0], a.command)
@@ -532,10 +545,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Every labkit command joins it first; `run` starts any program in it.")
     sbs = sb.add_subparsers(dest="verb", required=True, metavar="VERB")
     sr = sbs.add_parser("run", help="run CMD inside your sandbox (made if needed): stdin, stdout and the exit "
-                                    "status are CMD's", description="e.g. labkit sandbox run -- jupyter lab")
+                                    "status are CMD's", description="e.g. labkit sandbox run --publish 8888 -- jupyter lab --ip 127.0.0.1 --port 8888")
     sr.add_argument("--publish", type=_port, action="append", metavar="PORT",
                     help="relay the host's 127.0.0.1:PORT to the sandbox's 127.0.0.1:PORT while CMD runs "
                          "(repeatable; `hub`: the port of $JUPYTERHUB_SERVICE_URL)")
+    sr.add_argument("--connect", type=_api_port, action="append", metavar="PORT",
+                    help="the other way: the sandbox's 127.0.0.1:PORT leads to the host's 127.0.0.1:PORT "
+                         "(repeatable; `hub`: the port of $JUPYTERHUB_API_URL, which must be on 127.0.0.1)")
     sr.add_argument("command", nargs=argparse.REMAINDER)
     sr.set_defaults(fn=cmd_sandbox_run)
     ss = sbs.add_parser("status", help="is there a sandbox, its holder, labs and processes")

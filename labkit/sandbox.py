@@ -385,6 +385,49 @@ def start_relay(listeners: list[socket.socket]) -> None:
         os._exit(0)
 
 
+def start_host_relay(ports: list[int]) -> socket.socket | None:
+    """The other direction, for `sandbox run --connect PORT`: the sandbox's 127.0.0.1:PORT
+    leads to the host's 127.0.0.1:PORT (JupyterHub's API, for a server inside). Forked
+    *before* joining, this relay stays in the host's network namespace, where it connects;
+    it receives the listening sockets, made inside, over the returned channel
+    (:func:`hand_over`), and ends with its parent."""
+    if not ports:
+        return None
+    here, there = socket.socketpair()
+    parent = os.getpid()
+    if os.fork() != 0:
+        there.close()
+        return here
+    try:
+        here.close()
+        _libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(0)
+        _, fds, _, _ = socket.recv_fds(there, 16, len(ports))
+        there.close()
+        if fds:
+            _relay([socket.socket(fileno=fd) for fd in fds])
+    finally:
+        os._exit(0)
+
+
+def hand_over(channel: socket.socket | None, ports: list[int]) -> None:
+    """Inside the sandbox: listen on 127.0.0.1:PORT for each port and give the sockets to
+    the host-side relay (start_host_relay)."""
+    if channel is None:
+        return
+    listeners = []
+    for port in ports:
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", port))
+        srv.listen(128)
+        listeners.append(srv)
+    socket.send_fds(channel, [b"L"], [srv.fileno() for srv in listeners])
+    for srv in listeners:
+        srv.close()
+    channel.close()
+
+
 def _relay(listeners: list[socket.socket]) -> None:
     import selectors
     sel = selectors.DefaultSelector()

@@ -178,4 +178,15 @@ def test_sandbox_run_contract(users: tuple[User, User]) -> None:
         assert proc.wait(timeout=10) == 0
     finally:
         proc.kill()
+    # --connect: the host's 127.0.0.1:PORT (the Hub's API) seen from inside
+    host = subprocess.Popen([py, "-c", server], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        r = a.run(py, "-m", "labkit", "sandbox", "run", "--connect", str(port), "--", py, "-c",
+                  "import time, urllib.request\nfor _ in range(50):\n  try:\n"
+                  f"    print(urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=2).status); break\n"
+                  "  except OSError: time.sleep(0.1)", timeout=30)
+        assert r.stdout.strip() == "200", r.stdout + r.stderr
+        assert host.wait(timeout=10) == 0
+    finally:
+        host.kill()
     assert a.labkit("sandbox", "stop").returncode == 0
