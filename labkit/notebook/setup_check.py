@@ -80,7 +80,8 @@ def setup_check() -> Table:
     rows.append(("root", root, ("uid 0 in your sandbox" if sandbox.inside() else "uid 0") if root
                  else f"uid {os.geteuid()}",
                  "" if root else "run JupyterLab with sudo ./run lab, or as yourself in your sandbox: "
-                                 "labkit sandbox run --publish 8888 -- jupyter lab --port 8888 (README: Rootless labs)"))
+                                 "labkit sandbox run --publish 8888 -- jupyter lab --port 8888 "
+                                 "(README: Rootless labs)"))
     rows.append(("Python", sys.version_info >= (3, 11), platform.python_version(),
                  "" if sys.version_info >= (3, 11) else "Python 3.11 or later"))
     rows.append(("Linux kernel", True, platform.release(), ""))
