@@ -540,13 +540,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sb = sub.add_parser("sandbox", help="your rootless sandbox: run a command in it, its status, stop it "
                                         "(README: Rootless labs)",
-                        description="An ordinary user's labs live in a sandbox: a user + mount namespace of "
-                                    "their own (private /run/netns and /run/labkit), kept by a holder process. "
+                        description="An ordinary user's labs live in a sandbox: a user, mount and network "
+                                    "namespace of their own (private /run/netns and /run/labkit), kept by a "
+                                    "holder process. "
                                     "Every labkit command joins it first; `run` starts any program in it.")
     sbs = sb.add_subparsers(dest="verb", required=True, metavar="VERB")
     sr = sbs.add_parser("run", help="run CMD inside your sandbox (made if needed): stdin, stdout and the exit "
-                                    "status are CMD's", description="e.g. labkit sandbox run --publish 8888 -- "
-                                                "jupyter lab --ip 127.0.0.1 --port 8888")
+                                    "status are CMD's",
+                        description="e.g. labkit sandbox run --publish 8888 -- jupyter lab --ip 127.0.0.1 --port 8888")
     sr.add_argument("--publish", type=_port, action="append", metavar="PORT",
                     help="relay the host's 127.0.0.1:PORT to the sandbox's 127.0.0.1:PORT while CMD runs "
                          "(repeatable; `hub`: the port of $JUPYTERHUB_SERVICE_URL)")
