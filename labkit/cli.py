@@ -239,6 +239,9 @@ def cmd_sandbox_status(a: argparse.Namespace) -> int:
               f"labs: {' '.join(st['labs']) or '-'}")  # type: ignore[arg-type]
     else:
         print(f"no sandbox for uid {st['uid']} ({st['runtime_dir']}); making one here: {st['probe']}")
+    if st.get("orphans"):
+        print(f"WARNING: {st['orphans']} processes of a sandbox whose holder died keep labs nobody can reach: "
+              "labkit sandbox stop ends them")
     return 0 if st["running"] else 3
 
 

@@ -499,6 +499,7 @@ def status() -> dict[str, object]:
     rdir = runtime_dir()
     holder = connect(rdir)
     out["runtime_dir"] = rdir
+    out["orphans"] = len(orphans())  # processes of a sandbox whose holder died (`stop` ends them)
     if holder is None:
         out["running"] = False
         out["probe"] = probe() or "ok"
@@ -520,19 +521,30 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
-def stop(timeout: float = 3.0) -> int:
-    """End this user's sandbox: every process in it (SIGTERM, then SIGKILL), the holder
-    last. The kernel then frees its mounts and every network namespace in it: nothing of
-    its labs is left. Returns the number of processes ended (0: there was none)."""
-    if inside():
-        raise SandboxError("labkit sandbox stop ends every process in the sandbox, this one too: "
-                           "run it outside (a login shell, not a Jupyter terminal)")
+def orphans() -> list[int]:
+    """This user's processes in a labkit sandbox whose holder is gone (killed, OOM): they
+    keep its labs alive, unreachable. Found by the marker in their /run; only our own
+    processes are looked at (root's `stop` never touches a learner's)."""
+    mine, own_ns = os.getuid(), _userns_ino("self")
+    live = set()
     holder = connect(runtime_dir())
-    if holder is None:
-        return 0
-    holder.close()
-    procs = [p for p in members(holder.pid) if p != holder.pid]
-    n = len(procs) + 1
+    if holder is not None:
+        holder.close()
+        live = set(members(holder.pid))
+    found = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{p}").st_uid != mine or _userns_ino(p) in (None, own_ns) or int(p) in live:
+                continue
+            if os.path.exists(f"/proc/{p}/root{MARKER}"):
+                found.append(int(p))
+        except OSError:
+            continue
+    return found
+
+
+def _end(procs: list[int], timeout: float) -> None:
+    """SIGTERM, wait up to `timeout`, then SIGKILL what is left."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 1.0)):
         for p in procs:
             try:
@@ -543,19 +555,30 @@ def stop(timeout: float = 3.0) -> int:
         while procs and time.monotonic() < deadline:
             procs = [p for p in procs if _alive(p)]
             time.sleep(0.02)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(holder.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + 1
-        while _alive(holder.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
+
+
+def stop(timeout: float = 3.0) -> int:
+    """End this user's sandbox: every process in it (SIGTERM, then SIGKILL), the holder
+    last, and the processes of a sandbox whose holder died (:func:`orphans`). The kernel
+    then frees its mounts and every network namespace in it: nothing of its labs is left.
+    Returns the number of processes ended (0: there was none)."""
+    if inside():
+        raise SandboxError("labkit sandbox stop ends every process in the sandbox, this one too: "
+                           "run it outside (a login shell, not a Jupyter terminal)")
+    lost = orphans()
+    _end(lost, timeout)
+    holder = connect(runtime_dir())
+    if holder is None:
+        return len(lost)
+    holder.close()
+    procs = [p for p in members(holder.pid) if p != holder.pid]
+    _end(procs, timeout)
+    _end([holder.pid], 1.0)
     try:
         os.unlink(os.path.join(runtime_dir(), SOCKET_NAME))
     except OSError:
         pass
-    return n
+    return len(lost) + len(procs) + 1
 
 
 def _alive(pid: int) -> bool:

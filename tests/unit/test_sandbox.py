@@ -86,3 +86,18 @@ def test_tcpdump_filter_fakes_only_setgroups() -> None:
     assert insns[-1] == (0x06, 0, 0, 0x7FFF0000)  # everything else runs
     # the jumps land where they should: another arch -> allow; another syscall -> allow
     assert 1 + 1 + insns[1][2] == len(insns) - 1 and 3 + 1 + insns[3][2] == len(insns) - 1
+
+
+def test_sandbox_run_ports(monkeypatch) -> None:
+    from labkit.cli import build_parser
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:41234/user/a/")
+    monkeypatch.setenv("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
+    a = build_parser().parse_args(["sandbox", "run", "--publish", "hub", "--connect", "hub", "--publish", "8888",
+                                   "--", "jupyterhub-singleuser"])
+    assert (a.publish, a.connect, a.command) == ([41234, 8888], [8081], ["--", "jupyterhub-singleuser"])
+    for bad in (["--publish", "80"], ["--publish", "x"], ["--connect", "70000"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["sandbox", "run", *bad, "--", "true"])
+    monkeypatch.setenv("JUPYTERHUB_API_URL", "http://10.1.2.3:8081/hub/api")  # a relay reaches 127.0.0.1 only
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sandbox", "run", "--connect", "hub", "--", "true"])
