@@ -419,7 +419,12 @@ def hand_over(channel: socket.socket | None, ports: list[int]) -> None:
     listeners = []
     for port in ports:
         srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("127.0.0.1", port))
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            srv.bind(("127.0.0.1", port))
+        except OSError as e:
+            srv.close()
+            raise SandboxError(f"cannot listen on the sandbox's 127.0.0.1:{port} for --connect: {e.strerror}") from e
         srv.listen(128)
         listeners.append(srv)
     socket.send_fds(channel, [b"L"], [srv.fileno() for srv in listeners])

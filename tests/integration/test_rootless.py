@@ -178,7 +178,10 @@ def test_sandbox_run_contract(users: tuple[User, User]) -> None:
         assert proc.wait(timeout=10) == 0
     finally:
         proc.kill()
-    # --connect: the host's 127.0.0.1:PORT (the Hub's API) seen from inside
+    # --connect: the host's 127.0.0.1:PORT (the Hub's API) seen from inside (another port: the
+    # server above left a TIME_WAIT on its own in the sandbox, without SO_REUSEADDR)
+    port += 1
+    server = server.replace(str(port - 1), str(port))
     host = subprocess.Popen([py, "-c", server], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         r = a.run(py, "-m", "labkit", "sandbox", "run", "--connect", str(port), "--", py, "-c",
@@ -190,3 +193,21 @@ def test_sandbox_run_contract(users: tuple[User, User]) -> None:
     finally:
         host.kill()
     assert a.labkit("sandbox", "stop").returncode == 0
+
+    # a holder killed (OOM, kill -9) leaves what ran inside: status warns, stop ends it
+    sleeper = subprocess.Popen(a.argv(py, "-m", "labkit", "sandbox", "run", "--", "sleep", "60"))
+    try:
+        holder = 0
+        deadline = time.monotonic() + 15
+        while not holder and time.monotonic() < deadline:
+            st = a.run(py, "-m", "labkit", "sandbox", "status", "--json")
+            holder = int(st.stdout.split('"holder": ')[1].split(",")[0]) if '"holder"' in st.stdout else 0
+            time.sleep(0.1)
+        time.sleep(0.5)  # sleep has been exec'd inside
+        os.kill(holder, 9)
+        warn = a.labkit("sandbox", "status", ok=False)
+        assert warn.returncode == 3 and "whose holder died" in warn.stdout, warn.stdout
+        assert "1 processes ended" in a.labkit("sandbox", "stop").stdout
+        assert sleeper.wait(timeout=10) != 0
+    finally:
+        sleeper.kill()
