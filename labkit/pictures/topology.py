@@ -234,8 +234,11 @@ def plan(st: LabStatus) -> list[tuple[int, list[Card]]]:
 
 def _text(g: dw.Group, text: str, x: float, y: float, tone: str = "", *, bold: bool = False,
           size: int = FS, anchor: str = "start") -> None:
-    g.append(dw.Text(text, size, x, y, fill=TONES[tone], font_family=FONT, text_anchor=anchor,
-                     font_weight="bold" if bold else "normal"))
+    # the font family is the drawing's, inherited; only what differs from it is written
+    extra = {"text_anchor": anchor} if anchor != "start" else {}
+    if bold:
+        extra["font_weight"] = "bold"
+    g.append(dw.Text(text, size, x, y, fill=TONES[tone], **extra))
 
 
 def _section(g: dw.Group, lines: list[Line], x: float, y: float, w: float, colours: tuple[str, str],
