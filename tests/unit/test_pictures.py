@@ -181,3 +181,14 @@ def test_cli_refuses_a_bad_file_name_before_reading_the_lab(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("labkit: error: cannot write the picture") and "does not exist" in err
     assert err.count("\n") == 1
+
+
+def test_pictures_sit_below_the_cli_and_the_notebook_layer():
+    """Both the CLI and the notebooks draw with labkit.pictures: it reads a LabStatus and
+    imports nothing from above it (no Lab, no CLI, no notebook layer)."""
+    from tests.unit.test_widgets import imports_of
+    root = __import__("pathlib").Path(__file__).resolve().parents[2] / "labkit" / "pictures"
+    for path in root.glob("*.py"):
+        above = {m for m in imports_of(path) if m.split(".")[-1] in ("lab", "cli", "notebook", "jupyter", "widgets",
+                                                                     "magics", "netns", "scenario")}
+        assert not above, (path.name, above)
