@@ -63,6 +63,7 @@ class Card:
     kind: str                            # "node" | "summary"
     title: str
     badge: str | None = None             # "etcd :2379" on the master
+    badge_bad: bool = False              # ... drawn red: etcd does not answer
     head: list[Line] = field(default_factory=list)
     under: list[Line] = field(default_factory=list)
     over: list[Line] = field(default_factory=list)
@@ -132,7 +133,8 @@ def node_card(st: LabStatus, node: NodeStatus) -> Card:
     """A node as the kernel and etcd see it: every line is one fact from the status."""
     card = Card("node", node.name)
     if st.etcd and st.etcd.split(":")[0] == node.public_ip:
-        card.badge = "etcd :" + st.etcd.rsplit(":", 1)[-1]
+        card.badge = "etcd :" + st.etcd.rsplit(":", 1)[-1] + ("" if st.etcd_ok else " down")
+        card.badge_bad = not st.etcd_ok
     flanneld, docker = node.services.get("flanneld", "?"), node.services.get("docker", "?")
     card.head = [(f"flanneld {flanneld} · docker {docker}",
                   "" if flanneld == docker == "active" else "bad")]
@@ -262,8 +264,9 @@ def _draw_card(d: dw.Drawing, card: Card, x: float, y: float, w: float) -> float
     _text(g, card.title, x + PAD, y + PAD + LH - 4, bold=True, size=FS + 1)
     if card.badge:
         bw = len(card.badge) * CW + 10
-        g.append(dw.Rectangle(x + w - PAD - bw, y + PAD - 1, bw, LH + 2, rx=8, fill=ETCD[0], stroke=ETCD[1]))
-        _text(g, card.badge, x + w - PAD - bw / 2, y + PAD + LH - 4, anchor="middle")
+        g.append(dw.Rectangle(x + w - PAD - bw, y + PAD - 1, bw, LH + 2, rx=8, fill=ETCD[0],
+                              stroke=BAD if card.badge_bad else ETCD[1]))
+        _text(g, card.badge, x + w - PAD - bw / 2, y + PAD + LH - 4, "bad" if card.badge_bad else "", anchor="middle")
         g.append(dw.Title(f"etcd runs on {card.title}"))
     cy = y + PAD + LH + 4
     for t, tone in card.head:

@@ -91,7 +91,8 @@ def test_what_is_wrong_is_drawn_red():
     assert "docker0 172.17.0.1/16 ✗ not in lease" in red and "flannel.1 missing" in red
     st = lab_status(2, etcd_error="etcd is not reachable (Connection refused)")
     st.nodes[1].subnet = None
-    assert "lease ? (etcd down)" in texts(parse(topology(st)))
+    words = texts(parse(topology(st)))
+    assert "lease ? (etcd down)" in words and "etcd :2379 down" in words
 
 
 @pytest.mark.parametrize("backend, device_line", [("host-gw", "no device: peers via eth0"),
