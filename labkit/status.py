@@ -47,6 +47,7 @@ def kernel_state(ipr: Any, device: str) -> dict[str, Any]:
             "port": data.get_attr("IFLA_VXLAN_PORT") if data else None,
             "local": data.get_attr("IFLA_VXLAN_LOCAL") if data else None,
             "learning": bool(data.get_attr("IFLA_VXLAN_LEARNING")) if data else None,
+            "up": link.get_attr("IFLA_OPERSTATE") in ("UP", "UNKNOWN"),   # `ip link set flannel.1 down`: False
         }
         for n in ipr.get_neighbours(family=2, ifindex=idx[0]):
             out["arp"].append({"ip": n.get_attr("NDA_DST"), "mac": n.get_attr("NDA_LLADDR"),

@@ -118,7 +118,9 @@ def _device_lines(st: LabStatus, node: NodeStatus) -> list[Line]:
             return [("no device: peers via eth0", "dim"), (f"routes to peers {routes}", "")]
         return [(f"{expected} missing", "bad"), (f"routes to peers {routes}", "")]
     addr = " ".join(dev.get("addresses") or []) or "no address"
-    lines: list[Line] = [(f"{dev['name']} {addr}", "bad" if addr == "no address" else "")]
+    down = dev.get("up") is False
+    lines: list[Line] = [(f"{dev['name']} {addr}" + (" DOWN" if down else ""),
+                          "bad" if addr == "no address" or down else "")]
     if dev.get("vni") is not None:   # a VXLAN device: what peers need to reach it
         lines.append((f"mtu {dev.get('mtu')} · VNI {dev['vni']} · :{dev.get('port')}", ""))
         lines.append((f"VtepMAC {dev.get('mac')}", ""))

@@ -89,6 +89,9 @@ def test_what_is_wrong_is_drawn_red():
     root = parse(topology(st))
     red = {t.text for t in root.iter(f"{SVG}text") if t.get("fill") == "#c62828"}
     assert "docker0 172.17.0.1/16 ✗ not in lease" in red and "flannel.1 missing" in red
+    st = lab_status(2)
+    st.nodes[1].kernel["device"]["up"] = False              # ip link set flannel.1 down
+    assert "flannel.1 10.108.11.0/32 DOWN" in texts(parse(topology(st)))
     st = lab_status(2, etcd_error="etcd is not reachable (Connection refused)")
     st.nodes[1].subnet = None
     words = texts(parse(topology(st)))
