@@ -257,8 +257,8 @@ def _section(g: dw.Group, lines: list[Line], x: float, y: float, w: float, colou
     return y + h + 4
 
 
-def _draw_card(d: dw.Drawing, card: Card, x: float, y: float, w: float) -> float:
-    """A card at (x, y), `w` wide; returns the y of docker0's band (where veths hang)."""
+def _draw_card(d: dw.Drawing, card: Card, x: float, y: float, w: float) -> None:
+    """A card at (x, y), `w` wide, with its containers hanging below it."""
     g = dw.Group(class_=card.kind)
     dashed = "5,3" if card.kind == "summary" else None
     g.append(dw.Rectangle(x, y, w, card.box_height(), rx=6, fill="white", stroke=INK, stroke_width=1.2,
@@ -269,7 +269,6 @@ def _draw_card(d: dw.Drawing, card: Card, x: float, y: float, w: float) -> float
         g.append(dw.Rectangle(x + w - PAD - bw, y + PAD - 1, bw, LH + 2, rx=8, fill=ETCD[0],
                               stroke=BAD if card.badge_bad else ETCD[1]))
         _text(g, card.badge, x + w - PAD - bw / 2, y + PAD + LH - 4, "bad" if card.badge_bad else "", anchor="middle")
-        g.append(dw.Title(f"etcd runs on {card.title}"))
     cy = y + PAD + LH + 4
     for t, tone in card.head:
         cy += LH
@@ -285,8 +284,7 @@ def _draw_card(d: dw.Drawing, card: Card, x: float, y: float, w: float) -> float
     # containers hang below docker0: one veth each, node end on docker0, other end the container's eth0
     trunk = x + 18
     by = y + card.box_height() + 10
-    shown = [(c, v) for c, v in card.containers]
-    for (name, veth) in shown:
+    for name, veth in card.containers:
         cg = dw.Group(class_="container")
         cg.append(dw.Lines(trunk, docker_y + LH, trunk, by + BOX / 2, x + 30, by + BOX / 2, close=False,
                            fill="none", stroke=DOCKER[1], stroke_width=1.2))
@@ -298,7 +296,6 @@ def _draw_card(d: dw.Drawing, card: Card, x: float, y: float, w: float) -> float
     if card.more_containers:
         _text(g, f"+ {card.more_containers} more containers", x + 38, by + LH, "dim")
     d.append(g)
-    return docker_y
 
 
 def _card_width(cards: list[Card]) -> float:
