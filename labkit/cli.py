@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from . import bench, capture
+from . import bench, capture, sandbox, sandbox_cli
 from .errors import LabError
 from .lab import Lab, clean
 from .services import systemd_failure
@@ -525,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     vs.add_argument("--markdown", action="store_true", help="the table of docs/versions.md")
     ls = sub.add_parser("list", help="running labs")
     ls.set_defaults(fn=cmd_list)
+
+    sandbox_cli.add_parser(sub)
     return p
 
 
@@ -533,7 +535,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "command", None) and args.command[:1] == ["--"]:
         args.command = args.command[1:]
     try:
+        if args.fn.__module__ != sandbox_cli.__name__:  # `sandbox` verbs join (or not) themselves
+            sandbox.enter_early(argv)  # an ordinary user's labs live in their sandbox
         return args.fn(args)
+    except sandbox.SandboxError as e:
+        print(f"labkit: error: {e}", file=sys.stderr)
+        return 1
     except LabError as e:
         print(f"labkit: error: {e}", file=sys.stderr)
         return 1
