@@ -24,6 +24,7 @@ DEFAULT_NAME = os.environ.get("LABKIT_NAME", "lab")
 EPILOG = """examples:
   labkit up --nodes 3 --network 10.108.0.0/16 --backend vxlan --containers 1
   labkit status                     # the cluster as etcd and the kernel see it
+  labkit status --svg lab.svg       # ... and its picture (open lab.svg in a browser)
   labkit exec node1 -- ip -d link show flannel.1
   labkit exec node1 -- cat /run/flannel/subnet.env
   labkit ping master/c1 node1/c1    # container to container, across nodes
@@ -92,9 +93,20 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
+    if a.svg is not None:   # drawsvg is imported only for a picture
+        from .pictures import topology
+        from .pictures.svgfile import check_svg_path
+        check_svg_path(a.svg)   # a bad file name: one line, before anything is read or written
     st = Lab.attach(a.name).status()
+    said = ""
+    if a.svg is not None:
+        pic = topology(st)
+        said = (f"picture: {pic.save(a.svg)} (topology of lab {st.name}, {pic.drawn} of {len(st.nodes)} "
+                "nodes drawn in full)")
     if a.json:
         print(st.to_json(kernel=False))
+        if said:
+            print(said, file=sys.stderr)
         return 0 if st.etcd_ok else 2
     print(f"lab {st.name}: Network {st.network}, backend {st.backend}, etcd prefix {st.prefix}")
     if not st.etcd_ok:
@@ -108,6 +120,8 @@ def cmd_status(a: argparse.Namespace) -> int:
                      n.services["flanneld"], n.services["docker"],
                      " ".join(f"{c.name}={c.ip or 'stopped'}" for c in n.containers) or "-"])
     print(_table(rows))
+    if said:
+        print(said)
     return 0 if st.etcd_ok else 2
 
 
@@ -455,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = add("status", cmd_status, "show nodes, leases, docker0 and containers (from etcd and the kernel)")
     st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--svg", metavar="FILE", help="also draw the topology (nodes, switch, etcd, eth0, flannel's "
+                                                  "device, docker0, veths, containers) into FILE.svg")
 
     ex = add("exec", cmd_exec, "run a command on a node or in a container (NODE, NODE/CONTAINER)")
     ex.add_argument("target")
