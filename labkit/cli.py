@@ -5,13 +5,14 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from . import bench, capture, tally
+from . import bench, capture, sandbox, sandbox_cli, tally, transcript
 from .errors import LabError
 from .lab import Lab, clean
 from .services import systemd_failure
@@ -25,6 +26,7 @@ DEFAULT_NAME = os.environ.get("LABKIT_NAME", "lab")
 EPILOG = """examples:
   labkit up --nodes 3 --network 10.108.0.0/16 --backend vxlan --containers 1
   labkit status                     # the cluster as etcd and the kernel see it
+  labkit status --svg lab.svg       # ... and its picture (open lab.svg in a browser)
   labkit exec node1 -- ip -d link show flannel.1
   labkit exec node1 -- cat /run/flannel/subnet.env
   labkit ping master/c1 node1/c1    # container to container, across nodes
@@ -67,7 +69,8 @@ def _lease_fields(ttl: int | None) -> dict:
 
 def cmd_up(a: argparse.Namespace) -> int:
     if a.blog:
-        spec = blog_spec(a.name, flavour=a.flavour or "legacy", seed=a.seed, docker_version=a.docker_version,
+        spec = blog_spec(a.name, flavour=a.flavour or ("modern" if a.flannel_version else "legacy"), seed=a.seed,
+                         docker_version=a.docker_version, flannel_version=a.flannel_version,
                          flannel_options=a.flannel_options or "", **_lease_fields(a.lease_ttl))
     else:
         spec = LabSpec(name=a.name, nodes=a.nodes, network=a.network, subnet_len=a.subnet_len,
@@ -78,12 +81,13 @@ def cmd_up(a: argparse.Namespace) -> int:
                        router_mtu=a.router_mtu, router_drop_icmp=a.router_drop_icmp, nics=a.nics,
                        iface=a.iface, nat=a.nat or [], nat_public_ip=a.nat_public_ip, outside=a.outside,
                        ip_masq=a.ip_masq, flannel_options=a.flannel_options or "",
-                       docker_version=a.docker_version, **_lease_fields(a.lease_ttl))
+                       docker_version=a.docker_version, flannel_version=a.flannel_version,
+                       **_lease_fields(a.lease_ttl))
     Lab(spec, progress=_progress, built_by="labkit up", ticker=TerminalBar()).up()
     if not spec.write_config:
         print(f"\nflanneld is waiting for {spec.prefix}/config: write it on the master, e.g.\n"
               f"  labkit shell master --name {a.name}\n"
-              + ("  etcdctl set " if spec.flavour == "legacy" else "  etcdctl put ")
+              + ("  etcdctl set " if spec.etcd_v2 else "  etcdctl put ")
               + f"{spec.prefix}/config '{{\"Network\":\"10.108.0.0/16\",\"Backend\": {{\"Type\": \"vxlan\"}}}}'")
     print(f"\nnext: labkit status --name {a.name}    |    labkit check --name {a.name}")
     return 0
@@ -95,9 +99,20 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
+    if a.svg is not None:   # drawsvg is imported only for a picture
+        from .pictures import topology
+        from .pictures.svgfile import check_svg_path
+        check_svg_path(a.svg)   # a bad file name: one line, before anything is read or written
     st = Lab.attach(a.name).status()
+    said = ""
+    if a.svg is not None:
+        pic = topology(st)
+        said = (f"picture: {pic.save(a.svg)} (topology of lab {st.name}, {pic.drawn} of {len(st.nodes)} "
+                "nodes drawn in full)")
     if a.json:
         print(st.to_json(kernel=False))
+        if said:
+            print(said, file=sys.stderr)
         return 0 if st.etcd_ok else 2
     print(f"lab {st.name}: Network {st.network}, backend {st.backend}, etcd prefix {st.prefix}")
     if not st.etcd_ok:
@@ -114,6 +129,8 @@ def cmd_status(a: argparse.Namespace) -> int:
     print(_table(rows))
     if note:
         print(note)
+    if said:
+        print(said)
     return 0 if st.etcd_ok else 2
 
 
@@ -145,12 +162,19 @@ def _status_nodes(nodes: list[NodeStatus], everything: bool) -> tuple[list[NodeS
 def cmd_exec(a: argparse.Namespace) -> int:
     if not a.command:
         raise LabError("nothing to run: labkit exec NODE -- COMMAND [ARGS...]")
-    argv, env = Lab.attach(a.name).command(a.target, a.command)
+    lab = Lab.attach(a.name)
+    argv, env = lab.command(a.target, a.command)
+    if a.command[0] in ("bash", "sh") and "-c" not in a.command:  # a shell of its own: interactive
+        transcript.record_interactive(lab.state, a.target, "labkit exec")
+    else:
+        transcript.record(lab.state, {"on": a.target, "argv": list(a.command)}, "labkit exec")
     return subprocess.call(argv, env=env)  # stdin, stdout and stderr stay the user's
 
 
 def cmd_shell(a: argparse.Namespace) -> int:
-    argv, env = Lab.attach(a.name).command(a.target, ["bash", "--norc", "-i"])
+    lab = Lab.attach(a.name)
+    argv, env = lab.command(a.target, ["bash", "--norc", "-i"])
+    transcript.record_interactive(lab.state, a.target)  # noted; what is typed in it is not seen
     env["PS1"] = "[root@\\h \\W]# "
     os.chdir(os.path.expanduser("~"))  # a login lands in root's home, as on the blog's hosts
     os.execvpe(argv[0], argv, env)
@@ -179,7 +203,7 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_link(a: argparse.Namespace) -> int:
-    print(Lab.attach(a.name).link(a.node, a.action))
+    print(Lab.attach(a.name).link(a.node, a.action, via="labkit link"))
     return 0
 
 
@@ -189,7 +213,10 @@ def cmd_logs(a: argparse.Namespace) -> int:
 
 
 def cmd_service(a: argparse.Namespace) -> int:
-    svc = Lab.attach(a.name).node(a.node).service(a.service)
+    lab = Lab.attach(a.name)
+    svc = lab.node(a.node).service(a.service)
+    if a.action != "status":
+        transcript.record(lab.state, {"action": a.action, "service": a.service, "on": a.node}, "labkit service")
     if a.action == "status":
         print(f"{a.service}@{a.node}: {svc.status()} (pid {svc.pid() or '-'})")
         return 0 if svc.is_active() else 3
@@ -265,6 +292,51 @@ def cmd_capture(a: argparse.Namespace) -> int:
     return 0 if cap.packets else 1
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from .bundle import export
+    data = export(Lab.attach(a.name), a.output)
+    steps = sum(1 for e in data["transcript"] if "step" in e)
+    print(f"lab {a.name}: bundle written to {a.output} ({os.path.getsize(a.output)} bytes; {len(data['nodes'])} "
+          f"nodes, {len(data['etcd'][data['etcd']['api']])} etcd keys, {steps} commands in the transcript)")
+    return 0
+
+
+def cmd_replay(a: argparse.Namespace) -> int:
+    from .bundle import replay
+    from .bundle.replay import plan
+    if a.dry_run:
+        print("\n".join(plan(a.file)))
+        return 0
+    _, result = replay(a.file, a.name, progress=_progress)
+    print(result.text())
+    print(f"\nnext: labkit diff --name {a.name} {a.file}    |    labkit check --name {a.name}")
+    return 0
+
+
+def cmd_diff(a: argparse.Namespace) -> int:
+    from .bundle import diff_lab, load
+    bundle = load(a.file)   # checked before the lab is read
+    out = diff_lab(Lab.attach(a.name), bundle, context=a.context)
+    sys.stdout.write(out)
+    return 1 if out else 0
+
+
+def cmd_versions(a: argparse.Namespace) -> int:
+    from .flannel import versions
+    if a.version:
+        try:
+            p = versions.profile(a.version)
+        except versions.VersionError as e:
+            raise LabError(str(e), field="flannel_version") from None
+        print(f"flannel {p.release}")
+        for name, value in p.values().items():
+            era = versions.SWITCH[name].at(p.release)
+            print(f"  {name:<19} {value:<16} {era.what}  [{era.source}]")
+        return 0
+    print(versions.markdown() if a.markdown else versions.text(), end="" if a.markdown else "\n")
+    return 0
+
+
 def cmd_list(a: argparse.Namespace) -> int:
     for name in list_labs():
         print(name)
@@ -274,6 +346,18 @@ def cmd_list(a: argparse.Namespace) -> int:
 def cmd_scenario(a: argparse.Namespace) -> int:
     """`labkit scenario list|show|start|check|hint|solve|verify|down` (README: Scenarios)."""
     from .scenario import engine, model
+    if a.verb == "from-bundle":
+        from .bundle import load, scenario_yaml
+        name = os.path.splitext(os.path.basename(a.output))[0]
+        if not a.output.endswith((".yaml", ".yml")) or not re.match(model.NAME_RE, name):
+            raise LabError(f"-o must be NAME.yaml with NAME of lower-case letters, digits and '-'; got {a.output!r}")
+        if os.path.exists(a.output):
+            raise LabError(f"{a.output} exists; pick another file name")
+        text = scenario_yaml(load(a.file), name)
+        with open(a.output, "x") as f:
+            f.write(text)
+        print(f"scenario {name} written to {a.output}: fill in its TODOs, then labkit scenario verify {a.output}")
+        return 0
     if a.verb == "list":
         found, bad = model.load_all()
         if a.json:
@@ -282,7 +366,9 @@ def cmd_scenario(a: argparse.Namespace) -> int:
         else:
             rows = [["NAME", "TOPIC", "DIFFICULTY", "FLAVOUR", "MIN", "TITLE"]]
             rows += [[s.name, s.tags.get("topic", ""), s.tags.get("difficulty", ""),
-                      s.tags.get("flavour", s.lab.get("flavour", "modern")), str(s.minutes), s.title] for s in found]
+                      s.tags.get("flavour", s.lab.get("flavour", "modern"))
+                      + (f" {s.lab['flannel_version']}" if s.lab.get("flannel_version") else ""),
+                      str(s.minutes), s.title] for s in found]
             print(_table(rows))
             for e in bad:
                 print(f"\nrefused:\n{e}", file=sys.stderr)
@@ -404,6 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--flavour", choices=["modern", "legacy"], default=None,
                     help="modern: flannel v0.2x, etcd v3 (default); legacy: flannel 0.7.1 as CentOS 7 "
                          "shipped it, etcd v2")
+    up.add_argument("--flannel-version", default=None, metavar="V",
+                    help="a flannel release, 0.7.1 to 0.28.9 (v prefix optional, 0.9 = newest 0.9.x; legacy = "
+                         "0.7.1, modern = 0.28.0): the lab's flanneld behaves as that release's profile "
+                         "(`labkit versions` lists the switches and their sources)")
     up.add_argument("--docker-version", default=None, metavar="VERSION",
                     help="docker profile: 1.12 (pre-1.13, CentOS 7's; default with --flavour legacy), "
                          "1.13 or 24.0 (default with modern). Every dockerd turns ip_forward on and "
@@ -419,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.add_argument("--all", action="store_true", help=f"every node (a lab of more than {STATUS_ROWS} nodes "
                                                        "shows the ones with a problem and a summary)")
+    st.add_argument("--svg", metavar="FILE", help="also draw the topology (nodes, switch, etcd, eth0, flannel's "
+                                                  "device, docker0, veths, containers) into FILE.svg")
 
     ex = add("exec", cmd_exec, "run a command on a node or in a container (NODE, NODE/CONTAINER)")
     ex.add_argument("target")
@@ -523,9 +615,36 @@ def build_parser() -> argparse.ArgumentParser:
             vp.add_argument("--json", action="store_true", help="machine-readable output")
         if verb == "show":
             vp.add_argument("--solution", action="store_true", help="also the solution and the explanation")
+    fb = scs.add_parser("from-bundle", help="a scenario skeleton from a bundle (labkit export)",
+                        description="write a valid scenario file whose lab is the bundle's and whose fault is "
+                                    "its transcript; fill in the task, hints and solution")
+    fb.add_argument("file", help="the bundle (labkit export -o FILE)")
+    fb.add_argument("-o", "--output", required=True, help="the new scenario file, NAME.yaml")
+    fb.set_defaults(fn=cmd_scenario)
 
+    xp = add("export", cmd_export, "write the lab's state as one JSON file for a bug report: spec, versions, "
+                                   "etcd keys, each node's flags, links, routes, ARP, FDB, iptables, sysctls, "
+                                   "flannel files, units and logs, and the commands typed since up")
+    xp.add_argument("-o", "--output", required=True, metavar="FILE", help="the bundle file to write")
+    rp = add("replay", cmd_replay, "build a new lab in a bundle's state: its spec, its leases, then the "
+                                   "commands of its transcript (interactive sessions are listed, not replayed)")
+    rp.add_argument("file", help="a bundle written by labkit export")
+    rp.add_argument("--dry-run", action="store_true", help="check the bundle and list what would be done "
+                                                           "(every command), build nothing")
+    df = add("diff", cmd_diff, "what differs between a running lab and a bundle, ignoring what cannot be "
+                               "the same (names, MACs, veth names, ids, timestamps, counters, TTLs left); "
+                               "exit 1 when something differs")
+    df.add_argument("file", help="a bundle written by labkit export")
+    df.add_argument("-U", "--context", type=int, default=1, help="lines of context (default 1)")
+
+    vs = add("versions", cmd_versions, "the flannel releases a lab can run (--flannel-version) and what "
+             "changes between them, each switch with flannel's source file or PR")
+    vs.add_argument("version", nargs="?", help="one release: its switches")
+    vs.add_argument("--markdown", action="store_true", help="the table of docs/versions.md")
     ls = sub.add_parser("list", help="running labs")
     ls.set_defaults(fn=cmd_list)
+
+    sandbox_cli.add_parser(sub)
     return p
 
 
@@ -534,7 +653,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "command", None) and args.command[:1] == ["--"]:
         args.command = args.command[1:]
     try:
+        if args.fn.__module__ != sandbox_cli.__name__:  # `sandbox` verbs join (or not) themselves
+            sandbox.enter_early(argv)  # an ordinary user's labs live in their sandbox
         return args.fn(args)
+    except sandbox.SandboxError as e:
+        print(f"labkit: error: {e}", file=sys.stderr)
+        return 1
     except LabError as e:
         print(f"labkit: error: {e}", file=sys.stderr)
         return 1

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import netns, tally
+from . import netns, tally, transcript
 from .capture import MAX_PING_COUNT, Capture, capture
 from .docker import containers
 from .docker.containers import Container
@@ -62,8 +62,10 @@ LINK_ACTIONS = ("down", "up", "del", "add")
 def preflight() -> None:
     """Root and the binaries a lab needs; one clear message for the first problem."""
     if os.geteuid() != 0:
-        raise LabError("labkit must run as root: it creates network namespaces, "
-                       "veth pairs and VXLAN devices (try: sudo labkit ...)")
+        raise LabError("labkit must run as root or in your sandbox: it creates network namespaces, veth "
+                       "pairs and VXLAN devices. The labkit command joins your sandbox by itself; a program "
+                       "such as Jupyter must be started in it: labkit sandbox run --publish 8888 -- "
+                       "jupyter lab --ip 127.0.0.1 --port 8888")
     missing = [f"{b} (Debian package {p})" for b, p in REQUIRED_BINARIES.items() if not shutil.which(b)]
     if missing:
         raise LabError("missing programs: " + ", ".join(missing) + "; run ./run setup to install them")
@@ -133,6 +135,8 @@ class Lab:
         self.built_by = built_by or "a python process"   # recorded in owner.json by up()
         self.nodes = [Node(self.state, self.spec, i) for i in range(self.spec.nodes)]
         self._etcd: Any = None  # python-etcd3's client (untyped)
+        # a step between etcd and flanneld (a bundle's replay puts its leases into etcd there)
+        self.before_flanneld: Callable[[], object] | None = None
 
     @classmethod
     def attach(cls, name: str = "lab", progress: Callable[[str], object] | None = None) -> "Lab":
@@ -193,6 +197,8 @@ class Lab:
             self._step("etcd", self._start_etcd)
             if self.spec.write_config:
                 self._step("network config", self.write_config)
+            if self.before_flanneld is not None:
+                self._step("before flanneld", self.before_flanneld)
             # Like a host at boot: flanneld, then docker. Without a config in etcd, flanneld
             # waits for one (retrying every second) and docker gets its default bridge.
             self._step("flanneld", lambda: self.start_flanneld(wait=self.spec.write_config))
@@ -201,6 +207,9 @@ class Lab:
                 self._step("containers", self._start_containers)
             if self.spec.write_config:
                 self._step("converge", self.wait_converged)
+            # the transcript (labkit/transcript.py) opens with what `up` built: the spec, each node's subnet
+            transcript.start(self.state, self.spec.to_dict(),
+                             {n.name: n.subnet_env().get("FLANNEL_SUBNET") for n in self.nodes})
         except BaseException as e:
             self.progress(f"build failed ({e}); removing the half-built lab")
             self.down()
@@ -280,13 +289,15 @@ class Lab:
         """The NIC a node reaches the cluster with: eth0, eth1 with two NICs (eth0 behind a NAT)."""
         return "eth0" if node in self.spec.nat else self.spec.uplink_ifname()
 
-    def link(self, node: str, action: str) -> str:
+    def link(self, node: str, action: str, record: bool = True, via: str = "python") -> str:
         """Unplug and replug a node: `down`/`up` act on its cable (the switch port), `del`/`add`
         delete and re-create its uplink NIC with the same address, MTU and routes (a NIC that
         is re-created, flannel #2247). Returns what was done, in one line."""
         n = self.node(node)
         if action not in LINK_ACTIONS:
             raise LabError(f"unknown link action {action!r}: use one of {', '.join(LINK_ACTIONS)}")
+        if record:
+            transcript.record(self.state, {"action": "link", "on": n.name, "verb": action}, via)
         ifname, spec = self.uplink(n.name), self.spec
         where = f"{self.state.netns('nat-' + n.name)}'s" if n.name in spec.nat else "the node's"
         if action in ("down", "up"):
@@ -348,7 +359,7 @@ class Lab:
     def write_config(self, config: str | None = None) -> str:
         """`etcdctl put <prefix>/config '<json>'` (the spec's config unless one is given)."""
         value = config if config is not None else self.spec.network_config_json()
-        if self.spec.flavour == "legacy":  # flannel 0.7 reads the etcd v2 key space
+        if self.spec.etcd_v2:  # flannel before 0.18 reads the etcd v2 key space
             V2Client(self.state.etcd_socket).set(f"{self.spec.prefix}/config", value)
         else:
             self.etcd().put(f"{self.spec.prefix}/config", value)
@@ -481,6 +492,7 @@ class Lab:
             except Exception as e2:  # keep the first error; say what is left
                 self.progress(f"removing {node.name} failed too: {e2}")
             raise
+        transcript.record_change(self.state, {"nodes": len(self.nodes)}, "add_node")
         return node
 
     def remove_node(self, name: str | None = None, revoke: bool = True) -> str:
@@ -510,6 +522,7 @@ class Lab:
         self._adopt(dataclasses.replace(self.spec, nodes=len(self.nodes)))
         self.state.create(self.spec)
         said.append(f"namespace {node.ns} removed")
+        transcript.record_change(self.state, {"nodes": len(self.nodes), "revoke": revoke}, "remove_node")
         return "; ".join(s for s in said if s)
 
     def _revoke_lease(self, node: Node) -> str:
@@ -520,7 +533,7 @@ class Lab:
                     continue
             except ValueError:
                 continue
-            if self.spec.flavour == "legacy":
+            if self.spec.etcd_v2:
                 http_request(self.state.etcd_socket, "DELETE", "/v2/keys" + urllib.parse.quote(key))
                 return f"lease {sn} deleted"
             _, meta = self.etcd().get(key)
@@ -589,7 +602,7 @@ class Lab:
 
     def _peers_known(self, node: Node) -> int:
         """How many peers this node's flanneld has programmed into the kernel."""
-        if self.spec.flavour == "legacy":  # flannel 0.7: one FDB entry per peer, no routes
+        if self.spec.profile.legacy_daemon and self.spec.backend == "vxlan":  # 0.7/0.8: FDB per peer, no routes
             def fdb(ipr: Any) -> int:
                 idx = ipr.link_lookup(ifname=f"flannel.{self.spec.vni or 1}")
                 return 0 if not idx else sum(1 for n in ipr.get_neighbours(family=AF_BRIDGE, ifindex=idx[0])
@@ -649,6 +662,9 @@ class Lab:
                 self._adopt(dataclasses.replace(self.spec, **{f: getattr(new, f) for f in RECONFIGURABLE
                                                               if f != "nodes"}))
                 self.state.create(self.spec)  # spec.json: `labkit status` shows the new config
+                transcript.record_change(self.state, {f: getattr(new, f) for f in RECONFIGURABLE
+                                                      if f != "nodes" and getattr(new, f) != getattr(old, f)},
+                                         "reconfigure")
                 return self.write_config()
             steps.append((f"etcdctl put {new.prefix}/config '{new.network_config_json()}'", write))
             steps.append(("flanneld: stop on every node", self._stop_flanneld))
@@ -704,7 +720,7 @@ class Lab:
     def _remove_and_wait(self, node: Node, revoke: bool, timeout: float) -> str:
         subnet = node.subnet_env().get("FLANNEL_SUBNET")
         said = self.remove_node(node.name, revoke=revoke)
-        if revoke and subnet and self.spec.flavour != "legacy" and self.spec.backend != "udp":
+        if revoke and subnet and not self.spec.profile.legacy_daemon and self.spec.backend != "udp":
             gone = ipaddress.IPv4Interface(subnet).network
             deadline = time.monotonic() + timeout
             while any(gone in self.gateway_subnets(n) for n in self.nodes):
@@ -764,7 +780,7 @@ class Lab:
     # -- looking at it -------------------------------------------------------------------
     def leases(self) -> dict[str, tuple[str, str]]:
         """{subnet: (key, value json)} straight from etcd."""
-        if self.spec.flavour == "legacy":
+        if self.spec.etcd_v2:
             pairs = V2Client(self.state.etcd_socket).list(f"{self.spec.prefix}/subnets")
         else:
             pairs = [(meta.key.decode(), value.decode())
@@ -784,7 +800,7 @@ class Lab:
         """The config as it is in etcd now (a learner may have changed it), or None."""
         key = f"{self.spec.prefix}/config"
         try:
-            if self.spec.flavour == "legacy":
+            if self.spec.etcd_v2:
                 return V2Client(self.state.etcd_socket).get(key)
             value, _ = self.etcd().get(key)
             return value.decode() if value is not None else None
@@ -824,15 +840,29 @@ class Lab:
         return netns.nsexec_argv(rec.netns, argv, node.view(hostname=rec.name)), node.env()
 
     def exec(self, target: str, argv: list[str], timeout: float | None = 60,
-             input: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run argv on a node or in a container; returns CompletedProcess (text)."""
+             input: str | None = None, record: bool = True,
+             via: str = "python") -> subprocess.CompletedProcess[str]:
+        """Run argv on a node or in a container; returns CompletedProcess (text).
+
+        A command typed into a node is recorded in the lab's transcript (labkit/transcript.py)
+        with its argv; the lab's own probes (ping, checks) pass ``record=False``."""
         full, env = self.command(target, argv)
+        if record:
+            step: dict[str, Any] = {"on": target, "argv": list(argv)}
+            if input is not None:
+                step["input"] = input
+            transcript.record(self.state, step, via)
         return subprocess.run(full, capture_output=True, text=True, env=env, timeout=timeout, input=input,
                               stdin=subprocess.DEVNULL if input is None else None)
 
-    def sh(self, target: str, script: str, timeout: float | None = 60) -> subprocess.CompletedProcess[str]:
-        """Run a shell command line on a node or in a container, as typed at its prompt."""
-        return self.exec(target, ["bash", "-c", script], timeout=timeout)
+    def sh(self, target: str, script: str, timeout: float | None = 60, record: bool = True,
+           via: str = "python") -> subprocess.CompletedProcess[str]:
+        """Run a shell command line on a node or in a container, as typed at its prompt
+        (recorded in the transcript as that line unless ``record=False``)."""
+        if record:
+            self.command(target, ["true"])  # an unknown target is refused before it is recorded
+            transcript.record(self.state, {"on": target, "run": script}, via)
+        return self.exec(target, ["bash", "-c", script], timeout=timeout, record=False)
 
     def address_of(self, target: str) -> ipaddress.IPv4Address:
         node, rec = self.resolve(target)
@@ -861,7 +891,7 @@ class Lab:
         except ValueError:
             ip = self.address_of(dst)
         r = self.exec(src, ["ping", "-c", str(count), "-i", "0.2", "-W", str(max(1, int(timeout))),
-                            str(ip)], timeout=timeout * count + 5)
+                            str(ip)], timeout=timeout * count + 5, record=False)
         return r.returncode == 0, r.stdout + r.stderr
 
     def endpoints(self) -> list[str]:

@@ -206,7 +206,7 @@ def judge_log(expect: str, log: str, regex: str, what: str) -> Verdict:
 # -- gathering ---------------------------------------------------------------------------------------
 def _sh(lab: Lab, target: str, script: str, timeout: float = CMD_TIMEOUT) -> tuple[int, str]:
     try:
-        r = lab.sh(target, script, timeout=timeout)
+        r = lab.sh(target, script, timeout=timeout, record=False)  # a probe, not typed
     except LabError as e:
         return 255, str(e)
     except Exception as e:  # subprocess.TimeoutExpired
@@ -343,7 +343,7 @@ def _iptables(lab: Lab, c: Check) -> Verdict:
 
 def _etcd(lab: Lab, c: Check) -> Verdict:
     from ..etcd import V2Client
-    api = c.get("api") or ("v2" if lab.spec.flavour == "legacy" else "v3")
+    api = c.get("api") or ("v2" if lab.spec.etcd_v2 else "v3")
     value: str | None
     if api == "v2":
         value = V2Client(lab.state.etcd_socket).get(c["key"])
