@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from . import bench, capture
+from .classroom import cli as classroom_cli
 from .errors import LabError
 from .lab import Lab, clean
 from .services import systemd_failure
@@ -478,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
             vp.add_argument("--json", action="store_true", help="machine-readable output")
         if verb == "show":
             vp.add_argument("--solution", action="store_true", help="also the solution and the explanation")
+
+    classroom_cli.add_parser(sub)
 
     ls = sub.add_parser("list", help="running labs")
     ls.set_defaults(fn=cmd_list)
