@@ -1,0 +1,19 @@
+"""`python -m labkit ...`: the CLI. An ordinary user's command joins their sandbox here,
+before labkit.cli's imports (pyroute2, scapy, grpc) can start a thread: a process can
+join a user namespace only while it is single-threaded (labkit/sandbox.py)."""
+import sys
+
+from labkit import sandbox
+
+_args = sys.argv[1:]
+_verb = [a for a in _args if not a.startswith("-")][:2]
+if _verb[:1] != ["sandbox"] or _verb[1:2] == ["run"]:
+    try:
+        sandbox.enter_early(_args, force=_verb == ["sandbox", "run"])
+    except sandbox.SandboxError as _e:
+        print(f"labkit: error: {_e}", file=sys.stderr)
+        sys.exit(1)
+
+from labkit.cli import main  # noqa: E402  (after joining the sandbox, on purpose)
+
+sys.exit(main())
