@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import sys
 from dataclasses import asdict, dataclass, field
@@ -136,4 +137,7 @@ def serve(s: Settings) -> None:
     os.environ["PYTHONPATH"] = ROOT
     os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
     os.chdir(s.state)
+    # started from a background job, SIGINT would be ignored and inherited: the hub stops its
+    # services (idle culler, trainer's view) with SIGINT, so they must not ignore it
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.execv(sys.executable, [sys.executable, "-m", "jupyterhub", "-f", CONFIG])

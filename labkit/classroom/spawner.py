@@ -56,6 +56,14 @@ class SandboxSpawner(LocalProcessSpawner):
 
     _procs_files: list[str] = []
 
+    def get_args(self) -> list[str]:
+        args: list[str] = super().get_args()
+        if self.sandbox:
+            # inside the sandbox the learner is uid 0 of their own user namespace (no power
+            # outside it); Jupyter would refuse "root" without this
+            args.append("--ServerApp.allow_root=True")
+        return args
+
     def get_env(self) -> dict[str, str]:
         env: dict[str, str] = super().get_env()
         env["PYTHONPATH"] = ROOT

@@ -164,6 +164,7 @@ def add(users: list[tuple[str, str | None]]) -> list[Learner]:
             password = password or secrets.token_urlsafe(9)
             subprocess.run(["chpasswd"], input=f"{name}:{password}\n", check=True, capture_output=True, text=True)
             pw = pwd.getpwnam(name)
+            os.chmod(pw.pw_dir, 0o700)   # a classmate reads nothing in it (useradd's default is 0755)
             made.append(Learner(name, pw.pw_uid, pw.pw_dir, password))
     except subprocess.CalledProcessError as e:
         # never half a class: the accounts made by this call go again
