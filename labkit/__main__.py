@@ -7,9 +7,9 @@ from labkit import sandbox
 
 _args = sys.argv[1:]
 _verb = [a for a in _args if not a.startswith("-")][:2]
-if _verb[:1] != ["sandbox"] or _verb[1:2] == ["run"]:
+if _verb[:1] != ["sandbox"]:  # `sandbox run` joins in cli (after opening --publish ports)
     try:
-        sandbox.enter_early(_args, force=_verb == ["sandbox", "run"])
+        sandbox.enter_early(_args)
     except sandbox.SandboxError as _e:
         print(f"labkit: error: {_e}", file=sys.stderr)
         sys.exit(1)

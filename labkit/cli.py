@@ -193,10 +193,22 @@ def cmd_reconfigure(a: argparse.Namespace) -> int:
     return 0
 
 
+def _port(value: str) -> int:
+    """--publish PORT (1024-65535), or `hub`: the port JupyterHub gave the server."""
+    if value == "hub":
+        from urllib.parse import urlsplit
+        value = str(urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", "")).port or "")
+    if not value.isdigit() or not 1024 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 1024-65535 or `hub`; found {value!r}")
+    return int(value)
+
+
 def cmd_sandbox_run(a: argparse.Namespace) -> int:
     if not a.command:
         raise LabError("nothing to run: labkit sandbox run -- COMMAND [ARGS...]")
+    listeners = [sandbox.listen_on_host(port) for port in a.publish or []]
     sandbox.enter_early(force=True)  # root too: asked for by name
+    sandbox.start_relay(listeners)
     try:
         os.execvp(a.command[0], a.command)
     except OSError as e:
@@ -524,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     sbs = sb.add_subparsers(dest="verb", required=True, metavar="VERB")
     sr = sbs.add_parser("run", help="run CMD inside your sandbox (made if needed): stdin, stdout and the exit "
                                     "status are CMD's", description="e.g. labkit sandbox run -- jupyter lab")
+    sr.add_argument("--publish", type=_port, action="append", metavar="PORT",
+                    help="relay the host's 127.0.0.1:PORT to the sandbox's 127.0.0.1:PORT while CMD runs "
+                         "(repeatable; `hub`: the port of $JUPYTERHUB_SERVICE_URL)")
     sr.add_argument("command", nargs=argparse.REMAINDER)
     sr.set_defaults(fn=cmd_sandbox_run)
     ss = sbs.add_parser("status", help="is there a sandbox, its holder, labs and processes")

@@ -34,6 +34,10 @@ MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 
 NETNS_DIR = "/run/netns"
+SANDBOX_MARKER = "/run/.labkit-sandbox"  # labkit.sandbox.MARKER (not imported: this module stays light)
+# In a sandbox a node shows none of the host's home directories: empty tmpfs over these
+# (and over $HOME), with only what the lab runs from (labkit, the venv, Python) bound back.
+HOMES = ("/home", "/root")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -50,9 +54,9 @@ def _check(ret: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def _mount(src: str | None, dst: str, fstype: str | None, flags: int) -> None:
+def _mount(src: str | None, dst: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     _check(_libc.mount(src and src.encode(), dst.encode(),
-                       fstype and fstype.encode(), flags, None), f"mount {dst}")
+                       fstype and fstype.encode(), flags, data and data.encode()), f"mount {dst}")
 
 
 def _mountpoints() -> Iterator[str]:
@@ -68,6 +72,42 @@ def _has_etc_overlay(upper: str) -> bool:
         return any(line.split()[4] == "/etc" and f"upperdir={upper}," in line + "," for line in f)
 
 
+def _needed() -> list[str]:
+    """What a node's programs need from the host: labkit's source, the venv, its Python."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = [here, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)})
+
+
+def _hide_homes() -> None:
+    """Empty tmpfs over the home directories; bind back the needed paths below them.
+    Each needed path is opened before the tmpfs hides it and mounted from its fd."""
+    home = os.environ.get("HOME", "")
+    hidden = [h for h in HOMES + ((os.path.realpath(home),) if home.startswith("/") else ())
+              if os.path.isdir(h) and h not in ("/", "/tmp", "/usr", "/run")]
+    hidden = [h for h in hidden if not any(h != o and h.startswith(o + "/") for o in hidden)]
+    keep = [p for p in _needed() if any(p == h or p.startswith(h + "/") for h in hidden)]
+    fds = {p: os.open(p, os.O_PATH | os.O_CLOEXEC) for p in keep}
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = "/"
+    try:
+        for h in hidden:
+            _mount("labkit-node-home", h, "tmpfs", 0, "mode=0755,size=16m")
+        for p, fd in fds.items():
+            os.makedirs(p, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    os.makedirs("/root", exist_ok=True)
+    os.environ["HOME"] = "/root"  # a node's root logs in to /root, as on a host
+    if any(cwd == h or cwd.startswith(h + "/") for h in hidden):
+        os.chdir("/root")
+
+
 def enter(netns: str, binds: Iterable[tuple[str, str]] = (), etc: tuple[str, str] | None = None,
           hostname: str | None = None) -> None:
     """Move the calling process into `netns` with a private view of `binds`.
@@ -77,6 +117,7 @@ def enter(netns: str, binds: Iterable[tuple[str, str]] = (), etc: tuple[str, str
     `etc` is (upper_dir, work_parent) of an overlay laid over /etc; each mount gets its
     own work dir inside work_parent.
     """
+    sandboxed = os.path.exists(SANDBOX_MARKER)
     fd = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY | os.O_CLOEXEC)
     try:
         _check(_libc.setns(fd, CLONE_NEWNET), f"setns {netns}")
@@ -88,8 +129,12 @@ def enter(netns: str, binds: Iterable[tuple[str, str]] = (), etc: tuple[str, str
             continue
         _libc.mount(None, mountpoint.encode(), None, MS_PRIVATE, None)
     # A fresh sysfs shows this network namespace's devices (what `ip netns exec` does too).
-    if _libc.umount2(b"/sys", MNT_DETACH) == 0:
+    # In a sandbox the inherited /sys is locked to its parent mount (user_namespaces(7)):
+    # it cannot be unmounted, so the new sysfs goes on top of it.
+    if _libc.umount2(b"/sys", MNT_DETACH) == 0 or sandboxed:
         _mount(netns, "/sys", "sysfs", 0)
+    if sandboxed:
+        _hide_homes()
     for src, dst in binds:
         os.makedirs(dst, exist_ok=True)
         _mount(src, dst, None, MS_BIND | MS_REC)

@@ -13,8 +13,10 @@ One sandbox per user:
   namespace (uid/gid map ``0 <uid> 1``, setgroups denied: no newuidmap needed) and a mount
   namespace with a private tmpfs on ``/run``, so the sandbox has its own ``/run/netns``
   and ``/run/labkit``; the user's runtime directory is bound back so it keeps its path.
-  The sandbox keeps the host's network namespace: a Jupyter server in it can listen on
-  127.0.0.1 for JupyterHub, yet has no power over that namespace (owned by the host).
+  It also has a network namespace of its own, with only a loopback: tools such as
+  ``ip netns add`` step back into the namespace they came from, which must be one the
+  sandbox owns. Nothing inside can listen on the host; ``labkit sandbox run --publish
+  PORT`` relays the host's 127.0.0.1:PORT to the sandbox's (a Jupyter server for the hub).
 * it is found through a unix socket in the user's runtime directory
   (``$XDG_RUNTIME_DIR/labkit/``, or ``/tmp/labkit-<uid>/`` created 0700 and checked);
   ``SO_PEERCRED`` gives the holder's pid, and its namespaces are opened from ``/proc``.
@@ -45,6 +47,7 @@ from dataclasses import dataclass
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
@@ -70,9 +73,10 @@ class Holder:
     pid: int
     user_fd: int
     mnt_fd: int
+    net_fd: int
 
     def close(self) -> None:
-        for fd in (self.user_fd, self.mnt_fd):
+        for fd in (self.user_fd, self.mnt_fd, self.net_fd):
             try:
                 os.close(fd)
             except OSError:
@@ -229,13 +233,12 @@ def connect(rdir: str) -> Holder | None:
         if uid != os.getuid():
             raise SandboxError(f"{path} is served by uid {uid}, not by you: remove {rdir}")
         try:
-            user_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-            mnt_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in ("user", "mnt", "net")]
         except OSError:
             return None
-        holder = Holder(pid, user_fd, mnt_fd)
+        holder = Holder(pid, *fds)
         owner = ctypes.c_uint32()
-        if _libc.ioctl(user_fd, NS_GET_OWNER_UID, ctypes.byref(owner)) != 0 or owner.value != os.getuid():
+        if _libc.ioctl(holder.user_fd, NS_GET_OWNER_UID, ctypes.byref(owner)) != 0 or owner.value != os.getuid():
             holder.close()
             raise SandboxError(f"the sandbox process {pid} does not belong to you")
         s.sendall(b"?")
@@ -303,8 +306,8 @@ def _start_holder(rdir: str) -> None:
 
 
 def enter(holder: Holder) -> None:
-    """Join the sandbox: its user namespace, then its mount namespace; the working
-    directory is kept (setns to a mount namespace moves it to the root)."""
+    """Join the sandbox: its user namespace, then its mount and network namespaces; the
+    working directory is kept (setns to a mount namespace moves it to the root)."""
     if threads() != 1:
         raise SandboxError("a process can join a user namespace only while it is single-threaded")
     try:
@@ -314,6 +317,7 @@ def enter(holder: Holder) -> None:
     try:
         _setns(holder.user_fd, CLONE_NEWUSER, "user")
         _setns(holder.mnt_fd, CLONE_NEWNS, "mount")
+        _setns(holder.net_fd, CLONE_NEWNET, "network")
     finally:
         holder.close()
     for d in (cwd, os.environ.get("HOME"), "/"):
@@ -334,12 +338,97 @@ def enter_early(argv: Sequence[str] | None = None, force: bool = False) -> None:
     if inside() or not (force or wanted()):
         return
     if threads() != 1:
+        if os.environ.get("LABKIT_SANDBOX_REEXEC"):
+            raise SandboxError("a process can join a user namespace only while it is single-threaded")
+        os.environ["LABKIT_SANDBOX_REEXEC"] = "1"
         args = list(sys.argv[1:] if argv is None else argv)
         os.execv(sys.executable, [sys.executable, "-m", "labkit", *args])
     holder = ensure()
     assert holder is not None
     enter(holder)
     os.environ["LABKIT_SANDBOX"] = "1"  # children (and a re-exec) know what they are in
+
+
+# -- publishing a loopback port -----------------------------------------------------------------
+
+def listen_on_host(port: int) -> socket.socket:
+    """A listening socket on the host's 127.0.0.1:`port`, made before joining the sandbox
+    (a socket stays in the network namespace it was made in)."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        srv.bind(("127.0.0.1", port))
+    except OSError as e:
+        srv.close()
+        raise SandboxError(f"cannot publish 127.0.0.1:{port}: {e.strerror}") from e
+    srv.listen(128)
+    return srv
+
+
+def start_relay(listeners: list[socket.socket]) -> None:
+    """Fork a relay (already inside the sandbox): each connection accepted on the host's
+    127.0.0.1:PORT is joined to the sandbox's 127.0.0.1:PORT. It ends with its parent
+    (PR_SET_PDEATHSIG), i.e. with the command `sandbox run` became."""
+    if not listeners:
+        return
+    parent = os.getpid()
+    if os.fork() != 0:
+        for srv in listeners:
+            srv.close()
+        return
+    try:
+        _libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(0)
+        _relay(listeners)
+    finally:
+        os._exit(0)
+
+
+def _relay(listeners: list[socket.socket]) -> None:
+    import selectors
+    sel = selectors.DefaultSelector()
+    for srv in listeners:
+        sel.register(srv, selectors.EVENT_READ, ("listen", srv.getsockname()[1]))
+    peers: dict[socket.socket, socket.socket] = {}
+
+    def drop(sock: socket.socket) -> None:
+        for x in (sock, peers.pop(sock, None)):
+            if x is not None:
+                peers.pop(x, None)
+                try:
+                    sel.unregister(x)
+                except (KeyError, ValueError):
+                    pass
+                x.close()
+
+    while True:
+        for key, _ in sel.select():
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            if key.data[0] == "listen":
+                try:
+                    client, _ = sock.accept()
+                except OSError:
+                    continue
+                try:
+                    inner = socket.create_connection(("127.0.0.1", key.data[1]), timeout=2)
+                except OSError:
+                    client.close()  # nothing listens inside yet: the caller retries
+                    continue
+                inner.settimeout(None)
+                peers[client], peers[inner] = inner, client
+                for x in (client, inner):
+                    sel.register(x, selectors.EVENT_READ, ("pipe", 0))
+                continue
+            try:
+                data = sock.recv(65536)
+                if data:
+                    peers[sock].sendall(data)
+                    continue
+            except (OSError, KeyError):
+                pass
+            drop(sock)
 
 
 # -- status and stop ----------------------------------------------------------------------------
@@ -457,7 +546,7 @@ def make_namespaces(uid: int, gid: int) -> None:
             if p and p.startswith("/run/") and os.path.isdir(p)]
     fds = {p: os.open(p, os.O_PATH | os.O_CLOEXEC) for p in keep}
     try:
-        if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0:
+        if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
             raise OSError(err, blocker_reason(err, host_sysctls()))
         _write("/proc/self/setgroups", "deny")
@@ -479,6 +568,7 @@ def make_namespaces(uid: int, gid: int) -> None:
         for fd in fds.values():
             os.close(fd)
     _write(MARKER, json.dumps({"uid": uid, "holder": os.getpid(), "created": time.time()}) + "\n")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, capture_output=True)
 
 
 def holder_main(sock_path: str, ready_fd: int) -> int:
