@@ -3,10 +3,11 @@
 It is JupyterHub's LocalProcessSpawner (a process per learner, started by the root hub with the
 learner's uid) with three additions:
 
-1. the command is ``labkit sandbox run -- jupyterhub-singleuser ...``: the server starts inside
-   the learner's own user + mount namespace (their private ``/run/netns`` and ``/run/labkit``),
-   so every kernel and terminal it starts is already there, and every lab the learner builds
-   is invisible to the others;
+1. the command is ``labkit sandbox run --publish hub -- jupyterhub-singleuser ...``: the server
+   starts inside the learner's own user, mount and network namespaces (their private
+   ``/run/netns`` and ``/run/labkit``), so every kernel and terminal it starts is already there,
+   and every lab the learner builds is invisible to the others; ``--publish hub`` relays the
+   server's port out to the hub and ``hubreach`` (run first) relays the hub's API in;
 2. before dropping to the learner's uid, the child puts itself into the learner's cgroup
    (``limits``): server, kernels and labs share one memory and process limit;
 3. on first start the course (``notebooks/``) is copied into ``~/flannel-lab`` *as the learner*,
@@ -21,9 +22,10 @@ import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Integer, List, Unicode, default
 
 from . import limits
 
@@ -41,10 +43,15 @@ class SandboxSpawner(LocalProcessSpawner):
     tasks_limit = Integer(1024, config=True, help="processes and threads per learner (pids.max)")
     course_dir = Unicode(os.path.join(ROOT, "notebooks"), config=True, help="copied to ~/flannel-lab on first start")
 
-    @default("cmd")
-    def _cmd_default(self) -> list[str]:
-        server = [sys.executable, "-m", "jupyterhub.singleuser"]
-        return labkit_cmd("sandbox", "run", "--", *server) if self.sandbox else server
+    server_cmd = List(Unicode(), [sys.executable, "-m", "jupyterhub.singleuser"], config=True,
+                      help="the single-user server, run inside the sandbox")
+
+    def sandboxed(self, server: list[str]) -> list[str]:
+        """hubreach (the hub's API into the sandbox), then ``labkit sandbox run --publish hub``
+        (the server's port out of it), then the server; one pid all along (each step execs)."""
+        hub_port = urlsplit(self.hub.api_url).port or 80
+        return [sys.executable, "-m", "labkit.classroom.hubreach", str(hub_port), "--",
+                *labkit_cmd("sandbox", "run", "--publish", "hub", "--"), *server]
 
     @default("notebook_dir")
     def _notebook_dir_default(self) -> str:
@@ -101,6 +108,7 @@ class SandboxSpawner(LocalProcessSpawner):
             r = self._as_learner(["cp", "-r", "-n", "-T", self.course_dir, os.path.join(home, COURSE)])
             if r.returncode:
                 self.log.warning("copying the course for %s: %s", self.user.name, r.stderr.strip())
+        self.cmd = self.sandboxed(list(self.server_cmd)) if self.sandbox else list(self.server_cmd)
         return await super().start()
 
     async def stop(self, now: bool = False) -> None:

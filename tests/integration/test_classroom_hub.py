@@ -39,7 +39,8 @@ PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": ROOT, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
 
 NOTEBOOK_CELLS = [
-    ('import os, subprocess\n\ndef sh(*args):\n    """Run a command as the learner types it; print its output; stop on failure."""\n'
+    ('import os, subprocess\n\ndef sh(*args):\n'
+     '    """Run a command as the learner types it; print its output; stop on failure."""\n'
      '    r = subprocess.run(args, capture_output=True, text=True, timeout=150)\n'
      '    print("$", " ".join(args)); print(r.stdout + r.stderr)\n'
      '    assert r.returncode == 0, f"{args[0]} exited {r.returncode}"\n    return r.stdout'),
@@ -255,8 +256,8 @@ def test_three_learners_one_notebook_one_lab_name(tmp_path):
         out, err = asyncio.run(run_code(hub, a, kernels[a], probe, 30))
         assert "DENIED" in out and "False" in out and not err, out + err
         # a's `labkit down --name class` removes a's lab only: b's and c's `class` still work
-        down = "import subprocess\nr = subprocess.run(['labkit', 'down', '--name', '{}'], capture_output=True, text=True)\n" \
-               "print('EXIT', r.returncode, r.stdout, r.stderr)\n"
+        down = ("import subprocess\nr = subprocess.run(['labkit', 'down', '--name', '{}'], capture_output=True, "
+                "text=True)\nprint('EXIT', r.returncode, r.stdout, r.stderr)\n")
         out, err = asyncio.run(run_code(hub, a, kernels[a], down.format("class"), 90))
         assert "EXIT 0" in out and "removed" in out, out + err
         check = "import subprocess\nr = subprocess.run(['labkit', 'check', '--name', 'class'], capture_output=True, " \
