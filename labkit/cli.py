@@ -554,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "command", None) and args.command[:1] == ["--"]:
         args.command = args.command[1:]
     try:
-        if args.fn not in (cmd_sandbox_status, cmd_sandbox_stop):
+        if args.fn not in (cmd_sandbox_status, cmd_sandbox_stop, cmd_sandbox_run):  # run joins after --publish
             sandbox.enter_early(argv)  # an ordinary user's labs live in their sandbox
         return args.fn(args)
     except sandbox.SandboxError as e:

@@ -50,8 +50,8 @@ c.Spawner.ip = "127.0.0.1"
 c.Spawner.mem_limit = s.memory
 c.Spawner.cpu_limit = s.cpus
 c.SandboxSpawner.tasks_limit = s.tasks or 0
-c.Spawner.start_timeout = 120
-c.Spawner.http_timeout = 90
+c.Spawner.start_timeout = 300   # a class starting at once on a small server: JupyterLab takes a while
+c.Spawner.http_timeout = 240
 
 # --- services: the idle culler and the trainer's view
 c.JupyterHub.services = [

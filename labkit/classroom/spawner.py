@@ -35,7 +35,7 @@ COURSE = "flannel-lab"   # the learner's copy of notebooks/, in their home
 
 def labkit_cmd(*args: str) -> list[str]:
     """``labkit ARGS`` with this interpreter and this clone's labkit (PYTHONPATH is set in env)."""
-    return [sys.executable, "-m", "labkit.cli", *args]
+    return [sys.executable, "-m", "labkit", *args]
 
 
 class SandboxSpawner(LocalProcessSpawner):
