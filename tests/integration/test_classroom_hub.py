@@ -205,6 +205,8 @@ def test_three_learners_one_notebook_one_lab_name(tmp_path):
         assert (state / "jupyterhub.sqlite").exists() and (state / "jupyterhub_cookie_secret").exists()
         assert os.stat(state).st_mode & 0o077 == 0 and os.stat(state / "proxy_token").st_mode & 0o077 == 0
 
+        # the idle culler and the trainer's view run as the hub's services
+        assert {"idle-culler", "trainer"} <= set(hub.api("GET", "/services"))  # type: ignore[arg-type]
         hub.api("POST", "/users", {"usernames": names})
         with concurrent.futures.ThreadPoolExecutor(3) as pool:   # each POST waits up to 10 s for its server
             list(pool.map(lambda n: hub.api("POST", f"/users/{n}/server"), names))
