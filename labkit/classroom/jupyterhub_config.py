@@ -79,4 +79,4 @@ if s.admin_token_file:
     c.JupyterHub.load_roles.append(
         {"name": "class-admin", "services": ["class-admin"],
          "scopes": ["admin:users", "admin:servers", "access:servers", "list:users", "read:users",
-                    "access:services", "read:services", "admin-ui", "tokens"]})
+                    "access:services", "list:services", "read:services", "admin-ui", "tokens"]})

@@ -217,6 +217,9 @@ def test_three_learners_one_notebook_one_lab_name(tmp_path):
                 time.sleep(0.5)
 
         ready = time.monotonic()
+        at_start = {n: limits.usage(n) for n in names}
+        print("\nafter the servers' start: " + ", ".join(
+            f"{n} cpu {u.cpu_seconds} s, memory {u.memory_now}" for n, u in at_start.items()))
         nb = make_notebook().encode()
         kernels = {}
         for n in names:
@@ -307,8 +310,8 @@ def test_three_learners_one_notebook_one_lab_name(tmp_path):
             if kind in ("cgroup1", "cgroup2"):
                 assert u.memory_peak and u.memory_peak > 50 << 20 and u.cpu_seconds, (n, u)
 
-        for n in names:
-            hub.api("DELETE", f"/users/{n}/server")
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:   # stopping also stops each sandbox
+            list(pool.map(lambda n: hub.api("DELETE", f"/users/{n}/server"), names))
     finally:
         if hub_proc is not None and hub_proc.poll() is None:
             os.killpg(hub_proc.pid, signal.SIGTERM)
