@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from . import bench, capture, sandbox
+from . import bench, capture, sandbox, sandbox_cli
 from .classroom import cli as classroom_cli
 from .errors import LabError
 from .lab import Lab, clean
@@ -190,49 +190,6 @@ def cmd_reconfigure(a: argparse.Namespace) -> int:
     for s in res.steps:
         print(f"  {s.seconds:6.2f}s  {s.step}: {s.detail}")
     print(f"lab {a.name}: {res.summary()}")
-    return 0
-
-
-def _port(value: str) -> int:
-    """--publish PORT (1024-65535), or `hub`: the port JupyterHub gave the server."""
-    if value == "hub":
-        from urllib.parse import urlsplit
-        value = str(urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", "")).port or "")
-    if not value.isdigit() or not 1024 <= int(value) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port 1024-65535 or `hub`; found {value!r}")
-    return int(value)
-
-
-def cmd_sandbox_run(a: argparse.Namespace) -> int:
-    if not a.command:
-        raise LabError("nothing to run: labkit sandbox run -- COMMAND [ARGS...]")
-    listeners = [sandbox.listen_on_host(port) for port in a.publish or []]
-    sandbox.enter_early(force=True)  # root too: asked for by name
-    sandbox.start_relay(listeners)
-    try:
-        os.execvp(a.command[0], a.command)
-    except OSError as e:
-        print(f"labkit: {a.command[0]}: {e.strerror}", file=sys.stderr)
-        return 127
-
-
-def cmd_sandbox_status(a: argparse.Namespace) -> int:
-    st = sandbox.status()
-    if a.json:
-        print(json.dumps(st))
-    elif st["inside"]:
-        print(f"inside the sandbox; labs: {' '.join(st['labs']) or '-'}")  # type: ignore[arg-type]
-    elif st["running"]:
-        print(f"sandbox of uid {st['uid']}: holder pid {st['holder']}, {st['processes']} processes, "
-              f"labs: {' '.join(st['labs']) or '-'}")  # type: ignore[arg-type]
-    else:
-        print(f"no sandbox for uid {st['uid']} ({st['runtime_dir']}); making one here: {st['probe']}")
-    return 0 if st["running"] else 3
-
-
-def cmd_sandbox_stop(a: argparse.Namespace) -> int:
-    n = sandbox.stop()
-    print(f"sandbox stopped ({n} processes ended)" if n else "no sandbox running")
     return 0
 
 
@@ -528,24 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="running labs")
     ls.set_defaults(fn=cmd_list)
 
-    sb = sub.add_parser("sandbox", help="your rootless sandbox: run a command in it, its status, stop it "
-                                        "(README: Rootless labs)",
-                        description="An ordinary user's labs live in a sandbox: a user + mount namespace of "
-                                    "their own (private /run/netns and /run/labkit), kept by a holder process. "
-                                    "Every labkit command joins it first; `run` starts any program in it.")
-    sbs = sb.add_subparsers(dest="verb", required=True, metavar="VERB")
-    sr = sbs.add_parser("run", help="run CMD inside your sandbox (made if needed): stdin, stdout and the exit "
-                                    "status are CMD's", description="e.g. labkit sandbox run -- jupyter lab")
-    sr.add_argument("--publish", type=_port, action="append", metavar="PORT",
-                    help="relay the host's 127.0.0.1:PORT to the sandbox's 127.0.0.1:PORT while CMD runs "
-                         "(repeatable; `hub`: the port of $JUPYTERHUB_SERVICE_URL)")
-    sr.add_argument("command", nargs=argparse.REMAINDER)
-    sr.set_defaults(fn=cmd_sandbox_run)
-    ss = sbs.add_parser("status", help="is there a sandbox, its holder, labs and processes")
-    ss.add_argument("--json", action="store_true", help="machine-readable output")
-    ss.set_defaults(fn=cmd_sandbox_status)
-    sbs.add_parser("stop", help="end every process in your sandbox: its labs vanish with it"
-                   ).set_defaults(fn=cmd_sandbox_stop)
+    sandbox_cli.add_parser(sub)
     return p
 
 
@@ -554,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "command", None) and args.command[:1] == ["--"]:
         args.command = args.command[1:]
     try:
-        if args.fn not in (cmd_sandbox_status, cmd_sandbox_stop, cmd_sandbox_run):  # run joins after --publish
+        if args.fn.__module__ != sandbox_cli.__name__:  # `sandbox` verbs join (or not) themselves
             sandbox.enter_early(argv)  # an ordinary user's labs live in their sandbox
         return args.fn(args)
     except sandbox.SandboxError as e:

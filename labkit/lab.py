@@ -62,8 +62,10 @@ LINK_ACTIONS = ("down", "up", "del", "add")
 def preflight() -> None:
     """Root and the binaries a lab needs; one clear message for the first problem."""
     if os.geteuid() != 0:
-        raise LabError("labkit must run as root: it creates network namespaces, "
-                       "veth pairs and VXLAN devices (try: sudo labkit ...)")
+        raise LabError("labkit must run as root or in your sandbox: it creates network namespaces, veth "
+                       "pairs and VXLAN devices. The labkit command joins your sandbox by itself; a program "
+                       "such as Jupyter must be started in it: labkit sandbox run --publish 8888 -- "
+                       "jupyter lab --ip 127.0.0.1 --port 8888")
     missing = [f"{b} (Debian package {p})" for b, p in REQUIRED_BINARIES.items() if not shutil.which(b)]
     if missing:
         raise LabError("missing programs: " + ", ".join(missing) + "; run ./run setup to install them")

@@ -385,6 +385,54 @@ def start_relay(listeners: list[socket.socket]) -> None:
         os._exit(0)
 
 
+def start_host_relay(ports: list[int]) -> socket.socket | None:
+    """The other direction, for `sandbox run --connect PORT`: the sandbox's 127.0.0.1:PORT
+    leads to the host's 127.0.0.1:PORT (JupyterHub's API, for a server inside). Forked
+    *before* joining, this relay stays in the host's network namespace, where it connects;
+    it receives the listening sockets, made inside, over the returned channel
+    (:func:`hand_over`), and ends with its parent."""
+    if not ports:
+        return None
+    here, there = socket.socketpair()
+    parent = os.getpid()
+    if os.fork() != 0:
+        there.close()
+        return here
+    try:
+        here.close()
+        _libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(0)
+        _, fds, _, _ = socket.recv_fds(there, 16, len(ports))
+        there.close()
+        if fds:
+            _relay([socket.socket(fileno=fd) for fd in fds])
+    finally:
+        os._exit(0)
+
+
+def hand_over(channel: socket.socket | None, ports: list[int]) -> None:
+    """Inside the sandbox: listen on 127.0.0.1:PORT for each port and give the sockets to
+    the host-side relay (start_host_relay)."""
+    if channel is None:
+        return
+    listeners = []
+    for port in ports:
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            srv.bind(("127.0.0.1", port))
+        except OSError as e:
+            srv.close()
+            raise SandboxError(f"cannot listen on the sandbox's 127.0.0.1:{port} for --connect: {e.strerror}") from e
+        srv.listen(128)
+        listeners.append(srv)
+    socket.send_fds(channel, [b"L"], [srv.fileno() for srv in listeners])
+    for srv in listeners:
+        srv.close()
+    channel.close()
+
+
 def _relay(listeners: list[socket.socket]) -> None:
     import selectors
     sel = selectors.DefaultSelector()
@@ -456,6 +504,7 @@ def status() -> dict[str, object]:
     rdir = runtime_dir()
     holder = connect(rdir)
     out["runtime_dir"] = rdir
+    out["orphans"] = len(orphans())  # processes of a sandbox whose holder died (`stop` ends them)
     if holder is None:
         out["running"] = False
         out["probe"] = probe() or "ok"
@@ -477,18 +526,30 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
-def stop(timeout: float = 3.0) -> int:
-    """End this user's sandbox: every process in it (SIGTERM, then SIGKILL), the holder
-    last. The kernel then frees its mounts and every network namespace in it: nothing of
-    its labs is left. Returns the number of processes ended (0: there was none)."""
-    if inside():
-        raise SandboxError("labkit sandbox stop ends every process in the sandbox, this one too: "
-                           "run it outside (a login shell, not a Jupyter terminal)")
+def orphans() -> list[int]:
+    """This user's processes in a labkit sandbox whose holder is gone (killed, OOM): they
+    keep its labs alive, unreachable. Found by the marker in their /run; only our own
+    processes are looked at (root's `stop` never touches a learner's)."""
+    mine, own_ns = os.getuid(), _userns_ino("self")
+    live = set()
     holder = connect(runtime_dir())
-    if holder is None:
-        return 0
-    holder.close()
-    procs = [p for p in members(holder.pid) if p != holder.pid]
+    if holder is not None:
+        holder.close()
+        live = set(members(holder.pid))
+    found = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{p}").st_uid != mine or _userns_ino(p) in (None, own_ns) or int(p) in live:
+                continue
+            if os.path.exists(f"/proc/{p}/root{MARKER}"):
+                found.append(int(p))
+        except OSError:
+            continue
+    return found
+
+
+def _end(procs: list[int], timeout: float) -> None:
+    """SIGTERM, wait up to `timeout`, then SIGKILL what is left."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 1.0)):
         for p in procs:
             try:
@@ -499,20 +560,30 @@ def stop(timeout: float = 3.0) -> int:
         while procs and time.monotonic() < deadline:
             procs = [p for p in procs if _alive(p)]
             time.sleep(0.02)
-    n = len(members(holder.pid))
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(holder.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + 1
-        while _alive(holder.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
+
+
+def stop(timeout: float = 3.0) -> int:
+    """End this user's sandbox: every process in it (SIGTERM, then SIGKILL), the holder
+    last, and the processes of a sandbox whose holder died (:func:`orphans`). The kernel
+    then frees its mounts and every network namespace in it: nothing of its labs is left.
+    Returns the number of processes ended (0: there was none)."""
+    if inside():
+        raise SandboxError("labkit sandbox stop ends every process in the sandbox, this one too: "
+                           "run it outside (a login shell, not a Jupyter terminal)")
+    lost = orphans()
+    _end(lost, timeout)
+    holder = connect(runtime_dir())
+    if holder is None:
+        return len(lost)
+    holder.close()
+    procs = [p for p in members(holder.pid) if p != holder.pid]
+    _end(procs, timeout)
+    _end([holder.pid], 1.0)
     try:
         os.unlink(os.path.join(runtime_dir(), SOCKET_NAME))
     except OSError:
         pass
-    return n
+    return len(lost) + len(procs) + 1
 
 
 def _alive(pid: int) -> bool:
@@ -542,13 +613,14 @@ def make_namespaces(uid: int, gid: int) -> None:
     mount namespace with its own /run (netns/, labkit/, the marker). Paths the sandbox
     keeps from the host's /run (the user's runtime dir, KEEP_UNDER_RUN) are opened first
     and bound back after the tmpfs hides them."""
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, blocker_reason(err, host_sysctls()))
     keep = [p for p in (os.environ.get("XDG_RUNTIME_DIR"), *KEEP_UNDER_RUN)
             if p and p.startswith("/run/") and os.path.isdir(p)]
+    # opened in the new mount namespace (a bind from another namespace's mount is EINVAL)
     fds = {p: os.open(p, os.O_PATH | os.O_CLOEXEC) for p in keep}
     try:
-        if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, blocker_reason(err, host_sysctls()))
         _write("/proc/self/setgroups", "deny")
         _write("/proc/self/uid_map", f"0 {uid} 1")
         _write("/proc/self/gid_map", f"0 {gid} 1")
@@ -567,6 +639,10 @@ def make_namespaces(uid: int, gid: int) -> None:
     finally:
         for fd in fds.values():
             os.close(fd)
+    try:  # the sandbox's own devices in /sys/class/net (the host's sysfs stays below)
+        _mount("sysfs", "/sys", "sysfs", 0)
+    except OSError:
+        pass
     _write(MARKER, json.dumps({"uid": uid, "holder": os.getpid(), "created": time.time()}) + "\n")
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True, capture_output=True)
 

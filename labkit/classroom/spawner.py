@@ -7,7 +7,7 @@ learner's uid) with three additions:
    starts inside the learner's own user, mount and network namespaces (their private
    ``/run/netns`` and ``/run/labkit``), so every kernel and terminal it starts is already there,
    and every lab the learner builds is invisible to the others; ``--publish hub`` relays the
-   server's port out to the hub and ``hubreach`` (run first) relays the hub's API in;
+   server's port out to the hub and ``--connect hub`` relays the hub's API in;
 2. before dropping to the learner's uid, the child puts itself into the learner's cgroup
    (``limits``): server, kernels and labs share one memory and process limit;
 3. on first start the course (``notebooks/``) is copied into ``~/flannel-lab`` *as the learner*,
@@ -22,7 +22,6 @@ import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Bool, Integer, List, Unicode, default
@@ -47,11 +46,9 @@ class SandboxSpawner(LocalProcessSpawner):
                       help="the single-user server, run inside the sandbox")
 
     def sandboxed(self, server: list[str]) -> list[str]:
-        """hubreach (the hub's API into the sandbox), then ``labkit sandbox run --publish hub``
-        (the server's port out of it), then the server; one pid all along (each step execs)."""
-        hub_port = urlsplit(self.hub.api_url).port or 80
-        return [sys.executable, "-m", "labkit.classroom.hubreach", str(hub_port), "--",
-                *labkit_cmd("sandbox", "run", "--publish", "hub", "--"), *server]
+        """``labkit sandbox run --publish hub --connect hub -- SERVER``: the server's port relayed
+        out to the hub, the hub's API relayed in; one pid all along (sandbox run execs)."""
+        return labkit_cmd("sandbox", "run", "--publish", "hub", "--connect", "hub", "--", *server)
 
     @default("notebook_dir")
     def _notebook_dir_default(self) -> str:

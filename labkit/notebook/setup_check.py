@@ -14,7 +14,8 @@ import shutil
 import subprocess
 import sys
 
-from ..flannel.backends.kernel import link_kind_available
+from .. import sandbox
+from ..flannel.backends.kernel import link_kind_available, tun_reason
 from ..lab import REQUIRED_BINARIES
 from .tables import BAD, OK, Table
 
@@ -61,8 +62,11 @@ def kernel_rows() -> list[tuple[str, bool, str, str]]:
         rows.append((what, bool(ok), "created one in a scratch namespace" if ok else "the kernel refused it",
                      "" if ok else f"a kernel with {need}"))
     ok = os.path.exists("/dev/net/tun")
-    rows.append(("TUN devices", ok, "/dev/net/tun is there" if ok else "no /dev/net/tun",
-                 "" if ok else "a kernel with CONFIG_TUN, /dev/net/tun"))
+    why = tun_reason() if ok else ""  # there, but closed to a rootless lab's user
+    rows.append(("TUN devices", ok and not why, "/dev/net/tun is there" if ok and not why else
+                 why.split(":")[0] if why else "no /dev/net/tun",
+                 "" if ok and not why else "udp is greyed out; " + why.rsplit("; ", 1)[-1] if why else
+                 "a kernel with CONFIG_TUN, /dev/net/tun"))
     ok = os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables")
     rows.append(("br_netfilter", ok, "loaded" if ok else "not loaded",
                  "" if ok else "modprobe br_netfilter (flannel >= 0.26 refuses to start without it)"))
@@ -73,8 +77,11 @@ def setup_check() -> Table:
     """Root, kernel features, programs and Python packages, with how to fix what is missing."""
     rows = []
     root = os.geteuid() == 0
-    rows.append(("root", root, "uid 0" if root else f"uid {os.geteuid()}",
-                 "" if root else "run JupyterLab with sudo ./run lab"))
+    rows.append(("root", root, ("uid 0 in your sandbox" if sandbox.inside() else "uid 0") if root
+                 else f"uid {os.geteuid()}",
+                 "" if root else "run JupyterLab with sudo ./run lab, or as yourself in your sandbox: "
+                                 "labkit sandbox run --publish 8888 -- jupyter lab --port 8888 "
+                                 "(README: Rootless labs)"))
     rows.append(("Python", sys.version_info >= (3, 11), platform.python_version(),
                  "" if sys.version_info >= (3, 11) else "Python 3.11 or later"))
     rows.append(("Linux kernel", True, platform.release(), ""))

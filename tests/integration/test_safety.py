@@ -169,16 +169,21 @@ def test_invalid_lab_names_are_refused(name):
     assert r.returncode == 1 and "invalid lab name" in r.stderr
 
 
-def test_not_root_is_refused_before_anything_happens(tmp_path):
+def test_not_root_outside_a_sandbox_is_refused_before_anything_happens(tmp_path):
+    """The labkit command takes an ordinary user into their own sandbox (README: Rootless labs,
+    tests/integration/test_rootless.py); a program that is not in it, such as a Jupyter kernel
+    started outside, is refused with what to do, and nothing is made."""
     if not shutil.which("setpriv"):
         pytest.skip("setpriv (util-linux) is needed to drop root")
     name = unique_name("user")
     env = dict(os.environ, HOME=str(tmp_path))
-    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        sys.executable, "-m", "labkit.cli", "up", "--name", name],
+    code = ("from labkit import Lab, LabSpec, LabError\n"
+            f"try:\n    Lab(LabSpec(name={name!r})).up()\nexcept LabError as e:\n    print(e)")
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                        "--bounding-set=-all", sys.executable, "-c", code],
                        capture_output=True, text=True, cwd=ROOT, env=env)
-    assert r.returncode == 1
-    assert "labkit must run as root" in r.stderr
+    assert r.returncode == 0, r.stderr
+    assert "labkit must run as root or in your sandbox" in r.stdout and "labkit sandbox run" in r.stdout
     assert leftovers(name) == []
 
 

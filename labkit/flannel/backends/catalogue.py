@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .kernel import link_kind_available, missing_link_type
+from .kernel import link_kind_available, missing_link_type, tun_reason
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class BackendInfo:
     link_kind: str | None = None       # `ip link add ... type KIND`
     kernel_optional: bool = False      # the kernel may lack link_kind (no modprobe here)
     encap_overhead: int | None = None  # bytes taken from the underlay MTU
+    needs_tun: bool = False            # its device is a TUN from /dev/net/tun (not in a rootless lab)
 
     def device_name(self, vni: int | None = None) -> str | None:
         return self.device.format(vni=vni or 1) if self.device else None
@@ -44,7 +45,7 @@ CATALOGUE: dict[str, BackendInfo] = {b.name: b for b in (
     BackendInfo("vxlan", f"{_MOD}.vxlan.vxlan:VXLANBackend", True, "flannel.{vni}", r"flannel\.\d+",
                 "vxlan", False, 50),
     # a TUN from /dev/net/tun, named flannel%d by the kernel; 20 IP + 8 UDP
-    BackendInfo("udp", f"{_MOD}.udp.udp:UdpBackend", True, "flannel0", r"flannel\d+", None, False, 28),
+    BackendInfo("udp", f"{_MOD}.udp.udp:UdpBackend", True, "flannel0", r"flannel\d+", None, False, 28, True),
     BackendInfo("host-gw", f"{_MOD}.hostgw:HostgwBackend", True, None, None, None, False, 0),
     BackendInfo("ipip", f"{_MOD}.ipip:IPIPBackend", True, "flannel.ipip", r"flannel\.ipip",
                 "ipip", True, 20),
@@ -100,6 +101,8 @@ def not_implemented_reason(name: str) -> str:
 def kernel_reason(name: str) -> str:
     """Why `name` cannot run on this kernel, or "" (the kernel probe: see kernel.py)."""
     info = CATALOGUE.get(name)
+    if info is not None and info.needs_tun and (why := tun_reason()):
+        return f"{name} cannot run here: {why}"
     if (info is None or not info.kernel_optional or info.link_kind is None
             or link_kind_available(info.link_kind) is not False):
         return ""

@@ -15,6 +15,10 @@ the name carries the pid so that every ``labkit clean`` can find and delete the
 probes whose process is gone (:func:`dead_probes`).
 
 There is no modprobe here: a type that is not built in or already loaded is missing.
+
+The udp backend needs no link kind but a TUN device, made through ``/dev/net/tun``. In a
+rootless lab (labkit/sandbox.py) that file is the host's, ``crw------- root``: the
+learner's own uid cannot open it, so no flannel0 can exist there (:func:`tun_reason`).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from collections.abc import Callable, Iterable
 
 from ..ip import EOPNOTSUPP, errno_of
 
+TUN_PATH = "/dev/net/tun"
 SCRATCH_PREFIX = "labkit_probe_"   # "_" cannot occur in a lab name: no lab owns this
 _cache: dict[tuple[str, tuple[str, ...]], bool | None] = {}
 
@@ -91,3 +96,18 @@ def link_kind_available(kind: str, *args: str) -> bool | None:
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
     _cache[(kind, args)] = answer
     return answer
+
+
+def tun_reason(path: str = TUN_PATH) -> str:
+    """"" when this process can open the TUN clone device (flannel's udp backend opens it
+    to make flannel0, pkg/backend/udp), else why not. Opening it creates nothing."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno in (1, 13):  # EPERM, EACCES
+            return (f"{path} cannot be opened by this user ({e.strerror}; it is root's, mode 0600): "
+                    "a rootless lab cannot make flannel0, the udp backend's TUN device; "
+                    f"an administrator can allow it with: chmod 0666 {path}")
+        return f"{path} is not usable ({e.strerror}): the udp backend needs a TUN device"
+    os.close(fd)
+    return ""
