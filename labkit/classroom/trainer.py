@@ -46,7 +46,7 @@ def render(rows: list[progress.Row], now: float) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="30">
 <title>flannel-lab: the class</title><style>
 body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;margin-bottom:2em}}
-td,th{{border:1px solid #bbb;padding:.25em .6em;text-align:left}} th{{background:#eee}}
+td,th{{border:1px solid #bbb;padding:.25em .6em;text-align:left;white-space:nowrap}} th{{background:#eee}}
 </style></head><body>
 <h1>flannel-lab: the class</h1>
 <p>{len(summary)} learners, read at {time.strftime('%H:%M:%S UTC', time.gmtime(now))} (this page reloads every 30 s).
