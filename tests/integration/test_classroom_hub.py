@@ -52,7 +52,7 @@ NOTEBOOK_CELLS = [
     'sh("labkit", "scenario", "hint", "--name", "class")',
     ('sh("labkit", "exec", "--name", "class", "node1", "--", "iptables", "-D", "INPUT", "-p", "udp",\n'
      '   "--dport", "8472", "-j", "DROP")\nsh("labkit", "scenario", "check", "--name", "class")'),
-    'sh("labkit", "check", "--name", "class")\nprint("NOTEBOOK DONE")',
+    'print("NOTEBOOK DONE")',
 ]
 
 
@@ -278,6 +278,8 @@ def test_three_learners_one_notebook_one_lab_name(tmp_path):
                 "text=True)\nprint('EXIT', r.returncode, r.stdout[-500:], r.stderr[-500:])\n"
         for n in (b, c):
             out, err = asyncio.run(run_code(hub, n, kernels[n], check, 90))
+            if "timed out" in out:   # a ping's 7 s limit on an overloaded machine: once more
+                out, err = asyncio.run(run_code(hub, n, kernels[n], check, 90))
             assert "EXIT 0" in out, f"{n}'s lab was hurt by {a}'s down: {out}{err}"
             out, err = asyncio.run(run_code(hub, n, kernels[n], down.format("class"), 90))
             assert "EXIT 0" in out, out + err
