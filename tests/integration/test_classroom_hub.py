@@ -147,8 +147,8 @@ def learner_env_ok(user: str) -> str:
     """'' when the learner may make a sandbox here, else why not (the skip reason)."""
     r = subprocess.run(["runuser", "-u", user, "--", PY, "-c", "from labkit import sandbox; print(sandbox.probe())"],
                        capture_output=True, text=True, env={**ENV, "HOME": "/"}, cwd="/", timeout=60)
-    if r.returncode:
-        return r.stderr.strip()[-300:] or f"exit {r.returncode}"
+    assert r.returncode == 0, (f"{user} cannot run labkit from {ROOT} with {PY}: the clone and its venv must be "
+                               f"readable by every user (README: Set-up)\n{r.stderr[-1000:]}")
     return r.stdout.strip()
 
 
