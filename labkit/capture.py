@@ -56,7 +56,9 @@ PKTTYPES = {0: "in", 1: "in", 2: "in", 3: "in", 4: "out"}
 ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE = 1, 772, 65534
 DLT_EN10MB, DLT_RAW = 1, 101
 VXLAN_PORT = 8472          # the kernel's default, which flannel keeps unless Backend.Port is set
-VXLAN_OVERHEAD = 50        # 14 outer Ethernet + 20 IP + 8 UDP + 8 VXLAN
+# what the underlay's MTU must hold besides the container's IP packet: outer IP 20 + UDP 8 +
+# VXLAN 8 + the *inner* Ethernet header 14 (the outer Ethernet header is not part of the MTU)
+VXLAN_OVERHEAD = 50
 SNAPLEN = 262144
 MAX_COUNT = 10000
 MAX_TIMEOUT = 300.0
@@ -350,7 +352,13 @@ def layers_text(pkt_or_packet: Packet | Any) -> str:
     if vx is not None:
         inner = len(pkt) - vx["offset"] - vx["length"]
         lines.append(f"inner frame {inner} B + encapsulation {len(pkt) - inner} B "
-                     f"(outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8)")
+                     f"(outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8): what the wire carries")
+        ips = [layer for layer in _layer_list(pkt) if layer.__class__.__name__ == "IP"]
+        if len(ips) >= 2:
+            outer, inner_ip = ips[0].len, ips[1].len
+            lines.append(f"outer IP packet {outer} B = inner IP {inner_ip} + inner Ethernet 14 + VXLAN 8 + "
+                         f"UDP 8 + outer IP 20: what the MTU limits ({outer - inner_ip} B of overhead; "
+                         f"the outer Ethernet header does not count)")
     return "\n".join(lines)
 
 

@@ -62,7 +62,8 @@ def _lease_fields(ttl: int | None) -> dict:
 
 def cmd_up(a: argparse.Namespace) -> int:
     if a.blog:
-        spec = blog_spec(a.name, flavour=a.flavour or "legacy", seed=a.seed, docker_version=a.docker_version,
+        spec = blog_spec(a.name, flavour=a.flavour or ("modern" if a.flannel_version else "legacy"), seed=a.seed,
+                         docker_version=a.docker_version, flannel_version=a.flannel_version,
                          flannel_options=a.flannel_options or "", **_lease_fields(a.lease_ttl))
     else:
         spec = LabSpec(name=a.name, nodes=a.nodes, network=a.network, subnet_len=a.subnet_len,
@@ -73,12 +74,13 @@ def cmd_up(a: argparse.Namespace) -> int:
                        router_mtu=a.router_mtu, router_drop_icmp=a.router_drop_icmp, nics=a.nics,
                        iface=a.iface, nat=a.nat or [], nat_public_ip=a.nat_public_ip, outside=a.outside,
                        ip_masq=a.ip_masq, flannel_options=a.flannel_options or "",
-                       docker_version=a.docker_version, **_lease_fields(a.lease_ttl))
+                       docker_version=a.docker_version, flannel_version=a.flannel_version,
+                       **_lease_fields(a.lease_ttl))
     Lab(spec, progress=_progress, built_by="labkit up").up()
     if not spec.write_config:
         print(f"\nflanneld is waiting for {spec.prefix}/config: write it on the master, e.g.\n"
               f"  labkit shell master --name {a.name}\n"
-              + ("  etcdctl set " if spec.flavour == "legacy" else "  etcdctl put ")
+              + ("  etcdctl set " if spec.etcd_v2 else "  etcdctl put ")
               + f"{spec.prefix}/config '{{\"Network\":\"10.108.0.0/16\",\"Backend\": {{\"Type\": \"vxlan\"}}}}'")
     print(f"\nnext: labkit status --name {a.name}    |    labkit check --name {a.name}")
     return 0
@@ -228,6 +230,22 @@ def cmd_capture(a: argparse.Namespace) -> int:
     return 0 if cap.packets else 1
 
 
+def cmd_versions(a: argparse.Namespace) -> int:
+    from .flannel import versions
+    if a.version:
+        try:
+            p = versions.profile(a.version)
+        except versions.VersionError as e:
+            raise LabError(str(e), field="flannel_version") from None
+        print(f"flannel {p.release}")
+        for name, value in p.values().items():
+            era = versions.SWITCH[name].at(p.release)
+            print(f"  {name:<19} {value:<16} {era.what}  [{era.source}]")
+        return 0
+    print(versions.markdown() if a.markdown else versions.text(), end="" if a.markdown else "\n")
+    return 0
+
+
 def cmd_list(a: argparse.Namespace) -> int:
     for name in list_labs():
         print(name)
@@ -245,7 +263,9 @@ def cmd_scenario(a: argparse.Namespace) -> int:
         else:
             rows = [["NAME", "TOPIC", "DIFFICULTY", "FLAVOUR", "MIN", "TITLE"]]
             rows += [[s.name, s.tags.get("topic", ""), s.tags.get("difficulty", ""),
-                      s.tags.get("flavour", s.lab.get("flavour", "modern")), str(s.minutes), s.title] for s in found]
+                      s.tags.get("flavour", s.lab.get("flavour", "modern"))
+                      + (f" {s.lab['flannel_version']}" if s.lab.get("flannel_version") else ""),
+                      str(s.minutes), s.title] for s in found]
             print(_table(rows))
             for e in bad:
                 print(f"\nrefused:\n{e}", file=sys.stderr)
@@ -367,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--flavour", choices=["modern", "legacy"], default=None,
                     help="modern: flannel v0.2x, etcd v3 (default); legacy: flannel 0.7.1 as CentOS 7 "
                          "shipped it, etcd v2")
+    up.add_argument("--flannel-version", default=None, metavar="V",
+                    help="a flannel release, 0.7.1 to 0.28.9 (v prefix optional, 0.9 = newest 0.9.x; legacy = "
+                         "0.7.1, modern = 0.28.0): the lab's flanneld behaves as that release's profile "
+                         "(`labkit versions` lists the switches and their sources)")
     up.add_argument("--docker-version", default=None, metavar="VERSION",
                     help="docker profile: 1.12 (pre-1.13, CentOS 7's; default with --flavour legacy), "
                          "1.13 or 24.0 (default with modern). Every dockerd turns ip_forward on and "
@@ -480,6 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "show":
             vp.add_argument("--solution", action="store_true", help="also the solution and the explanation")
 
+    vs = add("versions", cmd_versions, "the flannel releases a lab can run (--flannel-version) and what "
+             "changes between them, each switch with flannel's source file or PR")
+    vs.add_argument("version", nargs="?", help="one release: its switches")
+    vs.add_argument("--markdown", action="store_true", help="the table of docs/versions.md")
     classroom_cli.add_parser(sub)
 
     ls = sub.add_parser("list", help="running labs")

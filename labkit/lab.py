@@ -332,7 +332,7 @@ class Lab:
     def write_config(self, config: str | None = None) -> str:
         """`etcdctl put <prefix>/config '<json>'` (the spec's config unless one is given)."""
         value = config if config is not None else self.spec.network_config_json()
-        if self.spec.flavour == "legacy":  # flannel 0.7 reads the etcd v2 key space
+        if self.spec.etcd_v2:  # flannel before 0.18 reads the etcd v2 key space
             V2Client(self.state.etcd_socket).set(f"{self.spec.prefix}/config", value)
         else:
             self.etcd().put(f"{self.spec.prefix}/config", value)
@@ -474,7 +474,7 @@ class Lab:
                     continue
             except ValueError:
                 continue
-            if self.spec.flavour == "legacy":
+            if self.spec.etcd_v2:
                 http_request(self.state.etcd_socket, "DELETE", "/v2/keys" + urllib.parse.quote(key))
                 return f"lease {sn} deleted"
             _, meta = self.etcd().get(key)
@@ -533,7 +533,7 @@ class Lab:
 
     def _peers_known(self, node: Node) -> int:
         """How many peers this node's flanneld has programmed into the kernel."""
-        if self.spec.flavour == "legacy":  # flannel 0.7: one FDB entry per peer, no routes
+        if self.spec.profile.legacy_daemon and self.spec.backend == "vxlan":  # 0.7/0.8: FDB per peer, no routes
             def fdb(ipr: Any) -> int:
                 idx = ipr.link_lookup(ifname=f"flannel.{self.spec.vni or 1}")
                 return 0 if not idx else sum(1 for n in ipr.get_neighbours(family=AF_BRIDGE, ifindex=idx[0])
@@ -650,7 +650,7 @@ class Lab:
     def _remove_and_wait(self, node: Node, revoke: bool, timeout: float) -> str:
         subnet = node.subnet_env().get("FLANNEL_SUBNET")
         said = self.remove_node(node.name, revoke=revoke)
-        if revoke and subnet and self.spec.flavour != "legacy" and self.spec.backend != "udp":
+        if revoke and subnet and not self.spec.profile.legacy_daemon and self.spec.backend != "udp":
             gone = ipaddress.IPv4Interface(subnet).network
             deadline = time.monotonic() + timeout
             while any(gone in self.gateway_subnets(n) for n in self.nodes):
@@ -710,7 +710,7 @@ class Lab:
     # -- looking at it -------------------------------------------------------------------
     def leases(self) -> dict[str, tuple[str, str]]:
         """{subnet: (key, value json)} straight from etcd."""
-        if self.spec.flavour == "legacy":
+        if self.spec.etcd_v2:
             pairs = V2Client(self.state.etcd_socket).list(f"{self.spec.prefix}/subnets")
         else:
             pairs = [(meta.key.decode(), value.decode())
@@ -730,7 +730,7 @@ class Lab:
         """The config as it is in etcd now (a learner may have changed it), or None."""
         key = f"{self.spec.prefix}/config"
         try:
-            if self.spec.flavour == "legacy":
+            if self.spec.etcd_v2:
                 return V2Client(self.state.etcd_socket).get(key)
             value, _ = self.etcd().get(key)
             return value.decode() if value is not None else None

@@ -111,8 +111,8 @@ class Node:
             "LABKIT_RUN_DIR": os.path.dirname(self.state.dir),
             "HOSTNAME": self.name,
         })
-        if self.spec.flavour == "legacy":
-            env["ETCDCTL_API"] = "2"  # CentOS 7's etcdctl spoke the v2 API
+        if self.spec.etcd_v2:
+            env["ETCDCTL_API"] = "2"  # CentOS 7's etcdctl spoke the v2 API, as flannel < 0.18 needs
         else:
             env.pop("ETCDCTL_API", None)  # etcdctl 3.4's default: v3
         return env
@@ -127,12 +127,13 @@ class Node:
     def flanneld_argv(self) -> list[str]:
         """What flanneld.service runs: flags from /etc/sysconfig/flanneld, read at each start."""
         conf = read_subnet_file(self.etc_file("sysconfig", "flanneld"))
-        module = "labkit.flannel.legacy.daemon" if self.spec.flavour == "legacy" else "labkit.flannel.daemon"
+        module = "labkit.flannel.legacy.daemon" if self.spec.profile.legacy_daemon else "labkit.flannel.daemon"
         # the lab's own flags first: a flag given again in FLANNEL_OPTIONS wins (Go's flag
         # package keeps the last value), so a user's -lab-subnet-ttl=... there is obeyed
         argv = [sys.executable, "-m", module,
                 f"-lab-subnet-ttl={self.spec.lease_ttl}",
-                f"-lab-renew-margin-seconds={self.spec.renew_margin}"]
+                f"-lab-renew-margin-seconds={self.spec.renew_margin}",
+                f"-lab-flannel-version={self.spec.release}"]  # the profile (flannel/versions.py)
         if self.spec.seed is not None:
             argv.append(f"-lab-seed={self.spec.seed}")
         argv += [f"-etcd-endpoints={conf.get('FLANNEL_ETCD_ENDPOINTS', '')}",

@@ -24,6 +24,8 @@ from .flannel.backends.catalogue import (
     unavailable_reason,
 )
 from .flannel.config import ConfigError, go_parse_cidr, parse_config
+from .flannel.versions import ALIASES, Profile, VersionError
+from .flannel.versions import parse as parse_flannel_version
 
 LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 NODE_NAME_RE = re.compile(r"^(master|node[0-9]{1,3})$")
@@ -181,6 +183,8 @@ class LabSpec:
     nat_public_ip: bool = False       # flanneld on those nodes gets -public-ip=<the NAT's outside address>
     outside: bool = False             # <lab>-outside (203.0.113.1) behind the router; nodes route to it
     ip_masq: bool = False             # flanneld -ip-masq
+    flannel_version: str | None = None  # a flannel release (0.9.1, v0.17.0, legacy, ...): its profile,
+                                        # labkit/flannel/versions.py; None: the flavour's (0.7.1 / 0.28.0)
 
     # -- derived views -------------------------------------------------------------
     @property
@@ -196,6 +200,26 @@ class LabSpec:
     def docker_profile(self) -> str:
         """The docker profile in effect: the one asked for, or the flavour's default."""
         return self.docker_version or DEFAULT_DOCKER.get(self.flavour, "24.0")
+
+    @property
+    def release(self) -> str:
+        """The flannel release the lab runs: --flannel-version, or the flavour's alias."""
+        if self.flannel_version is not None:
+            try:
+                return parse_flannel_version(self.flannel_version)
+            except VersionError:
+                pass  # validate() says why; until then the flavour's release
+        return ALIASES.get(self.flavour, ALIASES["modern"])
+
+    @property
+    def profile(self) -> Profile:
+        """The behaviour switches of that release (labkit/flannel/versions.py)."""
+        return Profile(self.release)
+
+    @property
+    def etcd_v2(self) -> bool:
+        """flannel before 0.18.0 reads and writes the etcd v2 key space (`etcdctl set`)."""
+        return self.profile.etcd_v2
 
     def underlay_net(self) -> ipaddress.IPv4Network:
         if self.underlay is None:
@@ -321,6 +345,16 @@ class LabSpec:
         if self.flavour not in FLAVOURS:
             raise LabError(f"unknown flannel flavour {_shown(self.flavour)}; choose one of {', '.join(FLAVOURS)}",
                            field="flavour")
+        if self.flannel_version is not None:
+            try:
+                release = parse_flannel_version(self.flannel_version)
+            except VersionError as e:
+                raise LabError(f"--flannel-version: {e}", field="flannel_version") from None
+            daemon = "legacy" if Profile(release).legacy_daemon else "modern"
+            if self.flavour == "legacy" and daemon == "modern":
+                raise LabError(f"--flavour legacy is flannel {ALIASES['legacy']}; flannel {release} is run by "
+                               "the modern flanneld: give one of the two", field="flannel_version")
+            self.flannel_version, self.flavour = release, daemon
         if self.docker_version is not None and self.docker_version not in DOCKER_PROFILES:
             raise LabError(f"unknown --docker-version {_shown(self.docker_version)}; the lab has these docker "
                            "profiles: " + "; ".join(f"{k} ({v})" for k, v in DOCKER_PROFILES.items()),
@@ -346,13 +380,16 @@ class LabSpec:
             raise LabError(f"flanneld options must be text without quotes, backslashes, $ or newlines, "
                            f"got {_shown(self.flannel_options)}", field="flannel_options")
         if self.flannel_options:
-            from .flannel.daemon import FlagError, parse_flags
+            from .flannel.daemon import KUBE_SUBNET_MGR_REFUSAL, FlagError, parse_flags
             try:
-                parse_flags(shlex.split(self.flannel_options), environ={})
+                flags = parse_flags(shlex.split(self.flannel_options), environ={})
             except (FlagError, ValueError) as e:
                 raise LabError(f"invalid flanneld options {_shown(self.flannel_options)}: "
                                f"{'-h/-help is not an option for a lab' if str(e) == 'help' else e}",
                                field="flannel_options") from None
+            if flags["kube-subnet-mgr"]:
+                raise LabError(f"flanneld option {KUBE_SUBNET_MGR_REFUSAL}",
+                               field="flannel_options")
         if self.subnet_len is not None and not _is_int(self.subnet_len):
             raise LabError(f"SubnetLen must be a whole number, got {_shown(self.subnet_len)}", field="subnet_len")
         if not isinstance(self.extra_config, dict):
@@ -378,9 +415,9 @@ class LabSpec:
         why = unavailable_reason(cfg.backend_type, kernel=False)  # data only: see check_kernel
         if why:
             raise LabError(f"backend {why}" if is_known_backend(cfg.backend_type) else why, field="backend")
-        if self.flavour == "legacy" and cfg.backend_type != "vxlan":
-            raise LabError(f"the legacy flavour (flannel 0.7.1) is emulated with the vxlan backend only; "
-                           f"backend {cfg.backend_type!r} needs --flavour modern", field="flavour")
+        if self.flavour == "legacy" and cfg.backend_type not in ("vxlan", "udp"):
+            raise LabError(f"flannel {self.release} is emulated with the vxlan and udp backends only; "
+                           f"backend {cfg.backend_type!r} needs --flannel-version 0.9.0 or later", field="flavour")
         if under.overlaps(cfg.network):
             raise LabError(f"the flannel Network {cfg.network} overlaps the underlay {under}", field="network")
         for block, what in self._knob_blocks():

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn, TypeAlias, TypedDict, cast
 
-from . import log
+from . import log, versions
 from .subnetenv import previous_subnet, write_subnet_file
 
 if TYPE_CHECKING:
@@ -56,7 +56,17 @@ FLAGS: dict[str, tuple[FlagValue, FlagKind]] = {
     "kube-subnet-mgr": (False, bool), "v": (0, int), "version": (False, bool),
     # lab-only: real flannel has a fixed 24 h TTL and a margin in minutes
     "lab-subnet-ttl": (24 * 3600, int), "lab-renew-margin-seconds": (0, int), "lab-seed": ("", str),
+    "lab-flannel-version": (versions.MODERN, str),  # the release whose profile to follow (versions.py)
 }
+
+# flannel's kube subnet manager keeps leases in Node objects of a Kubernetes API server. The
+# lab has none and will not pretend to: none can be installed from the package registries it
+# uses (Debian's and PyPI's), and a fake one would teach the wrong thing.
+KUBE_SUBNET_MGR_REFUSAL = (
+    "-kube-subnet-mgr needs a Kubernetes API server, and none can be "
+    "installed from the package registries this lab uses (Debian, PyPI); use the etcd subnet manager "
+    "instead: leave -kube-subnet-mgr out, write the network config into etcd (<etcd-prefix>/config) "
+    "and flanneld keeps each node's lease there")
 
 
 # the parsed flags (flannel's CmdLineOpts), one key per entry of FLAGS
@@ -72,7 +82,7 @@ Options = TypedDict("Options", {
     "iptables-forward-rules": bool, "iptables-resync": int,
     "healthz-ip": str, "healthz-port": int,
     "kube-subnet-mgr": bool, "v": int, "version": bool,
-    "lab-subnet-ttl": int, "lab-renew-margin-seconds": int, "lab-seed": str,
+    "lab-subnet-ttl": int, "lab-renew-margin-seconds": int, "lab-seed": str, "lab-flannel-version": str,
 })
 
 # what the main loop waits on: watch events, a re-listed Snapshot, or None (a signal)
@@ -166,8 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(e, file=sys.stderr)
         print(usage(), file=sys.stderr)
         return 0 if str(e) == "help" else 2
+    try:
+        profile = versions.activate(opts["lab-flannel-version"])
+    except versions.VersionError as e:
+        print(f"invalid value for flag -lab-flannel-version: {e}", file=sys.stderr)
+        return 2
     if opts["version"]:
-        print("v0.28.0-labkit")
+        print(f"v{profile.release}-labkit")
         return 0
     log.set_verbosity(opts["v"])  # klog.V: read by the backends (the udp proxy's errors)
     def go(v: object) -> str:  # Go's %+v of a flag value
@@ -178,25 +193,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error(SRC, "Invalid subnet-lease-renew-margin option, out of acceptable range")
         return 1
     if opts["kube-subnet-mgr"]:
-        log.error(SRC, "Failed to create SubnetManager: labkit's flanneld only has the etcd subnet manager")
+        log.error(SRC, f"Failed to create SubnetManager: {KUBE_SUBNET_MGR_REFUSAL}")
         return 1
     seed = opts["lab-seed"]
 
     # 2. previous subnet, 3. subnet manager
     prev = previous_subnet(opts["subnet-file"])
     from .etcd_manager import LocalManager, connect
-    client = None
-    while client is None:
-        try:
-            client = connect(opts["etcd-endpoints"])
-        except ConnectionError as e:
-            log.error(SRC, f"Couldn't fetch network config: {e}")
-            time.sleep(1)
+    from .etcdv2_manager import V2LocalManager
     ttl = opts["lab-subnet-ttl"]
     margin: float = opts["lab-renew-margin-seconds"] or margin_min * 60
     if ttl > 0 and margin >= ttl:  # e.g. -lab-subnet-ttl=20 alone: flannel's share of the TTL, not its 1 h
         margin = max(ttl * margin_min / (24 * 60), ttl / 4)
-    sm = LocalManager(client, opts["etcd-prefix"], prev, ttl=ttl, renew_margin=margin)
+    sm: LocalManager
+    if profile.etcd_v2:  # flannel < 0.18.0: the etcd v2 keys API (subnet/etcdv2/)
+        sm = V2LocalManager(opts["etcd-endpoints"], opts["etcd-prefix"], prev, ttl=ttl, renew_margin=margin,
+                            previous=profile["previous_subnet"])
+    else:
+        client = None
+        while client is None:
+            try:
+                client = connect(opts["etcd-endpoints"])
+            except ConnectionError as e:
+                log.error(SRC, f"Couldn't fetch network config: {e}")
+                time.sleep(1)
+        sm = LocalManager(client, opts["etcd-prefix"], prev, ttl=ttl, renew_margin=margin)
     log.info(SRC, f"Created subnet manager: Etcd Local Manager with Previous Subnet: "
                   f"{prev if prev else 'None'}")
 
@@ -226,8 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert config is not None  # the loop above ends with a config or a signal
     log.info(SRC, f"Found network config - Backend type: {config.backend_type}")
 
-    # 5. br_netfilter
-    if not os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables"):
+    # 5. br_netfilter (flannel >= 0.26.0)
+    if profile["br_netfilter"] == "on" and not os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables"):
         log.error(SRC, "Failed to check br_netfilter: stat /proc/sys/net/bridge/bridge-nf-call-iptables: "
                        "no such file or directory")
         return 1
@@ -268,8 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # 7b. iptables: masquerade (-ip-masq) and FORWARD accept rules, kept by a resync loop
     from . import trafficmngr
-    trafficmngr.setup(str(config.network), str(lease.subnet), opts["iptables-forward-rules"],
-                      opts["ip-masq"], opts["iptables-resync"])
+    forward = profile["forward_rules"]  # none before v0.9.1 (PR #872): docker 1.13's DROP wins (#834)
+    trafficmngr.setup(str(config.network), str(lease.subnet), opts["iptables-forward-rules"] and forward != "none",
+                      opts["ip-masq"], opts["iptables-resync"], forward_style=forward)
 
     # 8. subnet.env
     try:

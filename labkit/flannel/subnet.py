@@ -445,7 +445,7 @@ def _go_lease_repr(lease: Lease) -> str:
 
 
 def choose_subnet(cfg: Config, leases: list[Lease], public_ip: str | IPv4Address, prev_subnet: IPv4Network | None,
-                  rng: random.Random) -> Decision:
+                  rng: random.Random, previous: str = "if-free") -> Decision:
     """The decision of tryAcquireLease, in flannel's order.
 
     1. The first lease whose PublicIP is ours: reuse it if it fits the
@@ -456,6 +456,11 @@ def choose_subnet(cfg: Config, leases: list[Lease], public_ip: str | IPv4Address
 
     As in flannel, a lease marked for deletion still counts as taken for
     steps 2 and 3 (the list was read before the delete).
+
+    ``previous``: how step 2 treats a previous subnet that another node's lease holds
+    (versions.py, switch previous_subnet): "if-free" (v0.18.0 on, PR #1505) passes over it;
+    "overwrite" (v0.8.0 - v0.17.0) takes it, re-putting that lease with our attributes:
+    two nodes then believe they own one subnet (flannel #1289).
     """
     pub = parse_ip4(str(public_ip))
     logs: list[str] = []
@@ -476,7 +481,17 @@ def choose_subnet(cfg: Config, leases: list[Lease], public_ip: str | IPv4Address
     reason = ""
     kind = "allocate"
     if prev_subnet is not None and not (int(prev_subnet.network_address) == 0 and prev_subnet.prefixlen == 0):
-        if not any(lease.subnet == prev_subnet for lease in leases):
+        held = next((lease for lease in leases if lease.subnet == prev_subnet), None)
+        if held is not None and previous == "overwrite":  # v0.17.0:subnet/etcdv2/local_manager.go
+            if lease_fits(cfg, held.subnet):
+                reason = f"Found lease ({held.subnet}) matching previously leased subnet, reusing"
+                logs.append(reason)
+                return Decision(held.subnet, held, delete, reason, "reuse",
+                                0 if held.expiration is None else SUBNET_TTL, logs)
+            logs.append(f"Found lease ({held.subnet}) matching previously leased subnet but not "
+                        "compatible with current config, deleting")
+            delete.append(held)
+        elif held is None:
             if lease_fits(cfg, prev_subnet):
                 reason = f"Found previously leased subnet ({prev_subnet}), reusing"
                 logs.append(reason)

@@ -27,8 +27,15 @@ KUBE_PROXY_MARK = "0x4000/0x4000"
 Rule = tuple[str, str, list[str]]
 
 
-def forward_rules(network: str) -> list[Rule]:
+def forward_rules(network: str, style: str = "chain") -> list[Rule]:
+    """The FORWARD rules of each era (versions.py, forward_rules): "forward" (v0.9.1, PR #872:
+    two rules appended to FORWARD), "forward-comment" (v0.17.0: the same with a comment),
+    "chain" (v0.20.0, PR #1650: in FLANNEL-FWD, jumped to from FORWARD)."""
     c = ["-m", "comment", "--comment", "flanneld forward"]
+    if style in ("forward", "forward-comment"):
+        c = c if style == "forward-comment" else []
+        return [("filter", "FORWARD", ["-s", network] + c + ["-j", "ACCEPT"]),
+                ("filter", "FORWARD", ["-d", network] + c + ["-j", "ACCEPT"])]
     return [("filter", "FORWARD", c + ["-j", "FLANNEL-FWD"]),
             ("filter", "FLANNEL-FWD", ["-s", network] + c + ["-j", "ACCEPT"]),
             ("filter", "FLANNEL-FWD", ["-d", network] + c + ["-j", "ACCEPT"])]
@@ -85,7 +92,8 @@ class RuleSet:
         threading.Thread(target=loop, daemon=True, name=f"iptables-{self.name}").start()
 
 
-def setup(network: str, lease_subnet: str, forward: bool, masq: bool, resync: int) -> None:
+def setup(network: str, lease_subnet: str, forward: bool, masq: bool, resync: int,
+          forward_style: str = "chain") -> None:
     """main.go's traffic-manager steps: masquerade rules if asked, forward rules by default."""
     if not shutil.which("iptables"):
         log.error(SRC, "Failed to setup IPTables. iptables binary was not found: "
@@ -98,7 +106,7 @@ def setup(network: str, lease_subnet: str, forward: bool, masq: bool, resync: in
         sets.append(RuleSet("masq", masq_rules(network, lease_subnet)))
     if forward:
         log.info(SRC, "Changing default FORWARD chain policy to ACCEPT")
-        sets.append(RuleSet("forward", forward_rules(network)))
+        sets.append(RuleSet("forward", forward_rules(network, forward_style)))
     for rs in sets:
         rs.bootstrap()
         log.info(SRC, "bootstrap done")

@@ -343,7 +343,7 @@ def _iptables(lab: Lab, c: Check) -> Verdict:
 
 def _etcd(lab: Lab, c: Check) -> Verdict:
     from ..etcd import V2Client
-    api = c.get("api") or ("v2" if lab.spec.flavour == "legacy" else "v3")
+    api = c.get("api") or ("v2" if lab.spec.etcd_v2 else "v3")
     value: str | None
     if api == "v2":
         value = V2Client(lab.state.etcd_socket).get(c["key"])

@@ -109,10 +109,10 @@ def test_spec_with_segments_round_trips():
     assert LabSpec.from_dict(spec.to_dict()) == spec
 
 
-def test_legacy_flavour_is_vxlan_only():
+def test_legacy_flavour_is_vxlan_and_udp_only():
     with pytest.raises(LabError) as e:
         LabSpec(flavour="legacy", backend="host-gw").validate()
-    assert "vxlan backend only" in str(e.value)
+    assert "vxlan and udp backends only" in str(e.value)
 
 
 class _Link(dict):

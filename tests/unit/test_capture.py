@@ -41,6 +41,9 @@ def test_layers_text_counts_the_overhead():
     raw, _ = vxlan_frame()
     text = C.layers_text(C.decode(raw))
     assert "inner frame 98 B + encapsulation 50 B" in text
+    # the MTU limits the outer IP packet: the 50 B it counts hold the inner Ethernet header
+    assert ("outer IP packet 134 B = inner IP 84 + inner Ethernet 14 + VXLAN 8 + UDP 8 + outer IP 20: "
+            "what the MTU limits (50 B of overhead") in text
     assert "148  total on the wire" in text
 
 

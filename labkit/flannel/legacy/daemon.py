@@ -21,9 +21,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
-from .. import log
+from .. import log, versions
 from ..config import Config
-from ..daemon import FlagError, Options, parse_flags, usage
+from ..daemon import KUBE_SUBNET_MGR_REFUSAL, EventQueue, FlagError, Options, parse_flags, usage
 from ..etcd_manager import lease_from_node
 from ..subnet import (
     EVENT_ADDED,
@@ -37,7 +37,7 @@ from ..subnet import (
     parse_subnet_key,
     subnet_key,
 )
-from ..subnetenv import write_subnet_file
+from ..subnetenv import previous_subnet, write_subnet_file
 from .config import parse_config
 from .registry import Body, EtcdError, V2Registry
 from .vxlan import LegacyVXLANDevice, LegacyVXLANNetwork, Miss, parse_backend_config
@@ -52,6 +52,14 @@ Item = (Literal["stop"] | tuple[Literal["watch"], list[tuple[str, str, str]]]
         | tuple[Literal["reset"], list[Body]] | Miss)
 
 SRC = "network.go"
+
+
+class UseUdp(Exception):
+    """The config names the udp backend: run_udp takes over."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__("udp")
+        self.config = config
 
 
 def lease_json(public_ip: str, mac: str) -> str:
@@ -76,6 +84,11 @@ class Daemon:
         self.stop: list[int] = []
         self.generation = 0  # a restarted network ignores the old watch thread
         self.monitoring: set[int] = set()
+        self.udp_events: EventQueue | None = None  # the udp backend's loop (daemon._run) when it runs
+        # v0.8.0 reads the previous subnet back from subnet.env (and takes it even from another
+        # node: flannel #1289); 0.7.1 does not (versions.py, previous_subnet)
+        self.previous = versions.active()["previous_subnet"]
+        self.prev = previous_subnet(opts["subnet-file"]) if self.previous != "ignored" else None
 
     # -- init (retryInit) -------------------------------------------------------------
     def init(self) -> tuple[Config, LegacyVXLANDevice, Lease]:
@@ -83,12 +96,14 @@ class Daemon:
             config = parse_config(self.reg.get_network_config())
         except Exception as e:
             raise RuntimeError(f"failed to retrieve network config: {e}") from e
+        if config.backend_type == "udp":
+            raise UseUdp(config)
         if config.backend_type != "vxlan":
             raise RuntimeError(f"failed to create and initialize network: "
                                f"unknown backend type: {config.backend_type}"
-                               if config.backend_type not in ("udp", "host-gw", "alloc", "aws-vpc", "gce")
+                               if config.backend_type not in ("host-gw", "alloc", "aws-vpc", "gce")
                                else "failed to create and initialize network: labkit's flannel 0.7 "
-                                    "emulation only has the vxlan backend")
+                                    "emulation only has the vxlan and udp backends")
         cfg = parse_backend_config(config.backend)
         dev = LegacyVXLANDevice(self.ipr, f"flannel.{cfg['VNI']}", cfg["VNI"], self.ext.index,
                                 self.ext.iface_addr, cfg["Port"], cfg["GBP"])
@@ -109,7 +124,7 @@ class Daemon:
             nodes = self.reg.get_subnets()[0]
             leases = [lease for lease in (to_lease(n["key"], n["value"], n["ttl"]) for n in nodes) if lease]
             try:
-                d = choose_subnet(config, leases, self.ext.ext_addr, None, self.rng)
+                d = choose_subnet(config, leases, self.ext.ext_addr, self.prev, self.rng, previous=self.previous)
             except OutOfSubnets as e:  # allocateSubnet logs "Picking ..." and then fails
                 self._delete_stale(e.delete, attrs)
                 log.info("local_manager.go", f"Picking subnet in range {config.subnet_min} ... {config.subnet_max}")
@@ -117,10 +132,14 @@ class Daemon:
             key = subnet_key(self.opts["etcd-prefix"], d.subnet)
             self._delete_stale(d.delete, attrs)
             if d.kind == "reuse":
-                log.info("local_manager.go", f"Found lease ({d.subnet}) for current IP ({attrs.public_ip}), reusing")
+                log.info("local_manager.go", d.reason if "previously" in d.reason
+                         else f"Found lease ({d.subnet}) for current IP ({attrs.public_ip}), reusing")
                 exp = self.reg.update_subnet(key, value, self.ttl if d.ttl else 0)
                 return Lease(subnet=d.subnet, attrs=attrs, expiration=exp, key=key)
-            log.info("local_manager.go", f"Picking subnet in range {config.subnet_min} ... {config.subnet_max}")
+            if d.kind == "previous":
+                log.info("local_manager.go", d.reason)
+            else:
+                log.info("local_manager.go", f"Picking subnet in range {config.subnet_min} ... {config.subnet_max}")
             try:
                 exp = self.reg.create_subnet(key, value, self.ttl)
                 return Lease(subnet=d.subnet, attrs=attrs, expiration=exp, key=key)
@@ -134,6 +153,29 @@ class Daemon:
             log.info("local_manager.go", f"Found lease ({stale.subnet}) for current IP ({attrs.public_ip}) "
                                          "but not compatible with current config, deleting")
             self.reg.delete_subnet(subnet_key(self.opts["etcd-prefix"], stale.subnet))
+
+    def run_udp(self, config: Config) -> None:
+        """The udp backend of 0.7.1 (v0.7.1:backend/udp/{udp,network}.go, proxy.c): the lease
+        (PublicIP only), the flannel0 TUN with the lease's address and the *Network's* prefix
+        (10.108.5.0/16; /32 from v0.11.0: versions.py, udp_tun_address), MTU = underlay - 28,
+        the route for the Network, and the proxy, whose C code has not changed since 0.7.1:
+        so the modern backend is reused (backends/udp/), over the etcd v2 subnet manager, and
+        so is the modern main loop (it watches, renews, and exits when flanneld stops; also when
+        our lease is deleted, where 0.7.1 would register again). Its log lines carry the modern
+        udp files' names (udp_network_amd64.go; 0.7.1's was backend/udp/network.go)."""
+        from ..backends.udp.udp import UdpBackend
+        from ..daemon import _run
+        from ..etcdv2_manager import V2LocalManager
+        sm = V2LocalManager(self.opts["etcd-endpoints"], self.opts["etcd-prefix"], self.prev, ttl=self.ttl,
+                            renew_margin=self.margin, previous=self.previous, rng=self.rng)
+        bn = UdpBackend(sm, self.ext, self.ipr).register_network(config)
+        assert bn.lease is not None and config.network is not None  # RegisterNetwork acquired it
+        log.info("manager.go", f"Lease acquired: {bn.lease.subnet}")
+        write_subnet_file(self.opts["subnet-file"], config.network, bn.lease.subnet, bn.mtu(), self.opts["ip-masq"])
+        self.udp_events = queue.Queue()
+        if self.stop:
+            self.udp_events.put(None)
+        _run(sm, bn, self.udp_events, self.stop)  # ends the process (os._exit) when flanneld stops
 
     # -- run -----------------------------------------------------------------------------
     def watch(self, since: int) -> None:
@@ -175,6 +217,16 @@ class Daemon:
             try:
                 config, dev, lease = self.init()
                 break
+            except UseUdp as u:
+                try:
+                    self.run_udp(u.config)  # returns only if registering failed: try again in 1 s
+                except Exception as e:
+                    log.error(SRC, f"failed to register network: {e}")
+                try:
+                    if self.events.get(timeout=1) == "stop":
+                        return False
+                except queue.Empty:
+                    pass
             except Exception as e:
                 log.error(SRC, str(e))
                 try:
@@ -258,6 +310,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(usage(), file=sys.stderr)
         return 0 if str(e) == "help" else 2
     log.set_verbosity(opts["v"])  # glog's -v: network.go's V(1)/V(2) lines
+    try:
+        if not versions.activate(opts["lab-flannel-version"]).legacy_daemon:
+            versions.activate(versions.LEGACY)  # this daemon runs the releases before 0.9.0 only
+    except versions.VersionError as e:
+        print(f"invalid value for flag -lab-flannel-version: {e}", file=sys.stderr)
+        return 2
+    if opts["kube-subnet-mgr"]:
+        log.error("main.go", f"Failed to create SubnetManager: {KUBE_SUBNET_MGR_REFUSAL}")
+        return 1
     from pyroute2 import IPRoute
 
     from ..iface import InterfaceError, lookup
@@ -278,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def on_signal(*_: object) -> None:
         d.stop.append(1)
         d.events.put("stop")
+        if d.udp_events is not None:
+            d.udp_events.put(None)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     while d.run_once():

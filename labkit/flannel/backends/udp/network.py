@@ -29,7 +29,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-from ... import log
+from ... import log, versions
 from ...ip import EEXIST, RTPROT_BOOT, checked, errno_of, go_strerror
 from ...subnet import EVENT_ADDED, EVENT_REMOVED, Event, Lease
 from ..catalogue import encap_overhead
@@ -65,13 +65,15 @@ def open_tun(name: str = "flannel%d") -> tuple[int, str]:
 
 
 def configure_iface(ipr: IPRoute, ifname: str, ipn: ipaddress.IPv4Interface, mtu: int) -> int:
-    """/32 address, MTU, up, and the route for the whole Network (EEXIST is fine)."""
+    """/32 address, MTU, up, and the route for the whole Network (EEXIST is fine).
+    Before v0.11.0 the address had the Network's prefix (versions.py, udp_tun_address)."""
     found = ipr.link_lookup(ifname=ifname)
     if not found:
         raise RuntimeError(f"failed to lookup interface {ifname}")
     idx: int = found[0]
-    checked(f"failed to add IP address {ipn.ip}/32 to {ifname}", ipr.addr, "add", index=idx,
-            address=str(ipn.ip), prefixlen=32)
+    plen = 32 if versions.active()["udp_tun_address"] == "/32" else ipn.network.prefixlen
+    checked(f"failed to add IP address {ipn.ip}/{plen} to {ifname}", ipr.addr, "add", index=idx,
+            address=str(ipn.ip), prefixlen=plen)
     checked(f"failed to set MTU for {ifname}", ipr.link, "set", index=idx, mtu=mtu)
     checked(f"failed to set interface {ifname} to UP state", ipr.link, "set", index=idx, state="up")
     # explicit, because a route for the subnet may already be there (docker's) and then

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ... import log
-from ...ip import AF_BRIDGE, EEXIST, NTF_SELF, NUD_PERMANENT, ensure_v4_address_on_link
+from ... import log, versions
+from ...ip import AF_BRIDGE, AF_INET, EEXIST, NTF_SELF, NUD_PERMANENT, ensure_v4_address_on_link
 from ..catalogue import encap_overhead
 
 SRC = "device.go"
@@ -161,15 +161,36 @@ class VXLANDevice:
         """Put the lease's /32 on the device (EnsureV4AddressOnLink), set it up, check the MAC.
 
         Addresses inside the flannel Network other than ours are removed; addresses
-        outside it are left alone (flannel >= v0.14).
+        outside it are left alone (flannel >= v0.14). v0.9.0 - v0.13.x (versions.py,
+        flannel1_addresses = refuse) refused a device with more than one IPv4 address and
+        replaced a single other one. The MAC check came with v0.22.3 (PR #1796).
         """
         name = self.attrs.name
-        ensure_v4_address_on_link(self.ipr, self.index, ipa, flannel_net, on_remove=lambda addr: log.info(
-            "iface.go", f"removed IP address {addr.with_prefixlen} {name} from {name}"))
+        if versions.active()["flannel1_addresses"] == "refuse":
+            self._configure_v09(ipa)
+        else:
+            ensure_v4_address_on_link(self.ipr, self.index, ipa, flannel_net, on_remove=lambda addr: log.info(
+                "iface.go", f"removed IP address {addr.with_prefixlen} {name} from {name}"))
         self.ipr.link("set", index=self.index, state="up")
         got = self.ipr.link("get", index=self.index)[0].get_attr("IFLA_ADDRESS")
-        if got != self.hw_addr:
+        if got != self.hw_addr and versions.active()["mac_check"] == "on":
             raise RuntimeError(f"{name}'s mac address wanted: {self.hw_addr}, but got: {got}")
+
+    def _configure_v09(self, ipa: ipaddress.IPv4Interface) -> None:
+        """v0.9.0:backend/vxlan/device.go Configure (v0.12.0 - v0.13.x: pkg/ip/iface.go): more
+        than one IPv4 address is the user's doing, so flanneld stops and asks them to sort it
+        out; one address that is not the lease's is replaced (a new lease, for example).
+        (flannel appends the link's Go struct to the message; the lab names the link.)"""
+        have = [ipaddress.IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+                for a in self.ipr.get_addr(family=AF_INET, index=self.index)]
+        if len(have) > 1:
+            raise RuntimeError("link has incompatible addresses. Remove additional addresses and try again. "
+                               f"{self.attrs.name}")
+        if have and have[0] != ipa:
+            self.ipr.addr("del", index=self.index, address=str(have[0].ip), prefixlen=have[0].network.prefixlen)
+            have = []
+        if not have:
+            self.ipr.addr("add", index=self.index, address=str(ipa.ip), prefixlen=ipa.network.prefixlen)
 
     # -- neighbours ----------------------------------------------------------------------
     def add_arp(self, ip: ipaddress.IPv4Address, mac: str) -> None:

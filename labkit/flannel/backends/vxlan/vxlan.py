@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ... import log
+from ... import log, versions
 from ...config import Config
 from ...ip import go_strerror
 from ...subnet import Lease, LeaseAttrs
@@ -62,7 +62,10 @@ class VXLANBackend(BackendBase):
                       f"DirectRouting={str(cfg['DirectRouting']).lower()}")
         # 1. the device (its MAC is needed for the lease)
         try:
-            dev = create_vxlan_device(config, cfg, self.sm, self.ext_iface.index, self.ext_iface.ext_addr,
+            # the VXLAN local address: ExtAddr since v0.27.4 (PR #2247), the interface's before
+            local = self.ext_iface.ext_addr if versions.active()["vxlan_local"] == "public-ip" \
+                else self.ext_iface.iface_addr
+            dev = create_vxlan_device(config, cfg, self.sm, self.ext_iface.index, local,
                                       self.ipr)
         except NetlinkError as e:
             raise RuntimeError(f"failed to create vxlan device: {go_strerror(e)}") from None

@@ -26,7 +26,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTMGRP_LINK
 
-from ... import log
+from ... import log, versions
 from ...ip import AF_INET, RTNH_F_ONLINK, RTPROT_BOOT, direct_routing, go_strerror
 from ...subnet import EVENT_ADDED, EVENT_REMOVED, Event, Lease
 from ..catalogue import encap_overhead
@@ -60,6 +60,8 @@ class VXLANNetwork(SimpleNetwork):
         handleSubnetEvents). flannel starts watchVXLANDevice beside WatchLeases and, when it
         reports the device missing, recreates it in a goroutine of its own, so that lease
         events keep being handled meanwhile: here, two threads, and one per re-creation."""
+        if versions.active()["deleted_device"] != "recreated":  # flannel < v0.27.4 had no device watcher
+            return
         vxlan_missing: queue.Queue[bool] = queue.Queue(maxsize=1)  # buffered: one signal pending at most
         # watchVXLANDevice's first line, logged before its thread starts: in flannel the goroutine
         # races CompleteLease's "Waiting for ... to renew lease"; here the order is the same every run

@@ -1,0 +1,1 @@
+"""Pictures drawn from the running lab (drawsvg): each module draws one idea."""
