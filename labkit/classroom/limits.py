@@ -131,8 +131,10 @@ def join(procs_files: list[str]) -> None:
 
 
 def release(user: str) -> None:
-    """Remove the learner's cgroup(s) once no process is left in them (best effort)."""
-    for path in [f"{CGROOT}/{PARENT}/{user}", *_v1_dirs(user).values()]:
+    """Remove the learner's cgroup(s) once no process is left in them, and the parent once it
+    is empty (best effort)."""
+    paths = [f"{CGROOT}/{PARENT}/{user}", *_v1_dirs(user).values()]
+    for path in paths + sorted({os.path.dirname(p) for p in paths}):
         try:
             os.rmdir(path)
         except OSError:

@@ -216,4 +216,9 @@ def remove(names: list[str]) -> list[str]:
         if _exists(name):
             raise LabError(f"userdel {name} failed")
         removed.append(name)
+    try:
+        if not grp.getgrnam(GROUP).gr_mem:   # the last learner gone: the group goes too
+            subprocess.run(["groupdel", GROUP], capture_output=True, text=True)
+    except KeyError:
+        pass
     return removed
