@@ -75,7 +75,7 @@ def _server(lab: Lab, target: str, port: int) -> subprocess.Popen[bytes]:
 
 def _client(lab: Lab, src: str, dst_ip: str, args: list[str], seconds: float, port: int) -> dict[str, Any]:
     r = lab.exec(src, ["iperf3", "-c", dst_ip, "-p", str(port), "-t", f"{seconds:g}", "-J", *args],
-                 timeout=seconds + 30)
+                 timeout=seconds + 30, record=False)
     try:
         out = json.loads(r.stdout)
     except ValueError:

@@ -5,13 +5,14 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from . import bench, capture, sandbox, sandbox_cli
+from . import bench, capture, sandbox, sandbox_cli, transcript
 from .classroom import cli as classroom_cli
 from .errors import LabError
 from .lab import Lab, clean
@@ -24,6 +25,7 @@ DEFAULT_NAME = os.environ.get("LABKIT_NAME", "lab")
 EPILOG = """examples:
   labkit up --nodes 3 --network 10.108.0.0/16 --backend vxlan --containers 1
   labkit status                     # the cluster as etcd and the kernel see it
+  labkit status --svg lab.svg       # ... and its picture (open lab.svg in a browser)
   labkit exec node1 -- ip -d link show flannel.1
   labkit exec node1 -- cat /run/flannel/subnet.env
   labkit ping master/c1 node1/c1    # container to container, across nodes
@@ -92,9 +94,20 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
+    if a.svg is not None:   # drawsvg is imported only for a picture
+        from .pictures import topology
+        from .pictures.svgfile import check_svg_path
+        check_svg_path(a.svg)   # a bad file name: one line, before anything is read or written
     st = Lab.attach(a.name).status()
+    said = ""
+    if a.svg is not None:
+        pic = topology(st)
+        said = (f"picture: {pic.save(a.svg)} (topology of lab {st.name}, {pic.drawn} of {len(st.nodes)} "
+                "nodes drawn in full)")
     if a.json:
         print(st.to_json(kernel=False))
+        if said:
+            print(said, file=sys.stderr)
         return 0 if st.etcd_ok else 2
     print(f"lab {st.name}: Network {st.network}, backend {st.backend}, etcd prefix {st.prefix}")
     if not st.etcd_ok:
@@ -108,18 +121,27 @@ def cmd_status(a: argparse.Namespace) -> int:
                      n.services["flanneld"], n.services["docker"],
                      " ".join(f"{c.name}={c.ip or 'stopped'}" for c in n.containers) or "-"])
     print(_table(rows))
+    if said:
+        print(said)
     return 0 if st.etcd_ok else 2
 
 
 def cmd_exec(a: argparse.Namespace) -> int:
     if not a.command:
         raise LabError("nothing to run: labkit exec NODE -- COMMAND [ARGS...]")
-    argv, env = Lab.attach(a.name).command(a.target, a.command)
+    lab = Lab.attach(a.name)
+    argv, env = lab.command(a.target, a.command)
+    if a.command[0] in ("bash", "sh") and "-c" not in a.command:  # a shell of its own: interactive
+        transcript.record_interactive(lab.state, a.target, "labkit exec")
+    else:
+        transcript.record(lab.state, {"on": a.target, "argv": list(a.command)}, "labkit exec")
     return subprocess.call(argv, env=env)  # stdin, stdout and stderr stay the user's
 
 
 def cmd_shell(a: argparse.Namespace) -> int:
-    argv, env = Lab.attach(a.name).command(a.target, ["bash", "--norc", "-i"])
+    lab = Lab.attach(a.name)
+    argv, env = lab.command(a.target, ["bash", "--norc", "-i"])
+    transcript.record_interactive(lab.state, a.target)  # noted; what is typed in it is not seen
     env["PS1"] = "[root@\\h \\W]# "
     os.chdir(os.path.expanduser("~"))  # a login lands in root's home, as on the blog's hosts
     os.execvpe(argv[0], argv, env)
@@ -148,7 +170,7 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_link(a: argparse.Namespace) -> int:
-    print(Lab.attach(a.name).link(a.node, a.action))
+    print(Lab.attach(a.name).link(a.node, a.action, via="labkit link"))
     return 0
 
 
@@ -158,7 +180,10 @@ def cmd_logs(a: argparse.Namespace) -> int:
 
 
 def cmd_service(a: argparse.Namespace) -> int:
-    svc = Lab.attach(a.name).node(a.node).service(a.service)
+    lab = Lab.attach(a.name)
+    svc = lab.node(a.node).service(a.service)
+    if a.action != "status":
+        transcript.record(lab.state, {"action": a.action, "service": a.service, "on": a.node}, "labkit service")
     if a.action == "status":
         print(f"{a.service}@{a.node}: {svc.status()} (pid {svc.pid() or '-'})")
         return 0 if svc.is_active() else 3
@@ -230,6 +255,35 @@ def cmd_capture(a: argparse.Namespace) -> int:
     return 0 if cap.packets else 1
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from .bundle import export
+    data = export(Lab.attach(a.name), a.output)
+    steps = sum(1 for e in data["transcript"] if "step" in e)
+    print(f"lab {a.name}: bundle written to {a.output} ({os.path.getsize(a.output)} bytes; {len(data['nodes'])} "
+          f"nodes, {len(data['etcd'][data['etcd']['api']])} etcd keys, {steps} commands in the transcript)")
+    return 0
+
+
+def cmd_replay(a: argparse.Namespace) -> int:
+    from .bundle import replay
+    from .bundle.replay import plan
+    if a.dry_run:
+        print("\n".join(plan(a.file)))
+        return 0
+    _, result = replay(a.file, a.name, progress=_progress)
+    print(result.text())
+    print(f"\nnext: labkit diff --name {a.name} {a.file}    |    labkit check --name {a.name}")
+    return 0
+
+
+def cmd_diff(a: argparse.Namespace) -> int:
+    from .bundle import diff_lab, load
+    bundle = load(a.file)   # checked before the lab is read
+    out = diff_lab(Lab.attach(a.name), bundle, context=a.context)
+    sys.stdout.write(out)
+    return 1 if out else 0
+
+
 def cmd_versions(a: argparse.Namespace) -> int:
     from .flannel import versions
     if a.version:
@@ -255,6 +309,18 @@ def cmd_list(a: argparse.Namespace) -> int:
 def cmd_scenario(a: argparse.Namespace) -> int:
     """`labkit scenario list|show|start|check|hint|solve|verify|down` (README: Scenarios)."""
     from .scenario import engine, model
+    if a.verb == "from-bundle":
+        from .bundle import load, scenario_yaml
+        name = os.path.splitext(os.path.basename(a.output))[0]
+        if not a.output.endswith((".yaml", ".yml")) or not re.match(model.NAME_RE, name):
+            raise LabError(f"-o must be NAME.yaml with NAME of lower-case letters, digits and '-'; got {a.output!r}")
+        if os.path.exists(a.output):
+            raise LabError(f"{a.output} exists; pick another file name")
+        text = scenario_yaml(load(a.file), name)
+        with open(a.output, "x") as f:
+            f.write(text)
+        print(f"scenario {name} written to {a.output}: fill in its TODOs, then labkit scenario verify {a.output}")
+        return 0
     if a.verb == "list":
         found, bad = model.load_all()
         if a.json:
@@ -404,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = add("status", cmd_status, "show nodes, leases, docker0 and containers (from etcd and the kernel)")
     st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--svg", metavar="FILE", help="also draw the topology (nodes, switch, etcd, eth0, flannel's "
+                                                  "device, docker0, veths, containers) into FILE.svg")
 
     ex = add("exec", cmd_exec, "run a command on a node or in a container (NODE, NODE/CONTAINER)")
     ex.add_argument("target")
@@ -503,6 +571,27 @@ def build_parser() -> argparse.ArgumentParser:
             vp.add_argument("--json", action="store_true", help="machine-readable output")
         if verb == "show":
             vp.add_argument("--solution", action="store_true", help="also the solution and the explanation")
+    fb = scs.add_parser("from-bundle", help="a scenario skeleton from a bundle (labkit export)",
+                        description="write a valid scenario file whose lab is the bundle's and whose fault is "
+                                    "its transcript; fill in the task, hints and solution")
+    fb.add_argument("file", help="the bundle (labkit export -o FILE)")
+    fb.add_argument("-o", "--output", required=True, help="the new scenario file, NAME.yaml")
+    fb.set_defaults(fn=cmd_scenario)
+
+    xp = add("export", cmd_export, "write the lab's state as one JSON file for a bug report: spec, versions, "
+                                   "etcd keys, each node's flags, links, routes, ARP, FDB, iptables, sysctls, "
+                                   "flannel files, units and logs, and the commands typed since up")
+    xp.add_argument("-o", "--output", required=True, metavar="FILE", help="the bundle file to write")
+    rp = add("replay", cmd_replay, "build a new lab in a bundle's state: its spec, its leases, then the "
+                                   "commands of its transcript (interactive sessions are listed, not replayed)")
+    rp.add_argument("file", help="a bundle written by labkit export")
+    rp.add_argument("--dry-run", action="store_true", help="check the bundle and list what would be done "
+                                                           "(every command), build nothing")
+    df = add("diff", cmd_diff, "what differs between a running lab and a bundle, ignoring what cannot be "
+                               "the same (names, MACs, veth names, ids, timestamps, counters, TTLs left); "
+                               "exit 1 when something differs")
+    df.add_argument("file", help="a bundle written by labkit export")
+    df.add_argument("-U", "--context", type=int, default=1, help="lines of context (default 1)")
 
     vs = add("versions", cmd_versions, "the flannel releases a lab can run (--flannel-version) and what "
              "changes between them, each switch with flannel's source file or PR")

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import netns
+from . import netns, transcript
 from .capture import MAX_PING_COUNT, Capture, capture
 from .docker import containers
 from .docker.containers import Container
@@ -119,6 +119,8 @@ class Lab:
         self.built_by = built_by or "a python process"   # recorded in owner.json by up()
         self.nodes = [Node(self.state, self.spec, i) for i in range(self.spec.nodes)]
         self._etcd: Any = None  # python-etcd3's client (untyped)
+        # a step between etcd and flanneld (a bundle's replay puts its leases into etcd there)
+        self.before_flanneld: Callable[[], object] | None = None
 
     @classmethod
     def attach(cls, name: str = "lab", progress: Callable[[str], object] | None = None) -> "Lab":
@@ -179,6 +181,8 @@ class Lab:
             self._step("etcd", self._start_etcd)
             if self.spec.write_config:
                 self._step("network config", self.write_config)
+            if self.before_flanneld is not None:
+                self._step("before flanneld", self.before_flanneld)
             # Like a host at boot: flanneld, then docker. Without a config in etcd, flanneld
             # waits for one (retrying every second) and docker gets its default bridge.
             self._step("flanneld", lambda: self.start_flanneld(wait=self.spec.write_config))
@@ -187,6 +191,9 @@ class Lab:
                 self._step("containers", self._start_containers)
             if self.spec.write_config:
                 self._step("converge", self.wait_converged)
+            # the transcript (labkit/transcript.py) opens with what `up` built: the spec, each node's subnet
+            transcript.start(self.state, self.spec.to_dict(),
+                             {n.name: n.subnet_env().get("FLANNEL_SUBNET") for n in self.nodes})
         except BaseException as e:
             self.progress(f"build failed ({e}); removing the half-built lab")
             self.down()
@@ -264,13 +271,15 @@ class Lab:
         """The NIC a node reaches the cluster with: eth0, eth1 with two NICs (eth0 behind a NAT)."""
         return "eth0" if node in self.spec.nat else self.spec.uplink_ifname()
 
-    def link(self, node: str, action: str) -> str:
+    def link(self, node: str, action: str, record: bool = True, via: str = "python") -> str:
         """Unplug and replug a node: `down`/`up` act on its cable (the switch port), `del`/`add`
         delete and re-create its uplink NIC with the same address, MTU and routes (a NIC that
         is re-created, flannel #2247). Returns what was done, in one line."""
         n = self.node(node)
         if action not in LINK_ACTIONS:
             raise LabError(f"unknown link action {action!r}: use one of {', '.join(LINK_ACTIONS)}")
+        if record:
+            transcript.record(self.state, {"action": "link", "on": n.name, "verb": action}, via)
         ifname, spec = self.uplink(n.name), self.spec
         where = f"{self.state.netns('nat-' + n.name)}'s" if n.name in spec.nat else "the node's"
         if action in ("down", "up"):
@@ -435,6 +444,7 @@ class Lab:
             except Exception as e2:  # keep the first error; say what is left
                 self.progress(f"removing {node.name} failed too: {e2}")
             raise
+        transcript.record_change(self.state, {"nodes": len(self.nodes)}, "add_node")
         return node
 
     def remove_node(self, name: str | None = None, revoke: bool = True) -> str:
@@ -464,6 +474,7 @@ class Lab:
         self._adopt(dataclasses.replace(self.spec, nodes=len(self.nodes)))
         self.state.create(self.spec)
         said.append(f"namespace {node.ns} removed")
+        transcript.record_change(self.state, {"nodes": len(self.nodes), "revoke": revoke}, "remove_node")
         return "; ".join(s for s in said if s)
 
     def _revoke_lease(self, node: Node) -> str:
@@ -595,6 +606,9 @@ class Lab:
                 self._adopt(dataclasses.replace(self.spec, **{f: getattr(new, f) for f in RECONFIGURABLE
                                                               if f != "nodes"}))
                 self.state.create(self.spec)  # spec.json: `labkit status` shows the new config
+                transcript.record_change(self.state, {f: getattr(new, f) for f in RECONFIGURABLE
+                                                      if f != "nodes" and getattr(new, f) != getattr(old, f)},
+                                         "reconfigure")
                 return self.write_config()
             steps.append((f"etcdctl put {new.prefix}/config '{new.network_config_json()}'", write))
             steps.append(("flanneld: stop on every node", self._stop_flanneld))
@@ -770,15 +784,29 @@ class Lab:
         return netns.nsexec_argv(rec.netns, argv, node.view(hostname=rec.name)), node.env()
 
     def exec(self, target: str, argv: list[str], timeout: float | None = 60,
-             input: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run argv on a node or in a container; returns CompletedProcess (text)."""
+             input: str | None = None, record: bool = True,
+             via: str = "python") -> subprocess.CompletedProcess[str]:
+        """Run argv on a node or in a container; returns CompletedProcess (text).
+
+        A command typed into a node is recorded in the lab's transcript (labkit/transcript.py)
+        with its argv; the lab's own probes (ping, checks) pass ``record=False``."""
         full, env = self.command(target, argv)
+        if record:
+            step: dict[str, Any] = {"on": target, "argv": list(argv)}
+            if input is not None:
+                step["input"] = input
+            transcript.record(self.state, step, via)
         return subprocess.run(full, capture_output=True, text=True, env=env, timeout=timeout, input=input,
                               stdin=subprocess.DEVNULL if input is None else None)
 
-    def sh(self, target: str, script: str, timeout: float | None = 60) -> subprocess.CompletedProcess[str]:
-        """Run a shell command line on a node or in a container, as typed at its prompt."""
-        return self.exec(target, ["bash", "-c", script], timeout=timeout)
+    def sh(self, target: str, script: str, timeout: float | None = 60, record: bool = True,
+           via: str = "python") -> subprocess.CompletedProcess[str]:
+        """Run a shell command line on a node or in a container, as typed at its prompt
+        (recorded in the transcript as that line unless ``record=False``)."""
+        if record:
+            self.command(target, ["true"])  # an unknown target is refused before it is recorded
+            transcript.record(self.state, {"on": target, "run": script}, via)
+        return self.exec(target, ["bash", "-c", script], timeout=timeout, record=False)
 
     def address_of(self, target: str) -> ipaddress.IPv4Address:
         node, rec = self.resolve(target)
@@ -807,7 +835,7 @@ class Lab:
         except ValueError:
             ip = self.address_of(dst)
         r = self.exec(src, ["ping", "-c", str(count), "-i", "0.2", "-W", str(max(1, int(timeout))),
-                            str(ip)], timeout=timeout * count + 5)
+                            str(ip)], timeout=timeout * count + 5, record=False)
         return r.returncode == 0, r.stdout + r.stderr
 
     def endpoints(self) -> list[str]:

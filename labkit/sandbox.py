@@ -252,6 +252,36 @@ def connect(rdir: str) -> Holder | None:
         s.close()
 
 
+def scan() -> Holder | None:
+    """This user's holder found through /proc, when its socket is gone (logind removes
+    /run/user/<uid> at the last logout; a session without XDG_RUNTIME_DIR looks in /tmp):
+    our own process named labkit-sandbox whose /run marker names it as the holder."""
+    mine = os.getuid()
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{p}").st_uid != mine or _read(f"/proc/{p}/comm") != "labkit-sandbox":
+                continue
+            with open(f"/proc/{p}/root{MARKER}") as f:
+                info = json.load(f)
+            if info.get("holder") != int(p) or info.get("uid") != mine:
+                continue
+            holder = Holder(int(p), *[os.open(f"/proc/{p}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+                                      for ns in ("user", "mnt", "net")])
+        except (OSError, ValueError, AttributeError):
+            continue
+        owner = ctypes.c_uint32()
+        if (_libc.ioctl(holder.user_fd, NS_GET_OWNER_UID, ctypes.byref(owner)) == 0 and owner.value == mine
+                and _read(f"/proc/{p}/comm") == "labkit-sandbox"):  # still it: the fds are its namespaces
+            return holder
+        holder.close()
+    return None
+
+
+def find(rdir: str) -> Holder | None:
+    """The running sandbox: through its socket, else through /proc."""
+    return connect(rdir) or scan()
+
+
 def _lock(rdir: str) -> int:
     fd = os.open(os.path.join(rdir, "sandbox.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -261,12 +291,12 @@ def _lock(rdir: str) -> int:
 def ensure(create: bool = True) -> Holder | None:
     """This user's sandbox, started when there is none (and `create`)."""
     rdir = runtime_dir()
-    holder = connect(rdir)
+    holder = find(rdir)
     if holder is not None or not create:
         return holder
     lock = _lock(rdir)  # two commands starting at once make one sandbox
     try:
-        holder = connect(rdir)
+        holder = find(rdir)
         if holder is None:
             _start_holder(rdir)
             holder = connect(rdir)
@@ -502,7 +532,7 @@ def status() -> dict[str, object]:
         out.update(running=True, labs=labs, netns=_listdir("/run/netns"))
         return out
     rdir = runtime_dir()
-    holder = connect(rdir)
+    holder = find(rdir)
     out["runtime_dir"] = rdir
     out["orphans"] = len(orphans())  # processes of a sandbox whose holder died (`stop` ends them)
     if holder is None:
@@ -532,7 +562,7 @@ def orphans() -> list[int]:
     processes are looked at (root's `stop` never touches a learner's)."""
     mine, own_ns = os.getuid(), _userns_ino("self")
     live = set()
-    holder = connect(runtime_dir())
+    holder = find(runtime_dir())
     if holder is not None:
         holder.close()
         live = set(members(holder.pid))
@@ -572,7 +602,7 @@ def stop(timeout: float = 3.0) -> int:
                            "run it outside (a login shell, not a Jupyter terminal)")
     lost = orphans()
     _end(lost, timeout)
-    holder = connect(runtime_dir())
+    holder = find(runtime_dir())
     if holder is None:
         return len(lost)
     holder.close()

@@ -88,7 +88,7 @@ def run(target: str, command: str, lab: Lab | None = None, timeout: float = 60) 
         lab = current()
     if not command.strip():
         raise LabError(f"nothing to run on {target}; {USAGE}")
-    r = lab.sh(target, command, timeout=timeout)
+    r = lab.sh(target, command, timeout=timeout, via="%node")
     if r.stdout:
         sys.stdout.write(r.stdout if r.stdout.endswith("\n") else r.stdout + "\n")
         sys.stdout.flush()

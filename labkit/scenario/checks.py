@@ -206,7 +206,7 @@ def judge_log(expect: str, log: str, regex: str, what: str) -> Verdict:
 # -- gathering ---------------------------------------------------------------------------------------
 def _sh(lab: Lab, target: str, script: str, timeout: float = CMD_TIMEOUT) -> tuple[int, str]:
     try:
-        r = lab.sh(target, script, timeout=timeout)
+        r = lab.sh(target, script, timeout=timeout, record=False)  # a probe, not typed
     except LabError as e:
         return 255, str(e)
     except Exception as e:  # subprocess.TimeoutExpired

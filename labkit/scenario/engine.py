@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .. import transcript
 from ..errors import LabError
 from ..lab import Lab
 from ..state import LabState
@@ -75,12 +76,16 @@ def run_step(lab: Lab, step: dict[str, Any]) -> str:
     (unless the step says ignore_errors: true)."""
     timeout = float(step.get("timeout", 60))
     if "run" in step:
-        r = lab.sh(step["on"], step["run"], timeout=timeout)
+        r = lab.sh(step["on"], step["run"], timeout=timeout, via="scenario")
         if r.returncode != 0 and not step.get("ignore_errors"):
             raise LabError(f"{step['on']}$ {step['run']} failed (exit {r.returncode}): "
                            f"{(r.stderr or r.stdout).strip()[-300:]}")
         return f"{step['on']}$ {step['run']}"
     action = step["action"]
+    if action != "link":  # Lab.link records itself; a shell line was recorded by Lab.sh
+        transcript.record(lab.state, dict(step), "scenario")
+    else:
+        return lab.link(step["on"], step["verb"], via="scenario")
     if action in ("start", "restart"):
         why = lab.service(step["on"], step["service"]).start_ready(restart=action == "restart")
         if why and not step.get("ignore_errors"):
@@ -93,8 +98,6 @@ def run_step(lab: Lab, step: dict[str, Any]) -> str:
         cfg = step["config"]
         text = cfg if isinstance(cfg, str) else json.dumps(cfg, separators=(",", ":"))
         return lab.write_config(text)
-    if action == "link":
-        return lab.link(step["on"], step["verb"])
     if action == "delete_lease":
         # the lease found by the node's PublicIP, revoked as `remove_node` does (v2: deleted)
         return f"{step['of']}: {lab._revoke_lease(lab.node(step['of']))}"

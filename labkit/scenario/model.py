@@ -18,13 +18,15 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from ..errors import LabError
 from ..spec import LabSpec, check_container_name, check_node_name
+
+if TYPE_CHECKING:
+    import jsonschema
 
 NAME_RE = r"^[a-z0-9][a-z0-9-]{1,47}$"
 SERVICES = ["flanneld", "docker", "etcd"]
@@ -295,6 +297,7 @@ def describe(err: jsonschema.ValidationError) -> list[str]:
 
 
 def schema_problems(data: Any) -> list[str]:
+    import jsonschema  # here, not at the top: it takes seconds to import (a bundle's checks do without it)
     validator = jsonschema.Draft202012Validator(SCHEMA)
     problems: list[str] = []
     for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):

@@ -115,7 +115,8 @@ def test_rootless_lab_is_the_learners_alone(users: tuple[User, User]) -> None:
     assert "HOME=/root" in view.stdout and "flannel.1" in view.stdout and view.stdout.split()[-1] == "0"
     # the real tcpdump, typed in a node shell, captures there too
     dump = a.labkit("exec", "--name", name, "node1", "--", "sh", "-c",
-                    "ping -c 5 -i 0.2 192.168.50.1 >/dev/null & tcpdump -n -c 1 -i eth0 icmp 2>&1")
+                    "ping -i 0.2 -w 30 192.168.50.1 >/dev/null & p=$!; "  # pings until tcpdump has one
+                    "timeout 30 tcpdump -n -c 1 -i eth0 icmp 2>&1; kill $p")
     assert "1 packet captured" in dump.stdout, dump.stdout
 
     # root: none of the learner's namespaces, and its own namespace as it was
