@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from . import bench, capture, sandbox, sandbox_cli, tally, transcript
+from .classroom import cli as classroom_cli
 from .errors import LabError
 from .lab import Lab, clean
 from .services import systemd_failure
@@ -641,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
              "changes between them, each switch with flannel's source file or PR")
     vs.add_argument("version", nargs="?", help="one release: its switches")
     vs.add_argument("--markdown", action="store_true", help="the table of docs/versions.md")
+    classroom_cli.add_parser(sub)
+
     ls = sub.add_parser("list", help="running labs")
     ls.set_defaults(fn=cmd_list)
 
