@@ -9,8 +9,12 @@ a flood of small UDP datagrams (packets per second that arrive, and the ratio). 
 is the blog's opening claim put to the test: udp forwards every packet through a
 user-space proxy, vxlan stays in the kernel, host-gw adds nothing at all.
 
-Targets on a 2-core machine: vxlan >= 0.75 x underlay, host-gw >= 0.9 x underlay,
-udp >= 0.5 Gbit/s. The figures are printed, whatever they are; nothing is asserted.
+In the same run a reference overlay is built by hand with plain `ip` commands on the same
+switch (labkit/reference.py: same bridges and VXLAN settings, no flanneld, no docker), and
+each backend's runs are interleaved with the reference's: the ratio lab/reference is the
+median of the pairs (README: Benchmarks). Targets: vxlan and host-gw >= 0.95 x the
+reference, udp within 10x of vxlan. The figures are printed, whatever they are; nothing is
+asserted.
 All traffic stays between the lab's namespaces; each measurement is bounded in time.
 
     ./run bench                 python bench/bench_throughput.py --seconds 10 --json
@@ -30,12 +34,15 @@ def main(argv=None) -> int:
     p.add_argument("--backends", default="vxlan,host-gw,udp", help="comma-separated, in order")
     p.add_argument("--seconds", type=float, default=5, help="seconds per TCP measurement (default 5)")
     p.add_argument("--pps-seconds", type=float, default=None, help="seconds per UDP flood (default 3)")
-    p.add_argument("--repeat", type=int, default=1, help="runs per measurement; the median is shown")
+    p.add_argument("--repeat", type=int, default=3, help="runs per measurement (at least 3), interleaved with "
+                                                          "the reference's; the median is shown")
+    p.add_argument("--no-reference", action="store_true", help="skip the hand-built reference overlay")
     p.add_argument("--name", default="benchtp", help="name of the temporary lab")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     a, _ = p.parse_known_args(argv)   # ./run bench passes the same arguments to every script
     res = bench.throughput([b for b in a.backends.split(",") if b], seconds=a.seconds,
                            pps_seconds=a.pps_seconds, name=a.name, repeat=a.repeat,
+                           reference=not a.no_reference,
                            progress=lambda m: print(m, flush=True))
     print()
     print(bench.format_throughput(res))

@@ -12,18 +12,21 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from . import bench, capture, sandbox, sandbox_cli, transcript
+from . import bench, capture, sandbox, sandbox_cli, tally, transcript
 from .errors import LabError
 from .lab import Lab, clean
 from .services import systemd_failure
 from .spec import MAX_NODES, LabSpec, blog_spec, parse_node_values
 from .state import list_labs
+from .status import NodeStatus
+from .tally import TerminalBar
 
 DEFAULT_NAME = os.environ.get("LABKIT_NAME", "lab")
 
 EPILOG = """examples:
   labkit up --nodes 3 --network 10.108.0.0/16 --backend vxlan --containers 1
   labkit status                     # the cluster as etcd and the kernel see it
+  labkit status --svg lab.svg       # ... and its picture (open lab.svg in a browser)
   labkit exec node1 -- ip -d link show flannel.1
   labkit exec node1 -- cat /run/flannel/subnet.env
   labkit ping master/c1 node1/c1    # container to container, across nodes
@@ -49,7 +52,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _progress(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    clear = "\r\x1b[K" if sys.stdout.isatty() else ""   # over a progress bar (tally.TerminalBar)
+    print(f"{clear}[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+STATUS_ROWS = 20   # `labkit status` shows at most this many nodes unless --all
 
 
 def _lease_fields(ttl: int | None) -> dict:
@@ -76,7 +83,7 @@ def cmd_up(a: argparse.Namespace) -> int:
                        ip_masq=a.ip_masq, flannel_options=a.flannel_options or "",
                        docker_version=a.docker_version, flannel_version=a.flannel_version,
                        **_lease_fields(a.lease_ttl))
-    Lab(spec, progress=_progress, built_by="labkit up").up()
+    Lab(spec, progress=_progress, built_by="labkit up", ticker=TerminalBar()).up()
     if not spec.write_config:
         print(f"\nflanneld is waiting for {spec.prefix}/config: write it on the master, e.g.\n"
               f"  labkit shell master --name {a.name}\n"
@@ -92,9 +99,20 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
+    if a.svg is not None:   # drawsvg is imported only for a picture
+        from .pictures import topology
+        from .pictures.svgfile import check_svg_path
+        check_svg_path(a.svg)   # a bad file name: one line, before anything is read or written
     st = Lab.attach(a.name).status()
+    said = ""
+    if a.svg is not None:
+        pic = topology(st)
+        said = (f"picture: {pic.save(a.svg)} (topology of lab {st.name}, {pic.drawn} of {len(st.nodes)} "
+                "nodes drawn in full)")
     if a.json:
         print(st.to_json(kernel=False))
+        if said:
+            print(said, file=sys.stderr)
         return 0 if st.etcd_ok else 2
     print(f"lab {st.name}: Network {st.network}, backend {st.backend}, etcd prefix {st.prefix}")
     if not st.etcd_ok:
@@ -102,13 +120,43 @@ def cmd_status(a: argparse.Namespace) -> int:
               f"be judged (is etcd running? labkit service master etcd status --name {st.name})")
     rows = [["NODE", "NAMESPACE", "PUBLIC IP", "SUBNET", "VTEP MAC", "DOCKER0", "IN RANGE",
              "FLANNELD", "DOCKER", "CONTAINERS"]]
-    for n in st.nodes:
+    shown, note = _status_nodes(st.nodes, a.all)
+    for n in shown:
         rows.append([n.name, n.namespace, n.public_ip, n.subnet or "-", n.vtep_mac or "-",
                      n.docker0 or "-", {True: "yes", False: "NO", None: "?"}[n.in_range],
                      n.services["flanneld"], n.services["docker"],
                      " ".join(f"{c.name}={c.ip or 'stopped'}" for c in n.containers) or "-"])
     print(_table(rows))
+    if note:
+        print(note)
+    if said:
+        print(said)
     return 0 if st.etcd_ok else 2
+
+
+def _healthy(n: NodeStatus) -> bool:
+    return (n.in_range is True and n.services.get("flanneld") == "active" and n.services.get("docker") == "active"
+            and all(c.running for c in n.containers))
+
+
+def _status_nodes(nodes: list[NodeStatus], everything: bool) -> tuple[list[NodeStatus], str]:
+    """The nodes `status` shows, and a summary of the rest: every node of a small lab (or with
+    --all); of a big one the nodes with a problem first, then the first healthy ones, at most
+    STATUS_ROWS, so that it fits a screen."""
+    if everything or len(nodes) <= STATUS_ROWS:
+        return nodes, ""
+    sick = [n for n in nodes if not _healthy(n)]
+    shown = sick[:STATUS_ROWS]
+    shown += [n for n in nodes if _healthy(n)][:max(0, STATUS_ROWS - len(shown))]
+    order = {n.name: i for i, n in enumerate(nodes)}
+    shown.sort(key=lambda n: order[n.name])
+    healthy = len(nodes) - len(sick)
+    subnets = tally.listing({n.name: n.subnet or "-" for n in nodes}, "leases")
+    boxes = sum(len(n.containers) for n in nodes)
+    running = sum(c.running for n in nodes for c in n.containers)
+    return shown, (f"{len(shown)} of {len(nodes)} nodes shown ({len(sick)} with a problem first); "
+                   f"{healthy} healthy (flanneld and docker active, docker0 in range, containers running); "
+                   f"{subnets}; containers {running}/{boxes} running. Every node: labkit status --all")
 
 
 def cmd_exec(a: argparse.Namespace) -> int:
@@ -183,13 +231,16 @@ def cmd_service(a: argparse.Namespace) -> int:
 
 
 def cmd_add_node(a: argparse.Namespace) -> int:
-    node = Lab.attach(a.name, progress=_progress).add_node()
+    lab = Lab.attach(a.name, progress=_progress)
+    lab.ticker = TerminalBar()
+    node = lab.add_node()
     print(f"{node.name} joined: {node.public_ip}, subnet {node.subnet_env().get('FLANNEL_SUBNET', '-')}")
     return 0
 
 
 def cmd_reconfigure(a: argparse.Namespace) -> int:
     lab = Lab.attach(a.name, progress=_progress)
+    lab.ticker = TerminalBar()
     given = {"network": a.network, "subnet_len": a.subnet_len, "backend": a.backend, "vni": a.vni,
              "port": a.port, "direct_routing": a.direct_routing, "nodes": a.nodes}
     new = dataclasses.replace(lab.spec, **{k: v for k, v in given.items() if v is not None})
@@ -214,11 +265,12 @@ def cmd_down(a: argparse.Namespace) -> int:
 def cmd_bench(a: argparse.Namespace) -> int:
     if a.kind == "scale":
         sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
-        res = bench.scale(sizes, name=a.name, progress=_progress)
+        res = bench.scale(sizes, name=a.name, progress=_progress, bringup_runs=0 if a.no_bringup else 3)
         print(bench.format_scale(res))
     else:
         backends = [b.strip() for b in a.backends.split(",") if b.strip()]
-        res = bench.throughput(backends, seconds=a.seconds, name=a.name, repeat=a.repeat, progress=_progress)
+        res = bench.throughput(backends, seconds=a.seconds, name=a.name, repeat=a.repeat, progress=_progress,
+                               reference=not a.no_reference)
         print(bench.format_throughput(res))
     if a.json:
         print(json.dumps(res, indent=2))
@@ -455,6 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = add("status", cmd_status, "show nodes, leases, docker0 and containers (from etcd and the kernel)")
     st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--all", action="store_true", help=f"every node (a lab of more than {STATUS_ROWS} nodes "
+                                                       "shows the ones with a problem and a summary)")
+    st.add_argument("--svg", metavar="FILE", help="also draw the topology (nodes, switch, etcd, eth0, flannel's "
+                                                  "device, docker0, veths, containers) into FILE.svg")
 
     ex = add("exec", cmd_exec, "run a command on a node or in a container (NODE, NODE/CONTAINER)")
     ex.add_argument("target")
@@ -495,8 +551,13 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--name", default="bench", help="name of the temporary lab (default: bench)")
     bn.add_argument("--backends", default="vxlan,host-gw,udp", help="throughput: backends, in order")
     bn.add_argument("--seconds", type=float, default=5, help="throughput: seconds per measurement (default 5)")
-    bn.add_argument("--repeat", type=int, default=1, help="throughput: runs per measurement (median shown)")
+    bn.add_argument("--repeat", type=int, default=3, help="throughput: runs per measurement, interleaved with the "
+                                                          "reference's (median shown; at least 3)")
+    bn.add_argument("--no-reference", action="store_true",
+                    help="throughput: skip the hand-built reference overlay (labkit/reference.py)")
     bn.add_argument("--sizes", default="10,50,100", help="scale: node counts (default 10,50,100)")
+    bn.add_argument("--no-bringup", action="store_true",
+                    help="scale: skip the 2-node bring-up to a first ping (library and CLI, 3 pairs)")
     bn.add_argument("--json", action="store_true", help="also print the figures as JSON")
     bn.set_defaults(fn=cmd_bench)
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import netns, transcript
+from . import netns, tally, transcript
 from .capture import MAX_PING_COUNT, Capture, capture
 from .docker import containers
 from .docker.containers import Container
@@ -34,7 +34,7 @@ from .errors import LabError
 from .etcd import V2Client, http_request, v3_client, wait_healthy
 from .flannel.backends.footprint import peers_handled, remove_leftovers
 from .flannel.backends.kernel import dead_probes
-from .flannel.ip import AF_BRIDGE, routes_into
+from .flannel.ip import AF_BRIDGE
 from .flannel.subnet import parse_subnet_key
 from .node import Node
 from .services import Service
@@ -70,6 +70,19 @@ def preflight() -> None:
     if missing:
         raise LabError("missing programs: " + ", ".join(missing) + "; run ./run setup to install them")
 
+
+# The fork server's malloc: glibc gives every thread that allocates an arena of its own,
+# and each arena's touched pages are private to its process: with a dozen gRPC and watch
+# threads per flanneld that is megabytes per node. One arena per process (read once, at
+# the zygote's start; the forked children keep it) is enough for daemons that mostly wait.
+ZYGOTE_ENV = {"MALLOC_ARENA_MAX": os.environ.get("LABKIT_MALLOC_ARENA_MAX", "1")}
+
+# flanneld processes `up` starts at once; the next ones start as these become ready. Hosts
+# of a real cluster do not all boot in the same millisecond; 250 flanneld listing and
+# watching the leases together made etcd on two busy cores answer too late (flanneld's
+# 5 s timeout). Labs up to this size start every flanneld together, as before.
+FLANNELD_WAVE = 100
+RESTART_SEC = 2.0   # the lab's drop-in RestartSec=2s (README: the start-up chain)
 
 # What a running cluster can change (flannel's network config, and the node count);
 # every other LabSpec field shapes what `up` built and needs a rebuild.
@@ -110,12 +123,15 @@ Progress = Callable[[int, int, str], None]
 
 class Lab:
     def __init__(self, spec: LabSpec | None = None, *, progress: Callable[[str], object] | None = None,
-                 built_by: str | None = None, _validate: bool = True, **fields: Any) -> None:
+                 built_by: str | None = None, ticker: Callable[[str, int, int], object] | None = None,
+                 _validate: bool = True, **fields: Any) -> None:
         self.spec = spec if spec is not None else LabSpec(**fields)
         if _validate:  # before a Node is made: bad input builds nothing (attach: already valid)
             self.spec.check_kernel().validate()  # the probe first: it names a missing link type
         self.state = LabState(check_lab_name(self.spec.name))
         self.progress: Callable[[str], object] = progress or (lambda msg: None)
+        # ticker(step, done, total): how far a step over every node is (a progress bar)
+        self.ticker: Callable[[str, int, int], object] = ticker or (lambda step, done, total: None)
         self.built_by = built_by or "a python process"   # recorded in owner.json by up()
         self.nodes = [Node(self.state, self.spec, i) for i in range(self.spec.nodes)]
         self._etcd: Any = None  # python-etcd3's client (untyped)
@@ -216,11 +232,13 @@ class Lab:
                          drop_icmp=spec.router_drop_icmp, hop_mtu=spec.router_mtu)
         if spec.outside:
             build_outside(self.state, spec.underlay_net(), spec.mtu, spec.router_mtu)
-        for node in self.nodes:
+        for node in self.nodes:   # recorded before they exist, so `clean` finds them after a crash
             self.state.record("netns", node.ns)
-            netns.add(node.ns)
+        netns.add_many([node.ns for node in self.nodes])
+        for i, node in enumerate(self.nodes):
             self._attach(node)
             node.prepare()
+            self.ticker("underlay", i + 1, len(self.nodes))
         knobs = self._knobs_text()
         if spec.segments > 1:
             return (f"{len(self.nodes)} nodes on {spec.segments} segments "
@@ -323,7 +341,7 @@ class Lab:
         return Service(name="zygote", ns=self.state.netns("switch"),
                        argv=[sys.executable, "-m", "labkit.zygote", sock],
                        log_path=self.state.path("zygote.log"), pid_path=self.state.path("zygote.pid"),
-                       env=self.master.env())
+                       env={**self.master.env(), **ZYGOTE_ENV})
 
     def supervisor(self) -> Service:
         """The lab's restarter of failed units (in the switch namespace, like the zygote)."""
@@ -355,47 +373,76 @@ class Lab:
             for node in nodes:
                 node.service("flanneld").start()
             return f"started; waiting for {self.spec.prefix}/config in etcd"
+        times: dict[str, float] = {}
         if self.spec.seed is not None:  # one at a time: the same subnets on every run
-            for node in nodes:
-                self._start_and_wait_flanneld([node], timeout)
+            for i, node in enumerate(nodes):
+                times.update(self._start_and_wait_flanneld([node], timeout))
+                self.ticker("flanneld", i + 1, len(nodes))
         else:
-            self._start_and_wait_flanneld(nodes, timeout)
-        return ", ".join(f"{n.name}={n.subnet_env().get('FLANNEL_SUBNET')}" for n in nodes)
+            times = self._start_and_wait_flanneld(nodes, timeout, tick=True)
+        said = tally.listing({n.name: str(n.subnet_env().get("FLANNEL_SUBNET")) for n in nodes}, "subnets")
+        if len(nodes) > tally.LIST_UP_TO:
+            said += f"; ready after {tally.slowest(times)}"
+        return said
 
-    def _start_and_wait_flanneld(self, nodes: Sequence[Node], timeout: float) -> None:
+    def _start_and_wait_flanneld(self, nodes: Sequence[Node], timeout: float, tick: bool = False) -> dict[str, float]:
+        """Start flanneld on `nodes` and wait until each has written subnet.env; returns
+        the seconds each took from the first start (the slowest is where contention shows)."""
         def mtime(node: Node) -> int | None:
             try:
                 return os.stat(node.subnet_file).st_mtime_ns
             except FileNotFoundError:
                 return None
         before = {n.name: mtime(n) for n in nodes}  # ready = flanneld (re)wrote subnet.env
-        for node in nodes:
-            node.service("flanneld").start()
-        pending = {n.name: n for n in nodes}
+        t0 = time.monotonic()
+        waiting = list(nodes)      # not started yet: at most FLANNELD_WAVE start at once
+        pending: dict[str, Node] = {}
+        times: dict[str, float] = {}
         restarts = {n.name: 0 for n in nodes}
+        retry_at: dict[str, float] = {}   # timed out on etcd: started again at this time
         deadline = time.monotonic() + timeout
-        while pending:
+        while pending or waiting:
+            while waiting and len(pending) < FLANNELD_WAVE:
+                node = waiting.pop(0)
+                node.service("flanneld").start()
+                pending[node.name] = node
             for name, node in list(pending.items()):
                 if mtime(node) not in (None, before[name]):
                     del pending[name]
+                    times[name] = time.monotonic() - t0
+                    if tick:
+                        self.ticker("flanneld", len(nodes) - len(pending), len(nodes))
                     why = node.service("flanneld").run_post_start()   # ExecStartPost
                     if why:
                         raise LabError(f"flanneld's ExecStartPost on {name} failed: {why}")
                     continue
                 svc = node.service("flanneld")
+                if name in retry_at:
+                    if time.monotonic() >= retry_at[name]:
+                        del retry_at[name]
+                        svc.start()
+                    continue
                 if not svc.is_active():
                     # flanneld's own last words (the service manager's journal lines follow them)
                     tail = [line for line in svc.log().strip().splitlines() if " systemd[1]: " not in line][-3:]
-                    # systemd's Restart=on-failure: a lost race for a subnet is retried
-                    if restarts[name] < 3 and any("subnet already exists" in t for t in tail):
+                    # systemd's Restart=on-failure: a lost race for a subnet is retried at once (a few
+                    # times); an etcd too busy to answer in time (hundreds of flanneld starting
+                    # together) after RestartSec (the lab's 2 s), until `up`'s deadline
+                    if any("etcd connection timeout" in t for t in tail):
+                        retry_at[name] = time.monotonic() + RESTART_SEC
+                        continue
+                    if restarts[name] < 5 and any("subnet already exists" in t for t in tail):
                         restarts[name] += 1
                         svc.start()
                         continue
                     raise LabError(f"flanneld on {name} exited:\n" + "\n".join(tail))
             if time.monotonic() > deadline:
+                late = list(pending)
+                named = ", ".join(late[:10]) + (f" and {len(late) - 10} more" if len(late) > 10 else "")
                 raise LabError(f"flanneld did not write subnet.env within {timeout:.0f}s on "
-                               f"{', '.join(pending)}; see `labkit logs NODE flanneld`")
+                               f"{named}; see `labkit logs NODE flanneld`")
             time.sleep(0.02)
+        return times
 
     def start_docker(self, nodes: list[Node] | None = None, timeout: float = 20) -> str:
         nodes = nodes or self.nodes
@@ -403,14 +450,15 @@ class Lab:
             node.service("docker").start()
         deadline = time.monotonic() + timeout
         bips: dict[str, str] = {}
-        for node in nodes:
+        for i, node in enumerate(nodes):
             while (info := containers.daemon_info(self.state, node.name)) is None or \
                     info["pid"] != node.service("docker").pid():
                 if time.monotonic() > deadline:
                     raise LabError(f"docker did not start on {node.name}; see `labkit logs {node.name} docker`")
                 time.sleep(0.02)
             bips[node.name] = info["bip"]
-        return ", ".join(f"{n.name}={bips[n.name]}" for n in nodes)
+            self.ticker("docker", i + 1, len(nodes))
+        return tally.listing({n.name: bips[n.name] for n in nodes}, "docker0 bridges")
 
     def service(self, node: str, name: str) -> Service:
         return self.node(node).service(name)
@@ -519,28 +567,38 @@ class Lab:
         return None
 
     def _start_containers(self) -> str:
-        made = []
-        for node in self.nodes:
+        made: dict[str, str] = {}
+        for k, node in enumerate(self.nodes):
             for i in range(1, self.spec.containers + 1):
                 rec = containers.run(self.state, node.name, f"c{i}")
-                made.append(f"{node.name}/c{i}={rec.ip}")
-        return ", ".join(made)
+                made[f"{node.name}/c{i}"] = str(rec.ip)
+            self.ticker("containers", k + 1, len(self.nodes))
+        return tally.listing(made, "containers")
 
     def wait_converged(self, timeout: float = 30) -> str:
         """Every node has a route (and, for VXLAN, an FDB entry) for every peer's lease."""
         deadline = time.monotonic() + timeout
         # nodes sharing a PublicIP share one lease (the Vagrant trap): a peer is a lease
         want = min(len(self.nodes), len(self.leases())) - 1
+        counts: dict[str, int] = {}
         while True:
-            counts = {n.name: self._peers_known(n) for n in self.nodes}
+            # a node that had every peer is not asked again until the end: in a big lab this
+            # loop's route dumps would otherwise take the CPU the flanneld processes need
+            for n in self.nodes:
+                if counts.get(n.name, -1) < want:
+                    counts[n.name] = self._peers_known(n)
+            self.ticker("converge", sum(c >= want for c in counts.values()), len(self.nodes))
+            if all(c >= want for c in counts.values()):
+                counts = {n.name: self._peers_known(n) for n in self.nodes}   # all of them, once more
             if all(c >= want for c in counts.values()):
                 if want < len(self.nodes) - 1:
                     return (f"{len(self.nodes)} nodes hold {want + 1} leases (nodes with the same PublicIP "
                             f"share one): {want} peer routes on each node")
                 return f"{want} peer routes on each of {len(self.nodes)} nodes"
             if time.monotonic() > deadline:
-                raise LabError(f"flannel did not converge within {timeout:.0f}s: peer routes {counts}")
-            time.sleep(0.05)
+                shown = counts if len(counts) <= tally.LIST_UP_TO else tally.counts(counts, want)
+                raise LabError(f"flannel did not converge within {timeout:.0f}s: peer routes {shown}")
+            time.sleep(0.05 + 0.002 * len(self.nodes))
 
     def _peers_known(self, node: Node) -> int:
         """How many peers this node's flanneld has programmed into the kernel."""
@@ -571,9 +629,7 @@ class Lab:
         own = node.subnet_env().get("FLANNEL_SUBNET")
         own_net = ipaddress.IPv4Interface(own).network if own else None
 
-        def count(ipr: Any) -> set[ipaddress.IPv4Network]:
-            return {r.dst for r in routes_into(ipr, net) if r.gw and r.dst is not None and r.dst != own_net}
-        routed = netns.netlink.call(node.ns, count)
+        routed = _gateway_routes(node.ns, net) - ({own_net} if own_net else set())
         if self.spec.backend != "vxlan":  # udp's table is in its proxy; host-gw may be refused
             routed = peers_handled(self.spec.backend, node.service("flanneld").log(), routed) - {own_net}
         return len(routed)
@@ -692,12 +748,12 @@ class Lab:
         return self.start_docker()
 
     def _restart_containers(self, running: Mapping[str, list[str]]) -> str:
-        started = []
+        started: dict[str, str] = {}
         for node in self.nodes:
             for name in running.get(node.name, []):
                 rec = containers.start(self.state, node.name, name)  # `docker start`
-                started.append(f"{node.name}/{name}={rec.ip}")
-        return ", ".join(started) or "no containers"
+                started[f"{node.name}/{name}"] = str(rec.ip)
+        return tally.listing(started, "containers") or "no containers"
 
     def switch_backend(self, backend: str, clean: bool = True, timeout: float = 30, **fields: Any) -> str:
         """Move the running lab to another backend: a thin wrapper over reconfigure.
@@ -881,6 +937,27 @@ class Connectivity(dict[tuple[str, str], bool]):
     def same_address(self, src: str, dst: str) -> bool:
         """True when src and dst share an address: the pair was not pinged, it is flagged."""
         return any(src in eps and dst in eps for eps in self.duplicates.values())
+
+
+def _gateway_routes(ns: str, net: ipaddress.IPv4Network) -> set[ipaddress.IPv4Network]:
+    """The main table's routes into `net` that have a gateway, from `ip -j route` (parsing
+    hundreds of routes through pyroute2 took seconds per node in a 250-node lab)."""
+    r = subprocess.run(["ip", "-n", ns, "-4", "-j", "route", "show", "table", "main"], capture_output=True,
+                       text=True, timeout=60)
+    out: set[ipaddress.IPv4Network] = set()
+    if r.returncode != 0:
+        return out
+    for route in json.loads(r.stdout or "[]"):
+        dst = route.get("dst", "")
+        if not route.get("gateway") or dst in ("", "default"):
+            continue
+        try:
+            sn = ipaddress.IPv4Network(dst if "/" in dst else f"{dst}/32")
+        except ValueError:
+            continue
+        if sn.subnet_of(net):
+            out.add(sn)
+    return out
 
 
 def clean(name: str) -> list[str]:

@@ -163,7 +163,9 @@ class Node:
             text = render_docker_opts(docker_opts(self.subnet_env(), key="DOCKER_NETWORK_OPTIONS"))
         except DockerOptsError as e:
             return str(e)
-        tmp = self.docker_opts_file + ".tmp"
+        # a name of this process's own: the supervisor (late ExecStartPost) may write it at
+        # the same moment as `up`, and a shared .tmp would be renamed away under the other
+        tmp = f"{self.docker_opts_file}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
             f.write(text)
         os.chmod(tmp, 0o644)

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import netns
+from .etcd import CLIENT_PORT
 from .flannel.backends.footprint import device_name
 from .flannel.config import decode_config
 from .flannel.ip import AF_BRIDGE, AF_INET, NUD_PERMANENT, RT_TABLE_MAIN, RTNH_F_ONLINK
+from .underlay import bridge_name
 
 if TYPE_CHECKING:
     from .lab import Lab
@@ -45,6 +47,7 @@ def kernel_state(ipr: Any, device: str) -> dict[str, Any]:
             "port": data.get_attr("IFLA_VXLAN_PORT") if data else None,
             "local": data.get_attr("IFLA_VXLAN_LOCAL") if data else None,
             "learning": bool(data.get_attr("IFLA_VXLAN_LEARNING")) if data else None,
+            "up": link.get_attr("IFLA_OPERSTATE") in ("UP", "UNKNOWN"),   # `ip link set flannel.1 down`: False
         }
         for n in ipr.get_neighbours(family=2, ifindex=idx[0]):
             out["arp"].append({"ip": n.get_attr("NDA_DST"), "mac": n.get_attr("NDA_LLADDR"),
@@ -145,14 +148,48 @@ def own_lease(leases: Mapping[str, dict[str, Any]], subnet_env: Mapping[str, str
     return None, None
 
 
+def link_state(ipr: Any, ifname: str) -> dict[str, Any] | None:
+    """One interface as `ip addr` shows it: name, IPv4 addresses, MTU, up (None: no such link)."""
+    idx = ipr.link_lookup(ifname=ifname)
+    if not idx:
+        return None
+    link = ipr.link("get", index=idx[0])[0]
+    return {"name": ifname, "addresses": _link_addrs(ipr, ifname), "mtu": link.get_attr("IFLA_MTU"),
+            "up": link.get_attr("IFLA_OPERSTATE") in ("UP", "UNKNOWN")}
+
+
+def _node_kernel(ipr: Any, device: str, uplink: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """kernel_state and the uplink NIC, read through one netlink socket."""
+    return kernel_state(ipr, device), link_state(ipr, uplink)
+
+
+def _router_legs(ipr: Any, legs: int) -> list[str | None]:
+    """The router's address on each segment (its eth0, eth1, ...)."""
+    addrs = [_link_addrs(ipr, f"eth{i}") for i in range(legs)]
+    return [a[0] if a else None for a in addrs]
+
+
 @dataclass
 class ContainerStatus:
     name: str
     ip: str | None
     running: bool
+    veth: str | None = None            # its veth's end on the node, a port of docker0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "ip": self.ip, "running": self.running}
+        return {"name": self.name, "ip": self.ip, "running": self.running, "veth": self.veth}
+
+
+@dataclass
+class SegmentStatus:
+    """One L2 segment of the underlay: a bridge in the switch namespace (README: routed underlay)."""
+    index: int
+    network: str
+    bridge: str
+    router: str | None = None          # the router's address on it, read from the router (None: no router)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "network": self.network, "bridge": self.bridge, "router": self.router}
 
 
 @dataclass
@@ -170,13 +207,16 @@ class NodeStatus:
     subnet_env: dict = field(default_factory=dict)
     containers: list[ContainerStatus] = field(default_factory=list)
     kernel: dict = field(default_factory=dict)
+    segment: int = 0                   # the underlay segment its cable is plugged into
+    uplink: dict | None = None         # its NIC on the cluster network (eth0): name, addresses, mtu, up
 
     def to_dict(self, kernel: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "namespace": self.namespace, "public_ip": self.public_ip,
              "subnet": self.subnet, "vtep_mac": self.vtep_mac, "lease": self.lease,
              "docker0": self.docker0, "docker0_in_network": self.docker0_in_network,
              "in_range": self.in_range, "services": dict(self.services),
-             "subnet_env": dict(self.subnet_env), "containers": [c.to_dict() for c in self.containers]}
+             "subnet_env": dict(self.subnet_env), "containers": [c.to_dict() for c in self.containers],
+             "segment": self.segment, "uplink": self.uplink}
         if kernel:
             d["kernel"] = self.kernel
         return d
@@ -190,6 +230,10 @@ class LabStatus:
     prefix: str
     nodes: list[NodeStatus]
     etcd_error: str | None = None      # why etcd could not be read (None: it answered)
+    underlay: str = ""                 # the "physical" network the nodes' eth0 are on
+    segments: list[SegmentStatus] = field(default_factory=list)
+    router: str | None = None          # the router's namespace (several segments, --outside), else None
+    etcd: str = ""                     # etcd's client endpoint, address:port (it runs on the master)
 
     @property
     def etcd_ok(self) -> bool:
@@ -204,7 +248,9 @@ class LabStatus:
     def to_dict(self, kernel: bool = True) -> dict[str, Any]:
         return {"name": self.name, "network": self.network, "backend": self.backend,
                 "prefix": self.prefix, "etcd_error": self.etcd_error,
-                "nodes": [n.to_dict(kernel=kernel) for n in self.nodes]}
+                "nodes": [n.to_dict(kernel=kernel) for n in self.nodes],
+                "underlay": self.underlay, "segments": [s.to_dict() for s in self.segments],
+                "router": self.router, "etcd": self.etcd}
 
     def to_json(self, kernel: bool = False) -> str:
         return json.dumps(self.to_dict(kernel=kernel), indent=2)
@@ -236,7 +282,7 @@ def lab_status(lab: Lab) -> LabStatus:
         # the backend the node runs is the one its lease says (udp writes no BackendType)
         backend = (lease or {}).get("BackendType") or ("udp" if lease else lab.spec.backend)
         device = device_name(backend, vni) or ""  # host-gw has no device
-        kern = netns.netlink.call(node.ns, kernel_state, device)
+        kern, uplink = netns.netlink.call(node.ns, _node_kernel, device, lab.uplink(node.name))
         docker0 = kern["docker0"][0] if kern["docker0"] else None
         in_net = bool(docker0 and ipaddress.IPv4Interface(docker0).ip in network)
         in_range = None if etcd_error is not None else docker0_in_range(docker0, sn, str(network))
@@ -245,7 +291,17 @@ def lab_status(lab: Lab) -> LabStatus:
             vtep_mac=data.get("VtepMAC"), lease=lease, docker0=docker0, docker0_in_network=in_net,
             in_range=in_range, services={s: node.service(s).status() for s in node.services()},
             subnet_env=subnet_env,
-            containers=[ContainerStatus(r.name, r.ip, r.running) for r in lab.containers(node.name)],
-            kernel=kern))
-    return LabStatus(name=lab.spec.name, network=str(network), backend=lab.spec.backend,
-                     prefix=lab.spec.prefix, nodes=nodes, etcd_error=etcd_error)
+            containers=[ContainerStatus(r.name, r.ip, r.running, r.veth if r.running else None)
+                        for r in lab.containers(node.name)],
+            kernel=kern, segment=lab.spec.segment_of(node.index), uplink=uplink))
+    spec = lab.spec
+    router = lab.state.netns("router") if spec.has_router else None
+    legs: list[str | None] = [None] * spec.segments
+    if router and netns.exists(router):
+        legs = netns.netlink.call(router, _router_legs, spec.segments)
+    segments = [SegmentStatus(i, str(net), bridge_name(i), legs[i] if router else None)
+                for i, net in enumerate(spec.segment_nets())]
+    return LabStatus(name=spec.name, network=str(network), backend=spec.backend,
+                     prefix=spec.prefix, nodes=nodes, etcd_error=etcd_error,
+                     underlay=str(spec.underlay_net()), segments=segments, router=router,
+                     etcd=f"{lab.master.public_ip}:{CLIENT_PORT}")

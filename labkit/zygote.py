@@ -27,7 +27,9 @@ PRELOAD = ("etcd3", "etcd3.events", "grpc", "pyroute2", "pyroute2.netlink.rtnl",
            "labkit.flannel.daemon", "labkit.flannel.legacy.daemon", "labkit.docker.daemon",
            "labkit.docker.containers", "labkit.flannel.etcd_manager", "labkit.flannel.iface",
            "labkit.flannel.trafficmngr", "labkit.flannel.backends.vxlan.vxlan", "labkit.flannel.legacy.vxlan",
-           "labkit.flannel.backends.udp.udp", "labkit.flannel.backends.hostgw")
+           "labkit.flannel.backends.udp.udp", "labkit.flannel.backends.hostgw", "labkit.docker.iptables",
+           "labkit.docker.opts", "argparse", "labkit.flannel.backends.vxlan.vxlan_network",
+           "labkit.flannel.backends.vxlan.device", "labkit.flannel.subnet", "labkit.flannel.subnetenv")
 ALLOWED = {m for m in PRELOAD if m.endswith(".daemon")}
 # child pid -> the file its wait status goes to (``Service.exit_path``): the service
 # manager tells a crash (Restart=on-failure) from a clean exit by it
@@ -93,6 +95,65 @@ def _child(req: dict[str, Any]) -> None:
     os._exit(code or 0)
 
 
+def _warm_netlink() -> None:
+    """What every flanneld does with netlink, once, here: pyroute2 builds its message
+    classes and attribute maps on first use, so doing it before forking leaves them in
+    pages every child shares instead of each child building (and owning) its own copy.
+
+    It runs in a thread that first unshares a network namespace of its own: a fresh,
+    unnamed one that only this thread sees and that disappears when it ends, so the
+    veth and VXLAN devices made here touch neither the lab nor the host. Any failure
+    only means less sharing."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x40000000) != 0:  # CLONE_NEWNET, for this thread only
+        return
+    from pyroute2 import IPRoute
+
+    from .flannel.ip import AF_BRIDGE, NUD_PERMANENT, routes_into
+    ipr = IPRoute()
+    steps = [
+        lambda: ipr.link("add", ifname="warm0", kind="veth", peer="warm1", mtu=1500),
+        lambda: ipr.link("set", index=ipr.link_lookup(ifname="warm0")[0], state="up"),
+        lambda: ipr.addr("add", index=ipr.link_lookup(ifname="warm0")[0], address="10.0.0.1", prefixlen=24),
+        lambda: ipr.link("add", ifname="warm.1", kind="vxlan", vxlan_id=1,
+                         vxlan_link=ipr.link_lookup(ifname="warm0")[0],
+                         vxlan_local="10.0.0.1", vxlan_learning=0, vxlan_port=8472, mtu=1450,
+                         address="02:00:00:00:00:01"),
+        lambda: ipr.link("set", index=ipr.link_lookup(ifname="warm.1")[0], state="up"),
+        lambda: ipr.link("get", index=ipr.link_lookup(ifname="warm.1")[0])[0].get_attr("IFLA_ADDRESS"),
+        lambda: ipr.addr("add", index=ipr.link_lookup(ifname="warm.1")[0], address="10.1.0.0", prefixlen=32),
+        lambda: ipr.get_addr(family=2, index=ipr.link_lookup(ifname="warm.1")[0]),
+        lambda: ipr.neigh("replace", dst="10.1.1.0", lladdr="02:00:00:00:00:02",
+                          ifindex=ipr.link_lookup(ifname="warm.1")[0], state=NUD_PERMANENT),
+        lambda: ipr.neigh("replace", family=AF_BRIDGE, ifindex=ipr.link_lookup(ifname="warm.1")[0],
+                          lladdr="02:00:00:00:00:02", dst="10.0.0.2", state=NUD_PERMANENT, flags=0x02),
+        lambda: ipr.route("replace", dst="10.1.1.0/24", gateway="10.1.1.0", oif=ipr.link_lookup(ifname="warm.1")[0],
+                          flags=4, proto=3),
+        lambda: routes_into(ipr, "10.1.0.0/16"),
+        lambda: ipr.get_neighbours(family=2),
+        lambda: ipr.get_neighbours(family=AF_BRIDGE),
+        lambda: ipr.route("get", dst="10.0.0.2"),
+        lambda: ipr.link("del", index=ipr.link_lookup(ifname="warm.1")[0]),
+    ]
+    try:
+        for step in steps:
+            try:
+                step()
+            except Exception:  # noqa: BLE001, S112 - warming only
+                continue
+    finally:
+        ipr.close()
+
+
+def prewarm() -> None:
+    """Warm the code paths children share (see _warm_netlink), in a thread of its own."""
+    import threading
+    t = threading.Thread(target=_warm_netlink, name="prewarm", daemon=True)
+    t.start()
+    t.join(20)
+
+
 def serve(sock_path: str) -> None:
     import importlib
     import warnings
@@ -101,7 +162,10 @@ def serve(sock_path: str) -> None:
         warnings.simplefilter("ignore")
         for m in PRELOAD:
             importlib.import_module(m)
+    if os.environ.get("LABKIT_ZYGOTE_PREWARM", "1") == "1":
+        prewarm()
     import gc
+    gc.collect()
     gc.freeze()  # keep the preloaded objects out of the collector: fewer copied pages
     signal.signal(signal.SIGCHLD, lambda *a: _reap())
     try:

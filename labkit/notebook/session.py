@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import netns
+from .. import netns, tally
 from ..errors import LabError
 from ..lab import Lab, clean
 from ..spec import LabSpec
@@ -69,6 +69,32 @@ def _say(msg: str) -> None:
 BUILT_BY = "notebook kernel"
 
 
+class NotebookBar:
+    """The notebook's progress bar for a big lab: one output line, redrawn in place
+    (IPython's display with a display_id), at most five times a second and at the end.
+    Small labs (up to tally.LIST_UP_TO nodes, the course's) never show one, so the
+    stored outputs of the notebooks stay as they are."""
+
+    def __init__(self) -> None:
+        self.handle: Any = None
+        self.last = 0.0
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < 0.2:
+            return
+        self.last = now
+        text = f"{step:<12} {tally.bar(done, total)}"
+        try:
+            from IPython.display import display
+        except ImportError:
+            return
+        if self.handle is None:
+            self.handle = display({"text/plain": text}, raw=True, display_id=True)
+        else:
+            self.handle.update({"text/plain": text}, raw=True)
+
+
 def check_removable(name: str, asked: str | None = None) -> None:
     """Raise LabError unless lab `name` may be replaced by this kernel: it does not
     exist, this kernel built it, or the notebook kernel that built it is gone."""
@@ -99,7 +125,8 @@ def start(name: str, quiet: bool = False, spec: LabSpec | None = None, **fields:
     check_removable(name, asked)
     if clean(name):
         print(f"(removed a lab {name} left over from an earlier run)", flush=True)
-    lab = Lab(spec, progress=(lambda m: None) if quiet else _say, built_by=BUILT_BY)
+    ticker = NotebookBar() if not quiet and spec.nodes > tally.LIST_UP_TO else None
+    lab = Lab(spec, progress=(lambda m: None) if quiet else _say, built_by=BUILT_BY, ticker=ticker)
     _owned[name] = lab
     lab.up()
     _start_reaper(lab)

@@ -2,10 +2,11 @@
 
 Headless Chromium (Debian's /usr/bin/chromium, driven by Playwright) opens notebook 01 in a
 JupyterLab server this test starts on 127.0.0.1 with a token. It runs the cells down to the
-config panel, types an invalid Network (the panel must show flannel's error), then a valid
+config panel, checks on the way that the lab's topology picture (an SVG drawn from the running
+lab) rendered, types an invalid Network (the panel must show flannel's error), then a valid
 one, presses Apply and waits for the result table to show every node in the new Network with
-docker0 in range. The screenshot is kept in test-artifacts/ (look at it: it is what a learner
-sees). The browser talks only to the local server; its background networking is off.
+docker0 in range. The screenshots are kept in test-artifacts/ (look at them: they are what a
+learner sees). The browser talks only to the local server; its background networking is off.
 """
 import json
 import os
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -146,6 +148,19 @@ def test_config_panel_in_jupyterlab(server, tmp_path):
             result = panel.locator("table.labkit-result")
             expect(result).to_contain_text("10.108.", timeout=30_000)
 
+            # the topology picture, drawn from the lab by a cell above the panel: JupyterLab shows
+            # image/svg+xml as an <img>; a broken SVG would decode to nothing (naturalWidth 0)
+            picture = page.locator(".jp-RenderedSVG img").first
+            expect(picture).to_be_visible(timeout=15_000)
+            picture.scroll_into_view_if_needed()
+            size = picture.evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]")
+            assert size[0] and size[1] > 600 and size[2] > 250, size
+            drawn = urllib.parse.unquote(picture.get_attribute("src") or "")
+            assert drawn.startswith("data:image/svg+xml,"), drawn[:80]
+            for word in ("master", "node1", "etcd :2379", "flannel.1 10.108.", "docker0 10.108.", "lease 10.108."):
+                assert word in drawn, word
+            picture.screenshot(path=os.path.join(ARTIFACTS, "jupyterlab-topology.png"))
+
             # backends labkit does not implement are there, greyed out
             expect(panel.locator("button:has-text('alloc')")).to_be_disabled()
 
@@ -181,3 +196,4 @@ def test_config_panel_in_jupyterlab(server, tmp_path):
         finally:
             ctx.close()
     assert os.path.getsize(shot) > 10_000
+    assert os.path.getsize(os.path.join(ARTIFACTS, "jupyterlab-topology.png")) > 10_000

@@ -114,6 +114,25 @@ def test_status_json_shape(lab3):
         assert [set(c) >= {"name", "ip"} for c in n["containers"]] == [True]
 
 
+def test_status_svg_draws_the_running_lab(lab3, tmp_path):
+    """`labkit status --svg FILE`: every address in the picture is the kernel's or the lease's
+    (the veths are the ports docker0 has now), and the file is replaced whole."""
+    path = tmp_path / "lab.svg"
+    path.write_text("an older picture")
+    r = labkit("status", "--name", lab3.spec.name, "--svg", str(path), check=True)
+    assert r.stdout.splitlines()[-1].startswith(f"picture: {path} (topology of lab {lab3.spec.name}, 3 of 3")
+    svg = path.read_text()
+    assert svg.startswith("<?xml") and svg.rstrip().endswith("</svg>")
+    assert [p.name for p in tmp_path.iterdir()] == ["lab.svg"]
+    assert svg.count('class="node"') == 3 and svg.count('class="container"') == 3
+    for n in lab3.status().nodes:
+        ports = sh(lab3, n.name, "ip -o link show master docker0").split()
+        veths = [w.split("@")[0] for w in ports if w.startswith("veth")]
+        assert len(veths) == 1 and f"{veths[0]} ↔ eth0" in svg
+        assert f"lease {n.subnet}" in svg and f"docker0 {n.docker0} ✓" in svg and f"VtepMAC {n.vtep_mac}" in svg
+    assert f"etcd {lab3.master.public_ip}:2379" in svg
+
+
 def test_cli_ping_exec_check_logs(lab3):
     name = lab3.spec.name
     r = labkit("ping", "--name", name, "master/c1", "node2/c1", "-c", "1", check=True)

@@ -52,6 +52,19 @@ def test_two_segments_and_a_router(routed):
     assert "Network" in sh(routed, "node3", "etcdctl get /coreos.com/network/config --print-value-only")
 
 
+def test_status_and_its_picture_show_the_router_read_from_the_router(routed):
+    from labkit.pictures import topology
+    st = routed.status()
+    assert [(s.network, s.bridge, s.router) for s in st.segments] == [
+        ("192.168.50.0/25", "br0", "192.168.50.126/25"), ("192.168.50.128/25", "br1", "192.168.50.254/25")]
+    assert st.router == routed.state.netns("router")
+    assert {n.name: n.segment for n in st.nodes} == {"master": 0, "node1": 1, "node2": 0, "node3": 1}
+    assert st.node("node3").uplink == {"name": "eth0", "addresses": ["192.168.50.130/25"], "mtu": 1500, "up": True}
+    svg = topology(st).svg()
+    assert svg.count('class="router"') == 1 and svg.count('class="switch"') == 2
+    assert "192.168.50.254/25" in svg and "no device: peers via eth0" in svg
+
+
 def test_host_gw_across_the_router_fails_the_way_flannel_fails(routed):
     by_ip = leases_by_ip(routed)
     for node in routed.nodes:

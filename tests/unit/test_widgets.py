@@ -149,11 +149,14 @@ def test_in_range_judges_docker0_against_the_nodes_own_lease():
 
 def test_status_json_keeps_its_shape_and_says_when_etcd_is_down():
     d = status().to_dict(kernel=False)
-    assert list(d) == ["name", "network", "backend", "prefix", "etcd_error", "nodes"]
+    # scripts read these first six; what the topology picture needs comes after them
+    assert list(d) == ["name", "network", "backend", "prefix", "etcd_error", "nodes", "underlay", "segments",
+                       "router", "etcd"]
     assert d["etcd_error"] is None and "kernel" not in d["nodes"][0]
     assert set(d["nodes"][0]) >= {"name", "namespace", "public_ip", "subnet", "vtep_mac", "lease", "docker0",
                                   "docker0_in_network", "services", "subnet_env", "containers", "in_range"}
-    assert d["nodes"][0]["containers"] == [{"name": "c1", "ip": None, "running": False}]
+    assert d["nodes"][0]["containers"] == [{"name": "c1", "ip": None, "running": False, "veth": None}]
+    assert d["nodes"][0]["segment"] == 0 and d["nodes"][0]["uplink"] is None
     assert json.loads(status("etcd is not reachable (Connection refused)").to_json())["etcd_error"] \
         == "etcd is not reachable (Connection refused)"
     assert "kernel" in status().to_dict()["nodes"][0]

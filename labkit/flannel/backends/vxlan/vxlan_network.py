@@ -230,8 +230,7 @@ class VXLANNetwork(SimpleNetwork):
             self._try(self.dev.del_arp, gw, mac, what="DelARP")
             return
         try:
-            self.ipr.route("replace", dst=str(sn), gateway=str(gw), oif=self.dev.index,
-                           flags=RTNH_F_ONLINK, proto=RTPROT_BOOT)
+            self.dev.peers.route_replace(sn, str(gw), self.dev.index, RTNH_F_ONLINK, RTPROT_BOOT)
         except Exception as e:
             log.error(SRC, f"failed to add vxlanRoute ({sn} -> {gw}): {e}")
             self._try(self.dev.del_arp, gw, mac, what="DelARP")
@@ -252,7 +251,7 @@ class VXLANNetwork(SimpleNetwork):
         self._try(self.dev.del_arp, gw, mac, what="DelARP")
         self._try(self.dev.del_fdb, public_ip, mac, what="DelFDB")
         try:
-            self.ipr.route("del", dst=str(sn), gateway=str(gw), oif=self.dev.index)
+            self.dev.peers.route_del(sn, str(gw), self.dev.index)
         except Exception as e:
             log.error(SRC, f"failed to delete vxlanRoute ({sn} -> {gw}): {e}")
 
