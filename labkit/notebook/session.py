@@ -10,6 +10,7 @@ A notebook starts with ``lab = start("nb01", nodes=2, seed=1)`` and ends with
   the one ``%node`` talks to, and registers it for removal when the kernel exits
   (``atexit``), so a notebook that fails half-way, or a kernel that is shut down,
   leaves nothing behind;
+* ``replay(bundle, name)`` is ``start`` for a lab rebuilt from a state bundle;
 * ``cleanup_labs(pattern)`` removes every lab whose name matches (the test suite calls
   it after running the notebooks, for kernels that were killed);
 * ``status_table`` is `labkit status` as a notebook table.
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import netns, tally
 from ..errors import LabError
@@ -40,6 +41,8 @@ NOTEBOOK_LAB = re.compile(r"^nb[0-9]{2}[a-z0-9]*$")
 # file maps the names back for nbval).
 SUFFIX_RE = re.compile(r"^(x[0-9a-f]{5})?$")
 T = TypeVar("T")
+if TYPE_CHECKING:
+    from ..bundle import ReplayResult
 
 
 def _suffix() -> str:
@@ -129,6 +132,21 @@ def start(name: str, quiet: bool = False, spec: LabSpec | None = None, **fields:
     _start_reaper(lab)
     use(lab)
     return lab
+
+
+def replay(bundle: str, name: str, quiet: bool = False) -> tuple[Lab, ReplayResult]:
+    """Rebuild a state bundle (labkit/bundle) as the notebook's lab `name`: named, guarded
+    and removed at kernel exit as ``start``'s labs are; returns (the lab, the ReplayResult)."""
+    from ..bundle import replay as replay_bundle  # imported here: the bundle layer is not needed by start
+    asked, name = name, name + _suffix() if NOTEBOOK_LAB.match(name) else name
+    check_removable(name, asked)
+    if clean(name):
+        print(f"(removed a lab {name} left over from an earlier run)", flush=True)
+    lab, result = replay_bundle(bundle, name, progress=(lambda m: None) if quiet else _say, built_by=BUILT_BY)
+    _owned[name] = lab
+    _start_reaper(lab)
+    use(lab)
+    return lab, result
 
 
 def _state_inode(lab: Lab) -> int | None:

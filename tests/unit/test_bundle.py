@@ -235,6 +235,18 @@ def test_ordinary_debugging_lines_pass_the_escape_check():
         assert model.escape_problem(line) is None, line
 
 
+def test_a_command_typed_into_a_container_is_linted_as_typed():
+    """`%node master/c1 ping ...` is replayed as `docker exec c1 ...` on master: that wrapper is
+    ours and passes, an `exec` the person typed does not."""
+    doc = make_bundle()
+    doc["transcript"].append({"step": {"on": "node1/c1", "run": "ping -c 1 -W 1 10.108.1.2"}})
+    doc["transcript"].append({"step": {"on": "node1/c1", "argv": ["ip", "route"]}})
+    b = model.parse(model.dumps(doc), "ok.json")
+    assert [s["on"] for s in b.steps()][-2:] == ["node1/c1", "node1/c1"]
+    doc["transcript"].append({"step": {"on": "node1/c1", "run": "exec cat /etc/hostname"}})
+    assert "transcript[5].step: expected a command that stays inside the node; found 'exec'" in bad(doc)
+
+
 def test_garbled_files_are_refused():
     assert "(file): expected JSON written by labkit export" in bad(text='{"format": "labkit-bun')
     assert "(top): expected a JSON object" in bad(text="[1, 2]")
