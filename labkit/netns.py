@@ -13,13 +13,14 @@ the rule "never touch the root namespace" has one place to hold:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .errors import LabError
@@ -165,28 +166,38 @@ def run(ns: str, argv: list[str], *, view: Sequence[str] = (), env: Mapping[str,
     return r
 
 
-def _socket_in(ns: str) -> Any:
-    """A pyroute2 socket bound to namespace `ns`: this (worker) thread steps into it, opens
-    a plain IPRoute there, which stays bound to it, and steps back. pyroute2's own
-    ``IPRoute(netns=...)`` does it through a helper process, which on a busy machine took up
-    to a second per namespace: most of a 250-node lab's underlay."""
-    from pyroute2 import IPRoute
+@contextlib.contextmanager
+def _thread_in(ns: str, what: str) -> Iterator[None]:
+    """Step this thread (not the process) into namespace `ns` for the body, and back.
+    Namespaced files (/proc/sys/net) and sockets follow the namespace of the thread that
+    opens them. Failing to step back would leave the thread in the wrong namespace, so
+    that ends the process."""
     path = os.path.join(NETNS_DIR, ns)
-    if not os.path.exists(path):  # never a new namespace for a typo (pyroute2's flags=0)
+    if not os.path.exists(path):  # never a new namespace for a typo
         raise LabError(f"network namespace {ns} does not exist")
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     target = os.open(path, os.O_RDONLY)
     try:
         if enter_net(target) != 0:
-            raise LabError(f"cannot enter network namespace {ns}")
+            raise LabError(f"cannot enter {ns} {what}")
         try:
-            return IPRoute()
+            yield
         finally:
             if enter_net(own) != 0:  # never stay in the wrong namespace
                 os._exit(70)
     finally:
         os.close(own)
         os.close(target)
+
+
+def _socket_in(ns: str) -> Any:
+    """A pyroute2 socket bound to namespace `ns`: this (worker) thread steps into it, opens
+    a plain IPRoute there, which stays bound to it, and steps back. pyroute2's own
+    ``IPRoute(netns=...)`` does it through a helper process, which on a busy machine took up
+    to a second per namespace: most of a 250-node lab's underlay."""
+    from pyroute2 import IPRoute
+    with _thread_in(ns, "to open a netlink socket"):
+        return IPRoute()
 
 
 class Netlink:
@@ -246,19 +257,6 @@ def write_sysctl(ns: str, key: str, value: str) -> None:
     netlink worker thread steps into `ns`, writes, and steps back.
     """
     def job(_ipr: Any) -> None:
-
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        target = os.open(os.path.join(NETNS_DIR, ns), os.O_RDONLY)
-        try:
-            if enter_net(target) != 0:
-                raise LabError(f"cannot enter {ns} to set {key}")
-            try:
-                with open(f"/proc/sys/{key}", "w") as f:
-                    f.write(value)
-            finally:
-                if enter_net(own) != 0:  # never stay in the wrong namespace
-                    os._exit(70)
-        finally:
-            os.close(own)
-            os.close(target)
+        with _thread_in(ns, f"to set {key}"), open(f"/proc/sys/{key}", "w") as f:
+            f.write(value)
     netlink.call(ns, job)

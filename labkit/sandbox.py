@@ -381,18 +381,23 @@ def enter_early(argv: Sequence[str] | None = None, force: bool = False) -> None:
 
 # -- publishing a loopback port -----------------------------------------------------------------
 
-def listen_on_host(port: int) -> socket.socket:
-    """A listening socket on the host's 127.0.0.1:`port`, made before joining the sandbox
-    (a socket stays in the network namespace it was made in)."""
+def _listen_loopback(port: int, failure: str) -> socket.socket:
+    """A listening socket on 127.0.0.1:`port` of the current network namespace (a socket
+    stays in the namespace it was made in)."""
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         srv.bind(("127.0.0.1", port))
     except OSError as e:
         srv.close()
-        raise SandboxError(f"cannot publish 127.0.0.1:{port}: {e.strerror}") from e
+        raise SandboxError(f"{failure}: {e.strerror}") from e
     srv.listen(128)
     return srv
+
+
+def listen_on_host(port: int) -> socket.socket:
+    """The host's 127.0.0.1:`port`, made before joining the sandbox."""
+    return _listen_loopback(port, f"cannot publish 127.0.0.1:{port}")
 
 
 def start_relay(listeners: list[socket.socket]) -> None:
@@ -448,15 +453,8 @@ def hand_over(channel: socket.socket | None, ports: list[int]) -> None:
         return
     listeners = []
     for port in ports:
-        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            srv.bind(("127.0.0.1", port))
-        except OSError as e:
-            srv.close()
-            raise SandboxError(f"cannot listen on the sandbox's 127.0.0.1:{port} for --connect: {e.strerror}") from e
-        srv.listen(128)
-        listeners.append(srv)
+        listeners.append(_listen_loopback(
+            port, f"cannot listen on the sandbox's 127.0.0.1:{port} for --connect"))
     socket.send_fds(channel, [b"L"], [srv.fileno() for srv in listeners])
     for srv in listeners:
         srv.close()
