@@ -30,6 +30,14 @@ CHROMIUM = os.environ.get("LABKIT_CHROMIUM") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
+# the pictures drawn from a live lab in other notebooks: notebook -> (the drawing cell's code,
+# words the drawing must contain, the screenshot's name)
+PICTURES = {
+    "06-packet-capture.ipynb": ("walk = walk_from_lab(", ("hop by hop", "route lookup", "FDB", "encapsulation",
+                                                         "decapsulation", "VXLAN vni=1"), "jupyterlab-packet-walk.png"),
+    "02-flanneld-leases.ipynb": ("timeline = watch_control_plane(", ("etcd", "node3", "flanneld"),
+                                 "jupyterlab-control-plane.png"),
+}
 REQUIRED = os.environ.get("LABKIT_REQUIRE_BROWSER") == "1" or os.environ.get("CI") == "true"
 
 
@@ -69,7 +77,8 @@ def server(tmp_path_factory):
     # JupyterLab saves what the browser ran (autosave): serve a copy, never the committed notebook
     root = home / "notebooks"
     root.mkdir()
-    shutil.copy(os.path.join(NOTEBOOKS, NOTEBOOK), root / NOTEBOOK)
+    for name in (NOTEBOOK, *PICTURES):
+        shutil.copy(os.path.join(NOTEBOOKS, name), root / name)
     # no "official Jupyter news?" toast over the page
     (home / "config" / "labconfig").mkdir(parents=True)
     (home / "config" / "labconfig" / "page_config.json").write_text(json.dumps(
@@ -80,7 +89,8 @@ def server(tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1",
          f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         "--LabApp.news_url=None", "--LabApp.expose_app_in_browser=True",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         env=env, cwd=str(root), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -107,14 +117,57 @@ def server(tmp_path_factory):
         cleanup_labs()
 
 
-def _cells_through_panel() -> int:
-    """How many cells, from the top, up to and including the one that shows the panel."""
-    with open(os.path.join(NOTEBOOKS, NOTEBOOK)) as f:
+def _cells_through(notebook: str, code: str) -> int:
+    """How many cells, from the top, up to and including the first whose source has `code`."""
+    with open(os.path.join(NOTEBOOKS, notebook)) as f:
         cells = json.load(f)["cells"]
     for i, cell in enumerate(cells):
-        if "ConfigPanel(lab)" in "".join(cell["source"]):
+        if code in "".join(cell["source"]):
             return i + 1
-    raise AssertionError(f"no ConfigPanel cell in {NOTEBOOK}")
+    raise AssertionError(f"no cell with {code!r} in {notebook}")
+
+
+def _run_through(page, server, notebook: str, code: str) -> None:
+    """Open `notebook`, wait for its kernel, and run every cell down to the one with `code`:
+    Run All Above Selected Cell, then Run Selected Cell, the Run menu's two commands, asked of
+    the app itself (a click on a prompt far down a long notebook can miss while it renders)."""
+    page.goto(f"{server['base']}/lab/tree/{notebook}?token={server['token']}")
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.shell", timeout=90_000)
+    page.evaluate("""async ([path, index]) => {
+        const app = window.jupyterapp;
+        // this notebook's panel, by its path (the current widget may still be the last tab)
+        // (JupyterLab restores the tabs of earlier tests: wait for this one's panel and kernel)
+        let panel;
+        for (let i = 0; i < 900 && !panel; i++) {
+            panel = Array.from(app.shell.widgets('main')).find(w => w.context && w.context.path === path);
+            if (!panel) await new Promise(r => setTimeout(r, 100));
+        }
+        app.shell.activateById(panel.id);
+        await panel.context.ready;
+        await panel.sessionContext.ready;
+        for (let i = 0; i < 900 && panel.sessionContext.session?.kernel?.status !== 'idle'; i++)
+            await new Promise(r => setTimeout(r, 100));
+        panel.content.activeCellIndex = index;
+        await app.commands.execute('notebook:run-all-above');
+        panel.content.activeCellIndex = index;
+        void app.commands.execute('notebook:run-cell');
+    }""", [notebook, _cells_through(notebook, code) - 1])
+
+
+def _errors(page) -> str:
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    return "\n".join(errors.all_inner_texts())
+
+
+def _check_svg(picture, words) -> None:
+    """JupyterLab shows image/svg+xml as an <img>; a broken SVG decodes to nothing (naturalWidth 0)."""
+    picture.scroll_into_view_if_needed()
+    size = picture.evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]")
+    assert size[0] and size[1] > 600 and size[2] > 250, size
+    drawn = urllib.parse.unquote(picture.get_attribute("src") or "")
+    assert drawn.startswith("data:image/svg+xml,"), drawn[:80]
+    for word in words:
+        assert word in drawn, word
 
 
 def test_config_panel_in_jupyterlab(server, tmp_path):
@@ -127,38 +180,20 @@ def test_config_panel_in_jupyterlab(server, tmp_path):
             args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
         page = ctx.pages[0] if ctx.pages else ctx.new_page()
         try:
-            page.goto(f"{server['base']}/lab/tree/{NOTEBOOK}?token={server['token']}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-            # the kernel is up when the toolbar's indicator says idle
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
-            # select the panel's cell; Run > Run All Above Selected Cell; Run > Run Selected Cell
-            cell = page.locator(".jp-Notebook .jp-Cell").nth(_cells_through_panel() - 1)
-            cell.scroll_into_view_if_needed()
-            cell.locator(".jp-InputPrompt").click()
-            for item in ("Run All Above Selected Cell", "Run Selected Cell"):
-                page.locator(".lm-MenuBar-itemLabel").get_by_text("Run", exact=True).click()
-                page.locator(".lm-Menu-itemLabel").get_by_text(item, exact=True).click()
+            _run_through(page, server, NOTEBOOK, "ConfigPanel(lab)")
             panel = page.locator(".labkit-config-panel")
             try:
                 expect(panel).to_be_visible(timeout=90_000)
             except AssertionError:
-                errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-                raise AssertionError("the config panel did not appear; error outputs:\n" +
-                                     "\n".join(errors.all_inner_texts())) from None
+                raise AssertionError("the config panel did not appear; error outputs:\n" + _errors(page)) from None
             result = panel.locator("table.labkit-result")
             expect(result).to_contain_text("10.108.", timeout=30_000)
 
-            # the topology picture, drawn from the lab by a cell above the panel: JupyterLab shows
-            # image/svg+xml as an <img>; a broken SVG would decode to nothing (naturalWidth 0)
+            # the topology picture, drawn from the lab by a cell above the panel
             picture = page.locator(".jp-RenderedSVG img").first
             expect(picture).to_be_visible(timeout=15_000)
-            picture.scroll_into_view_if_needed()
-            size = picture.evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]")
-            assert size[0] and size[1] > 600 and size[2] > 250, size
-            drawn = urllib.parse.unquote(picture.get_attribute("src") or "")
-            assert drawn.startswith("data:image/svg+xml,"), drawn[:80]
-            for word in ("master", "node1", "etcd :2379", "flannel.1 10.108.", "docker0 10.108.", "lease 10.108."):
-                assert word in drawn, word
+            _check_svg(picture, ("master", "node1", "etcd :2379", "flannel.1 10.108.", "docker0 10.108.",
+                                 "lease 10.108."))
             picture.screenshot(path=os.path.join(ARTIFACTS, "jupyterlab-topology.png"))
 
             # backends labkit does not implement are there, greyed out
@@ -197,3 +232,41 @@ def test_config_panel_in_jupyterlab(server, tmp_path):
             ctx.close()
     assert os.path.getsize(shot) > 10_000
     assert os.path.getsize(os.path.join(ARTIFACTS, "jupyterlab-topology.png")) > 10_000
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("notebook", sorted(PICTURES))
+def test_live_picture_renders_in_jupyterlab(server, tmp_path, notebook):
+    """The packet's walk (06) and the control-plane timeline (02), drawn by their notebook's
+    own cell from its running lab, decode in the browser and show what they are about."""
+    from playwright.sync_api import expect, sync_playwright
+    code, words, shot_name = PICTURES[notebook]
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    shot = os.path.join(ARTIFACTS, shot_name)
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+        page = ctx.pages[0] if ctx.pages else ctx.new_page()
+        try:
+            _run_through(page, server, notebook, code)
+            # the drawing cell's picture is the notebook's first (no cell above it draws one)
+            picture = page.locator(".jp-RenderedSVG img").first
+            try:
+                expect(picture).to_be_visible(timeout=150_000)
+            except AssertionError:
+                raise AssertionError(f"{notebook}: no picture; error outputs:\n" + _errors(page)) from None
+            _check_svg(picture, words)
+            picture.screenshot(path=shot)
+            # shut the kernel down now: it removes the notebook's labs
+            page.locator(".lm-MenuBar-itemLabel").get_by_text("Kernel", exact=True).click()
+            page.locator(".lm-Menu-itemLabel").get_by_text("Shut Down Kernel", exact=True).click()
+        except BaseException:
+            try:
+                page.screenshot(path=os.path.join(ARTIFACTS, f"jupyterlab-{notebook[:2]}-failure.png"))
+            except Exception:
+                pass
+            raise
+        finally:
+            ctx.close()
+    assert os.path.getsize(shot) > 10_000

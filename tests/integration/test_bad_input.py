@@ -89,7 +89,8 @@ def cli_cases(tmp):
         (["up", "--name", F(), "--segments", "9"], "--segments must be between 1 and 4", []),
         (["up", "--name", F(), "--etcd-prefix", "no-slash"], "invalid etcd prefix", []),
         (["up", "--name", F(), "--etcd-prefix", "/a;rm -rf /tmp"], "invalid etcd prefix", []),
-        (["up", "--name", F(), "--flavour", "legacy", "--backend", "udp"], "needs --flavour modern", []),
+        (["up", "--name", F(), "--flavour", "legacy", "--backend", "host-gw"],
+         "needs --flannel-version 0.9.0 or later", []),
         (["up", "--name", F(), "--flavour", "ancient"], "argument --flavour: invalid choice: 'ancient'", []),
         # lab names with path tricks
         (["up", "--name", "../x"], "invalid lab name '../x'", ["/run/x", "/run/labkit/../x"]),
