@@ -228,7 +228,19 @@ def test_cli_bad_input_corpus(lab, tmp):
     assert len(cases) >= 60
     lab_ns = {n for n in _netns() if n.startswith(LAB + "-")}
     before_ns, before_state = _netns(), _state()
-    results = _run_all([c[0] for c in cases])
+    try:
+        results = _run_all([c[0] for c in cases])
+        _judge_corpus(cases, results, lab_ns, before_ns, before_state, tmp)
+    finally:
+        # a case that wrongly built a lab must not outlive the test (clean is idempotent)
+        from labkit.lab import clean
+        for argv, _, _ in cases:
+            name = argv[argv.index("--name") + 1] if "--name" in argv else ""
+            if name.startswith(f"bt{TOKEN}u"):
+                clean(name)
+
+
+def _judge_corpus(cases, results, lab_ns, before_ns, before_state, tmp):
     problems = []
     for (argv, words, paths), r in zip(cases, results):
         lines = r.stderr.splitlines()
