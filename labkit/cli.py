@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import bench, capture, sandbox, sandbox_cli, tally, transcript
 from .classroom import cli as classroom_cli
@@ -264,15 +264,25 @@ def cmd_down(a: argparse.Namespace) -> int:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
+    # with --json, standard output is the JSON alone (a program reads it); progress and the
+    # summary for people go to standard error
+    human = sys.stderr if a.json else sys.stdout
+
+    def progress(message: str) -> None:
+        if a.json:
+            print(message, file=sys.stderr, flush=True)
+        else:
+            _progress(message)
+    res: dict[str, Any]
     if a.kind == "scale":
         sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
-        res = bench.scale(sizes, name=a.name, progress=_progress, bringup_runs=0 if a.no_bringup else 3)
-        print(bench.format_scale(res))
+        res = bench.scale(sizes, name=a.name, progress=progress, bringup_runs=0 if a.no_bringup else 3)
+        print(bench.format_scale(res), file=human)
     else:
         backends = [b.strip() for b in a.backends.split(",") if b.strip()]
-        res = bench.throughput(backends, seconds=a.seconds, name=a.name, repeat=a.repeat, progress=_progress,
+        res = bench.throughput(backends, seconds=a.seconds, name=a.name, repeat=a.repeat, progress=progress,
                                reference=not a.no_reference)
-        print(bench.format_throughput(res))
+        print(bench.format_throughput(res), file=human)
     if a.json:
         print(json.dumps(res, indent=2))
     return 0

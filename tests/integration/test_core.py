@@ -145,3 +145,14 @@ def test_cli_ping_exec_check_logs(lab3):
     assert "Wrote subnet file to /run/flannel/subnet.env" in r.stdout
     r = labkit("ping", "--name", name, "master/c1", "8.8.8.8")
     assert r.returncode == 1 and "not an address of this lab" in r.stderr
+
+
+def test_bench_json_is_json_alone_on_stdout():
+    """`labkit bench ... --json` is read by programs: its standard output is the JSON alone,
+    progress and the summary go to standard error."""
+    name = unique_name("b")
+    r = labkit("bench", "scale", "--sizes", "2", "--no-bringup", "--json", "--name", name, timeout=120)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert [x["nodes"] for x in res["results"]] == [2] and res["results"][0]["mesh"]["converged"]
+    assert "2 nodes" in r.stderr
