@@ -8,6 +8,7 @@ one, presses Apply and waits for the result table to show every node in the new 
 docker0 in range. The screenshots are kept in test-artifacts/ (look at them: they are what a
 learner sees). The browser talks only to the local server; its background networking is off.
 """
+import contextlib
 import json
 import os
 import secrets
@@ -170,66 +171,75 @@ def _check_svg(picture, words) -> None:
         assert word in drawn, word
 
 
-def test_config_panel_in_jupyterlab(server, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+@contextlib.contextmanager
+def _browser(tmp_path, failure_shot: str):
+    """A page in a fresh headless Chromium; on any failure a screenshot named `failure_shot`
+    is kept in test-artifacts/ (what the learner would have seen)."""
+    from playwright.sync_api import sync_playwright
     os.makedirs(ARTIFACTS, exist_ok=True)
-    shot = os.path.join(ARTIFACTS, "jupyterlab-config-panel.png")
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
             args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
         page = ctx.pages[0] if ctx.pages else ctx.new_page()
         try:
-            _run_through(page, server, NOTEBOOK, "ConfigPanel(lab)")
-            panel = page.locator(".labkit-config-panel")
-            try:
-                expect(panel).to_be_visible(timeout=90_000)
-            except AssertionError:
-                raise AssertionError("the config panel did not appear; error outputs:\n" + _errors(page)) from None
-            result = panel.locator("table.labkit-result")
-            expect(result).to_contain_text("10.108.", timeout=30_000)
-
-            # the topology picture, drawn from the lab by a cell above the panel
-            picture = page.locator(".jp-RenderedSVG img").first
-            expect(picture).to_be_visible(timeout=15_000)
-            _check_svg(picture, ("master", "node1", "etcd :2379", "flannel.1 10.108.", "docker0 10.108.",
-                                 "lease 10.108."))
-            picture.screenshot(path=os.path.join(ARTIFACTS, "jupyterlab-topology.png"))
-
-            # backends labkit does not implement are there, greyed out
-            expect(panel.locator("button:has-text('alloc')")).to_be_disabled()
-
-            network = panel.locator("input[type='text']").first
-            network.fill("10.20.0.0/29")
-            expect(panel.locator(".labkit-error")).to_contain_text(
-                "network is too small. Minimum useful network prefix is /28", timeout=15_000)
-            apply = panel.locator("button:has-text('Apply')")
-            expect(apply).to_be_disabled()
-
-            network.fill("10.20.0.0/22")
-            expect(panel.locator(".labkit-error")).to_have_count(0, timeout=15_000)
-            expect(panel).to_contain_text("etcdctl put /flannel/network/config", timeout=15_000)
-            expect(apply).to_be_enabled()
-            apply.click()
-
-            expect(result).to_contain_text("10.20.", timeout=60_000)
-            expect(panel).to_contain_text("done", timeout=60_000)
-            rows = result.locator("tr")
-            expect(rows).to_have_count(3)          # header + master + node1
-            for i in (1, 2):
-                row = rows.nth(i)
-                expect(row).to_contain_text("10.20.")
-                expect(row.locator("td").last).to_have_text("✓")
-            page.screenshot(path=shot, full_page=False)
-            panel.screenshot(path=os.path.join(ARTIFACTS, "jupyterlab-config-panel-widget.png"))
+            yield page
         except BaseException:
             try:
-                page.screenshot(path=os.path.join(ARTIFACTS, "jupyterlab-config-panel-failure.png"))
+                page.screenshot(path=os.path.join(ARTIFACTS, failure_shot))
             except Exception:
                 pass
             raise
         finally:
             ctx.close()
+
+
+def test_config_panel_in_jupyterlab(server, tmp_path):
+    from playwright.sync_api import expect
+    shot = os.path.join(ARTIFACTS, "jupyterlab-config-panel.png")
+    with _browser(tmp_path, "jupyterlab-config-panel-failure.png") as page:
+        _run_through(page, server, NOTEBOOK, "ConfigPanel(lab)")
+        panel = page.locator(".labkit-config-panel")
+        try:
+            expect(panel).to_be_visible(timeout=90_000)
+        except AssertionError:
+            raise AssertionError("the config panel did not appear; error outputs:\n" + _errors(page)) from None
+        result = panel.locator("table.labkit-result")
+        expect(result).to_contain_text("10.108.", timeout=30_000)
+
+        # the topology picture, drawn from the lab by a cell above the panel
+        picture = page.locator(".jp-RenderedSVG img").first
+        expect(picture).to_be_visible(timeout=15_000)
+        _check_svg(picture, ("master", "node1", "etcd :2379", "flannel.1 10.108.", "docker0 10.108.",
+                             "lease 10.108."))
+        picture.screenshot(path=os.path.join(ARTIFACTS, "jupyterlab-topology.png"))
+
+        # backends labkit does not implement are there, greyed out
+        expect(panel.locator("button:has-text('alloc')")).to_be_disabled()
+
+        network = panel.locator("input[type='text']").first
+        network.fill("10.20.0.0/29")
+        expect(panel.locator(".labkit-error")).to_contain_text(
+            "network is too small. Minimum useful network prefix is /28", timeout=15_000)
+        apply = panel.locator("button:has-text('Apply')")
+        expect(apply).to_be_disabled()
+
+        network.fill("10.20.0.0/22")
+        expect(panel.locator(".labkit-error")).to_have_count(0, timeout=15_000)
+        expect(panel).to_contain_text("etcdctl put /flannel/network/config", timeout=15_000)
+        expect(apply).to_be_enabled()
+        apply.click()
+
+        expect(result).to_contain_text("10.20.", timeout=60_000)
+        expect(panel).to_contain_text("done", timeout=60_000)
+        rows = result.locator("tr")
+        expect(rows).to_have_count(3)          # header + master + node1
+        for i in (1, 2):
+            row = rows.nth(i)
+            expect(row).to_contain_text("10.20.")
+            expect(row.locator("td").last).to_have_text("✓")
+        page.screenshot(path=shot, full_page=False)
+        panel.screenshot(path=os.path.join(ARTIFACTS, "jupyterlab-config-panel-widget.png"))
     assert os.path.getsize(shot) > 10_000
     assert os.path.getsize(os.path.join(ARTIFACTS, "jupyterlab-topology.png")) > 10_000
 
@@ -239,34 +249,20 @@ def test_config_panel_in_jupyterlab(server, tmp_path):
 def test_live_picture_renders_in_jupyterlab(server, tmp_path, notebook):
     """The packet's walk (06) and the control-plane timeline (02), drawn by their notebook's
     own cell from its running lab, decode in the browser and show what they are about."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
     code, words, shot_name = PICTURES[notebook]
-    os.makedirs(ARTIFACTS, exist_ok=True)
     shot = os.path.join(ARTIFACTS, shot_name)
-    with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
-        page = ctx.pages[0] if ctx.pages else ctx.new_page()
+    with _browser(tmp_path, f"jupyterlab-{notebook[:2]}-failure.png") as page:
+        _run_through(page, server, notebook, code)
+        # the drawing cell's picture is the notebook's first (no cell above it draws one)
+        picture = page.locator(".jp-RenderedSVG img").first
         try:
-            _run_through(page, server, notebook, code)
-            # the drawing cell's picture is the notebook's first (no cell above it draws one)
-            picture = page.locator(".jp-RenderedSVG img").first
-            try:
-                expect(picture).to_be_visible(timeout=150_000)
-            except AssertionError:
-                raise AssertionError(f"{notebook}: no picture; error outputs:\n" + _errors(page)) from None
-            _check_svg(picture, words)
-            picture.screenshot(path=shot)
-            # shut the kernel down now: it removes the notebook's labs
-            page.locator(".lm-MenuBar-itemLabel").get_by_text("Kernel", exact=True).click()
-            page.locator(".lm-Menu-itemLabel").get_by_text("Shut Down Kernel", exact=True).click()
-        except BaseException:
-            try:
-                page.screenshot(path=os.path.join(ARTIFACTS, f"jupyterlab-{notebook[:2]}-failure.png"))
-            except Exception:
-                pass
-            raise
-        finally:
-            ctx.close()
+            expect(picture).to_be_visible(timeout=150_000)
+        except AssertionError:
+            raise AssertionError(f"{notebook}: no picture; error outputs:\n" + _errors(page)) from None
+        _check_svg(picture, words)
+        picture.screenshot(path=shot)
+        # shut the kernel down now: it removes the notebook's labs
+        page.locator(".lm-MenuBar-itemLabel").get_by_text("Kernel", exact=True).click()
+        page.locator(".lm-Menu-itemLabel").get_by_text("Shut Down Kernel", exact=True).click()
     assert os.path.getsize(shot) > 10_000
