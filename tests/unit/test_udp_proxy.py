@@ -162,6 +162,53 @@ E2E = textwrap.dedent(r'''
 ''')
 
 
+BURSTS = textwrap.dedent(r'''
+    import os, socket, struct, sys
+    sys.path.insert(0, sys.argv[1])
+    from labkit.flannel.backends.udp import proxy as P
+    os.system("ip link set lo up")
+    def hdr(dst, ttl=64, n=0):
+        h = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 24, n, 0x4000, ttl, 17, 0,
+                                  socket.inet_aton("10.108.1.5"), socket.inet_aton(dst)))
+        h[10:12] = struct.pack("!H", P.cksum(h))
+        return bytes(h) + struct.pack("!I", n)
+    tun, kern = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)   # a fake TUN
+    kern.settimeout(1)
+    ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); ua.bind(("127.0.0.1", 0))
+    ub = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); ub.bind(("127.0.0.1", 0))
+    ub.settimeout(1)
+    a = P.Proxy(tun.fileno(), ua, None, "10.108.1.0", 1472)
+    os.set_blocking(tun.fileno(), False)               # what serve() does first
+    a.table.set_route("10.108.2.0", 24, "127.0.0.1", ub.getsockname()[1])
+    assert a.tun_to_udp(3) == 0 and a.udp_to_tun(3) == 0   # nothing queued: no wait, no error
+    for i in range(5):
+        kern.send(hdr("10.108.2.7", n=i))
+    # a burst takes at most `burst` packets, in order; the next one the rest
+    assert a.tun_to_udp(3) == 3 and a.tun_to_udp(3) == 2 and a.tun_to_udp(3) == 0
+    got = [ub.recv(2000) for _ in range(5)]
+    assert [struct.unpack("!I", g[20:])[0] for g in got] == [0, 1, 2, 3, 4]
+    assert all(g[8] == 63 and P.cksum(g[:20]) == 0 for g in got)
+    # dropped packets count as moved (they left the queue): TTL 1, no route (ICMP back)
+    kern.send(hdr("10.108.2.7", ttl=1)); kern.send(hdr("10.108.9.9"))
+    assert a.tun_to_udp() == 2 and kern.recv(2000)[20] == 3
+    # the other way: datagrams into the TUN, a burst at a time, TTL decremented
+    for i in range(4):
+        ub.sendto(hdr("10.108.1.5", n=i), ua.getsockname())
+    assert a.udp_to_tun(3) == 3 and a.udp_to_tun(3) == 1 and a.udp_to_tun(3) == 0
+    back = [kern.recv(2000) for _ in range(4)]
+    assert [b[8] for b in back] == [63] * 4 and [struct.unpack("!I", b[20:])[0] for b in back] == [0, 1, 2, 3]
+    print("BURSTS OK")
+''')
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare")
+def test_bursts_take_at_most_burst_packets_and_stop_at_an_empty_queue():
+    """tun_to_udp/udp_to_tun on fake TUNs and loopback UDP in a throwaway network namespace."""
+    r = subprocess.run(["unshare", "--net", sys.executable, "-c", BURSTS, ROOT], capture_output=True,
+                       text=True, timeout=30)
+    assert "BURSTS OK" in r.stdout, r.stdout + r.stderr
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare")
 def test_proxy_end_to_end_in_a_private_namespace():
     """Two proxies, fake TUNs, real UDP on a loopback of a throwaway network namespace."""
