@@ -135,6 +135,7 @@ class Lab:
         self.built_by = built_by or "a python process"   # recorded in owner.json by up()
         self.nodes = [Node(self.state, self.spec, i) for i in range(self.spec.nodes)]
         self._etcd: Any = None  # python-etcd3's client (untyped)
+        self._etcd_started = 0.0  # when `up` started etcd (time.monotonic)
         # a step between etcd and flanneld (a bundle's replay puts its leases into etcd there)
         self.before_flanneld: Callable[[], object] | None = None
 
@@ -242,6 +243,7 @@ class Lab:
             node.prepare()
             if node is self.master:
                 self.master.service("etcd").start()  # healthy by the time the others are wired
+                self._etcd_started = time.monotonic()
             self.ticker("underlay", i + 1, len(self.nodes))
         knobs = self._knobs_text()
         if spec.segments > 1:
@@ -336,8 +338,8 @@ class Lab:
     def _wait_etcd(self) -> str:
         """etcd was started with the master's namespace (see _build_underlay): wait for /health."""
         svc = self.master.service("etcd")
-        waited = wait_healthy(self.state.etcd_socket, is_running=svc.is_active)
-        return f"etcd healthy on {self.master.public_ip}:2379 after {waited:.2f}s more"
+        wait_healthy(self.state.etcd_socket, is_running=svc.is_active)
+        return f"etcd healthy on {self.master.public_ip}:2379 after {time.monotonic() - self._etcd_started:.2f}s"
 
     def zygote(self) -> Service:
         """The lab's fork server for flanneld and dockerd (in the switch namespace)."""
