@@ -5,8 +5,11 @@ kernel VXLAN device. ``Lab`` is the one object the CLI and the notebooks hold.
 """
 from typing import Any as _Any
 
-# python-etcd3 is imported through labkit.etcdpb.import_etcd3 (its message classes,
-# rebuilt for the installed protobuf runtime).
+from . import etcdpb as _etcdpb
+
+# python-etcd3's message classes, rebuilt for the installed protobuf runtime when etcd3 is
+# first imported (labkit/etcdpb.py): a plain `import etcd3` works after `import labkit`
+_etcdpb.register()
 
 __version__ = "0.1.0"
 

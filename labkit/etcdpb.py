@@ -16,7 +16,7 @@ message classes are made by a newer protobuf. Call :func:`import_etcd3` instead 
 """
 from __future__ import annotations
 
-import ast
+import importlib.abc
 import importlib.util
 import os
 import sys
@@ -32,6 +32,7 @@ PACKAGE = "etcd3.etcdrpc"
 def serialized_proto(path: str) -> bytes:
     """The compiled .proto inside an old-style ``_pb2.py``: the bytes given as
     ``serialized_pb=_b('...')`` (``_b`` is latin-1 encoding on Python 3)."""
+    import ast
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
     for node in ast.walk(tree):
@@ -50,6 +51,35 @@ def _etcdrpc_dir() -> str:
     if spec is None or spec.origin is None:
         raise ImportError("python-etcd3 is not installed (pip install etcd3)")
     return os.path.join(os.path.dirname(spec.origin), "etcdrpc")
+
+
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """A meta path finder that answers for the three ``etcd3.etcdrpc.*_pb2`` modules with
+    the rebuilt ones, so that a plain ``import etcd3`` works in any process that imported
+    labkit (a notebook cell, a test). It steps aside under the pure-Python runtime."""
+
+    names = {f"{PACKAGE}.{proto}_pb2" for proto in PROTOS}
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname not in self.names:
+            return None
+        from google.protobuf.internal import api_implementation
+        if api_implementation.Type() == "python":
+            return None
+        install()  # builds all three (rpc.proto needs kv and auth in the pool first)
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec: Any) -> types.ModuleType | None:
+        return sys.modules[spec.name]
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        pass  # built by install()
+
+
+def register() -> None:
+    """Put the finder first on sys.meta_path (once); nothing is imported until etcd3 is."""
+    if not any(isinstance(f, _Finder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Finder())
 
 
 def install() -> None:
