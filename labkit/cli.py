@@ -677,12 +677,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `labkit ... | head`: the reader has gone, which is not an error
+        _quiet_stdout()
+        return 141  # what a shell reports for a command killed by SIGPIPE
     except Exception as e:  # a bug, not bad input: still one line (LABKIT_DEBUG=1 shows the traceback)
         if os.environ.get("LABKIT_DEBUG"):
             raise
         print(f"labkit: internal error: {type(e).__name__}: {e} (LABKIT_DEBUG=1 shows the traceback)",
               file=sys.stderr)
         return 1
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at /dev/null, so that nothing more is written into a closed pipe
+    (not even by the interpreter's last flush)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def finish(code: int) -> NoReturn:
@@ -696,7 +709,8 @@ def finish(code: int) -> NoReturn:
         sys.stdout.flush()
         sys.stderr.flush()
     except (BrokenPipeError, ValueError):  # `labkit ... | head`: the reader has gone
-        sys.exit(code)
+        _quiet_stdout()
+        os._exit(code or 141)
     busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
             and not t.name.startswith("labkit-netlink")]
     if busy:
