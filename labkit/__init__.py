@@ -3,12 +3,13 @@
 A node is a network namespace, etcd is a real etcd, ``flannel.1`` is a real
 kernel VXLAN device. ``Lab`` is the one object the CLI and the notebooks hold.
 """
-import os as _os
 from typing import Any as _Any
 
-# python-etcd3's generated protobuf code only loads with the pure-Python
-# protobuf runtime; this must be set before protobuf is first imported.
-_os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+from . import etcdpb as _etcdpb
+
+# python-etcd3's message classes, rebuilt for the installed protobuf runtime when etcd3 is
+# first imported (labkit/etcdpb.py): a plain `import etcd3` works after `import labkit`
+_etcdpb.register()
 
 __version__ = "0.1.0"
 

@@ -16,6 +16,6 @@ except sandbox.SandboxError as _e:
     print(f"labkit: error: {_e}", file=sys.stderr)
     sys.exit(1)
 
-from labkit.cli import main  # noqa: E402  (after joining the sandbox, on purpose)
+from labkit.cli import finish, main  # noqa: E402  (after joining the sandbox, on purpose)
 
-sys.exit(main())
+finish(main())

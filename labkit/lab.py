@@ -31,7 +31,7 @@ from .capture import MAX_PING_COUNT, Capture, capture
 from .docker import containers
 from .docker.containers import Container
 from .errors import LabError
-from .etcd import V2Client, http_request, v3_client, wait_healthy
+from .etcd import V2Client, V3Gateway, http_request, v3_client, wait_healthy
 from .flannel.backends.footprint import peers_handled, remove_leftovers
 from .flannel.backends.kernel import dead_probes
 from .flannel.ip import AF_BRIDGE
@@ -135,6 +135,7 @@ class Lab:
         self.built_by = built_by or "a python process"   # recorded in owner.json by up()
         self.nodes = [Node(self.state, self.spec, i) for i in range(self.spec.nodes)]
         self._etcd: Any = None  # python-etcd3's client (untyped)
+        self._etcd_started = 0.0  # when `up` started etcd (time.monotonic)
         # a step between etcd and flanneld (a bundle's replay puts its leases into etcd there)
         self.before_flanneld: Callable[[], object] | None = None
 
@@ -191,10 +192,10 @@ class Lab:
         try:
             self.state.create(self.spec)
             self.state.set_owner(self.built_by)
+            # the underlay step also starts the zygote, the supervisor and etcd as soon as
+            # their namespaces exist, so their start-up overlaps the rest of the build
             self._step("underlay", self._build_underlay)
-            self.zygote().start()  # imports while etcd starts; see labkit/zygote.py
-            self.supervisor().start()  # Restart=on-failure, late ExecStartPost: labkit/supervisor.py
-            self._step("etcd", self._start_etcd)
+            self._step("etcd", self._wait_etcd)
             if self.spec.write_config:
                 self._step("network config", self.write_config)
             if self.before_flanneld is not None:
@@ -226,6 +227,8 @@ class Lab:
     def _build_underlay(self) -> str:
         spec = self.spec
         build_switch(self.state, spec.segments)
+        self.zygote().start()  # imports while the rest is built; see labkit/zygote.py
+        self.supervisor().start()  # Restart=on-failure, late ExecStartPost: labkit/supervisor.py
         if spec.has_router:  # segments joined by <lab>-router; it also leads to <lab>-outside
             build_router(self.state, [ipaddress.IPv4Interface(f"{spec.router_ip(i)}/{net.prefixlen}")
                                       for i, net in enumerate(spec.segment_nets())], spec.mtu,
@@ -238,6 +241,9 @@ class Lab:
         for i, node in enumerate(self.nodes):
             self._attach(node)
             node.prepare()
+            if node is self.master:
+                self.master.service("etcd").start()  # healthy by the time the others are wired
+                self._etcd_started = time.monotonic()
             self.ticker("underlay", i + 1, len(self.nodes))
         knobs = self._knobs_text()
         if spec.segments > 1:
@@ -329,11 +335,11 @@ class Lab:
                    spec.router_ip(seg) if spec.outside else None)
         return f"{n.name}: {ifname} re-created with {address}, MTU {spec.link_mtu(n.name)}, up"
 
-    def _start_etcd(self) -> str:
+    def _wait_etcd(self) -> str:
+        """etcd was started with the master's namespace (see _build_underlay): wait for /health."""
         svc = self.master.service("etcd")
-        svc.start()
-        waited = wait_healthy(self.state.etcd_socket, is_running=svc.is_active)
-        return f"etcd healthy on {self.master.public_ip}:2379 after {waited:.2f}s"
+        wait_healthy(self.state.etcd_socket, is_running=svc.is_active)
+        return f"etcd healthy on {self.master.public_ip}:2379 after {time.monotonic() - self._etcd_started:.2f}s"
 
     def zygote(self) -> Service:
         """The lab's fork server for flanneld and dockerd (in the switch namespace)."""
@@ -362,7 +368,7 @@ class Lab:
         if self.spec.etcd_v2:  # flannel before 0.18 reads the etcd v2 key space
             V2Client(self.state.etcd_socket).set(f"{self.spec.prefix}/config", value)
         else:
-            self.etcd().put(f"{self.spec.prefix}/config", value)
+            V3Gateway(self.state.etcd_socket).put(f"{self.spec.prefix}/config", value)
         return f"{self.spec.prefix}/config = {value}"
 
     # -- services ----------------------------------------------------------------------
@@ -783,8 +789,7 @@ class Lab:
         if self.spec.etcd_v2:
             pairs = V2Client(self.state.etcd_socket).list(f"{self.spec.prefix}/subnets")
         else:
-            pairs = [(meta.key.decode(), value.decode())
-                     for value, meta in self.etcd().get_prefix(f"{self.spec.prefix}/subnets/")]
+            pairs = V3Gateway(self.state.etcd_socket).get_prefix(f"{self.spec.prefix}/subnets/")
         out: dict[str, tuple[str, str]] = {}
         for key, value in pairs:
             sn = parse_subnet_key(key)
@@ -802,8 +807,7 @@ class Lab:
         try:
             if self.spec.etcd_v2:
                 return V2Client(self.state.etcd_socket).get(key)
-            value, _ = self.etcd().get(key)
-            return value.decode() if value is not None else None
+            return V3Gateway(self.state.etcd_socket).get(key)
         except Exception:
             return None
 

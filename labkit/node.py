@@ -104,7 +104,6 @@ class Node:
         env.update({
             "PATH": SHIMS + os.pathsep + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "PYTHONPATH": REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
-            "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python",
             "LABKIT_PYTHON": sys.executable,
             "ETCDCTL_ENDPOINTS": f"http://{self.master_ip}:{CLIENT_PORT}",
             "LABKIT_LAB": self.state.name, "LABKIT_NODE": self.name,

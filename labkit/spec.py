@@ -92,6 +92,15 @@ def check_container_name(name: str) -> str:
                        "a letter or digit", "container")
 
 
+def check_target(value: str) -> tuple[str, str]:
+    """NODE or NODE/CONTAINER (where a command runs), each name checked: (node, container or "")."""
+    node, _, container = value.partition("/")
+    check_node_name(node)
+    if container:
+        check_container_name(container)
+    return node, container
+
+
 def node_name(index: int) -> str:
     return "master" if index == 0 else f"node{index}"
 

@@ -34,7 +34,7 @@ import shlex
 from typing import Any
 
 from ..errors import LabError
-from ..spec import LabSpec, check_container_name, check_node_name
+from ..spec import LabSpec, check_target
 from ..transcript import MAX_ENTRIES
 
 # What a running lab can change (labkit/lab.py RECONFIGURABLE; repeated here so that this module
@@ -210,11 +210,8 @@ def _step_problems(steps: list[Any], spec: LabSpec) -> list[str]:
             if not isinstance(on, str) or not _TARGET_RE.match(on):
                 problems.append(f"{where}.on: expected a node (master, node1, ...) or NODE/CONTAINER; found {on!r:.60}")
                 continue
-            node, _, container = on.partition("/")
             try:
-                check_node_name(node)
-                if container:
-                    check_container_name(container)
+                check_target(on)
             except LabError as e:
                 problems.append(f"{where}.on: {e}")
                 continue

@@ -135,7 +135,6 @@ def serve(s: Settings) -> None:
               file=sys.stderr)
     os.environ["LABKIT_HUB_SETTINGS"] = path
     os.environ["PYTHONPATH"] = ROOT
-    os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
     os.chdir(s.state)
     # started from a background job, SIGINT would be ignored and inherited: the hub stops its
     # services (idle culler, trainer's view) with SIGINT, so they must not ignore it

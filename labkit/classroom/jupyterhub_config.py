@@ -59,7 +59,7 @@ c.JupyterHub.services = [
      "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={s.cull_timeout}"]},
     {"name": "trainer", "url": _url("127.0.0.1", s.trainer_port), "display": True, "oauth_no_confirm": True,
      "command": [sys.executable, "-m", "labkit.classroom.trainer"],
-     "environment": {"PYTHONPATH": ROOT, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}},
+     "environment": {"PYTHONPATH": ROOT}},
 ]
 c.JupyterHub.load_roles = [
     {"name": "idle-culler", "services": ["idle-culler"],

@@ -71,7 +71,6 @@ class SandboxSpawner(LocalProcessSpawner):
     def get_env(self) -> dict[str, str]:
         env: dict[str, str] = super().get_env()
         env["PYTHONPATH"] = ROOT
-        env["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/sbin", "/usr/local/bin",
                                        "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
         env.pop("LABKIT_NOTEBOOK_SUFFIX", None)   # a learner's progress is recorded

@@ -65,10 +65,8 @@ class SubnetAlreadyExists(Exception):
 
 def connect(endpoints: str) -> Etcd3Client:
     """A python-etcd3 client for the first endpoint of `-etcd-endpoints` that answers."""
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import etcd3
+    from ..etcdpb import import_etcd3
+    etcd3 = import_etcd3()
     last: Exception | None = None
     for ep in endpoints.split(","):
         u = urllib.parse.urlparse(ep.strip())

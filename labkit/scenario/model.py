@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ..errors import LabError
-from ..spec import LabSpec, check_container_name, check_node_name
+from ..spec import LabSpec, check_target
 
 if TYPE_CHECKING:
     import jsonschema
@@ -343,11 +343,8 @@ def semantic_problems(data: dict[str, Any]) -> list[str]:
     def node_ok(where: str, value: Any, allow_all: bool = False) -> None:
         if not isinstance(value, str) or (allow_all and value == "all"):
             return
-        node, _, container = value.partition("/")
         try:
-            check_node_name(node)
-            if container:
-                check_container_name(container)
+            node, _ = check_target(value)
         except LabError as e:
             problems.append(f"{where}: expected a node (or NODE/CONTAINER); found {value!r} ({e})")
             return

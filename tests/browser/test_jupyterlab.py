@@ -73,8 +73,7 @@ def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("jupyter")
     env = dict(os.environ)
     env.update(JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_DATA_DIR=str(home / "data"),
-               JUPYTER_RUNTIME_DIR=str(home / "runtime"), IPYTHONDIR=str(home / "ipython"),
-               PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python")
+               JUPYTER_RUNTIME_DIR=str(home / "runtime"), IPYTHONDIR=str(home / "ipython"))
     # JupyterLab saves what the browser ran (autosave): serve a copy, never the committed notebook
     root = home / "notebooks"
     root.mkdir()

@@ -205,7 +205,7 @@ json.dump(results, sys.stdout)
 
 def _run_all(argvs):
     import json
-    env = dict(os.environ, PYTHONPATH=ROOT, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python")
+    env = dict(os.environ, PYTHONPATH=ROOT)
     env.pop("LABKIT_DEBUG", None)
     r = subprocess.run([sys.executable, "-c", RUNNER], input=json.dumps(argvs), capture_output=True,
                        text=True, cwd=ROOT, env=env, timeout=240)

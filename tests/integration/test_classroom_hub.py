@@ -37,7 +37,7 @@ pytestmark = pytest.mark.timeout(600)
 
 PREFIX = "flkt"   # every test learner's name starts with it; leftovers of a crashed run are removed
 PY = sys.executable
-ENV = {**os.environ, "PYTHONPATH": ROOT, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+ENV = {**os.environ, "PYTHONPATH": ROOT}
 
 NOTEBOOK_CELLS = [
     ('import os, subprocess\n\ndef sh(*args):\n'

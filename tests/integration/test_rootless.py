@@ -44,7 +44,7 @@ class User:
 
     def argv(self, *argv: str) -> list[str]:
         env = {"HOME": self.home, "USER": self.name, "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-               "PYTHONPATH": ROOT, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python", "LANG": "C.UTF-8"}
+               "PYTHONPATH": ROOT, "LANG": "C.UTF-8"}
         return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "env", "-i",
                 *(f"{k}={v}" for k, v in env.items()), *argv]

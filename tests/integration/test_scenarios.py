@@ -34,8 +34,7 @@ def test_verify(name, lab_name, state_home):
 @pytest.mark.timeout(150)
 def test_cli_start_check_hint_solve_and_progress(lab_name, state_home):
     env_name = ["--name", lab_name]
-    env = {"XDG_STATE_HOME": str(state_home), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-           "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+    env = {"XDG_STATE_HOME": str(state_home), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     r = labkit("scenario", "start", "udp-8472-blocked", *env_name, env=env)
     assert r.returncode == 0, r.stderr
     assert "A firewall rule drops VXLAN" in r.stdout and "labkit scenario check --name" in r.stdout

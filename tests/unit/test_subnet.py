@@ -414,3 +414,32 @@ def test_choose_subnet_is_deterministic_for_a_seed():
     a = choose_subnet(cfg, [], "10.0.0.1", None, random.Random(42)).subnet
     b = choose_subnet(cfg, [], "10.0.0.1", None, random.Random(42)).subnet
     assert a == b
+
+
+@pytest.mark.parametrize("text", [
+    '{"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2"}}',
+    '{"PublicIP":"10.0.0.1"}', '{}', 'null', '{"PublicIP":"10.0.0.1","BackendData":null,"BackendV6Data":[1,2]}',
+    '{"PublicIP":"10.0.0.1","PublicIPv6":"fd00::1","BackendType":null}',
+    '{"publicip":"10.1.2.3"}',                                  # Go matches names case-insensitively
+    '{"PublicIP":"10.0.0.1","PublicIP":"10.0.0.2"}',            # duplicates: Go keeps the last
+    '{"PublicIP":"10.0.0.\\u0031"}',                            # an escape the faithful decoder reads raw
+    '{"PublicIP":"10.0.0.1","BackendData":{"a":1,"a":2}}', '{"PublicIP":"10.0.0.1","Other":1}',
+    '{"PublicIP":"10.0.0.1","BackendData":NaN}', '{"PublicIP":5}', '{"PublicIP":"10.0.0"}',
+    '{"PublicIPv6":"x","PublicIP":"y"}', '{"PublicIP":"10.0.0.1","BackendType":5}', '[]', '{"PublicIP":',
+])
+def test_lease_attrs_quick_path_agrees_with_go_rules(text):
+    """from_json's quick path (plain JSON) answers exactly as the Go-faithful decoder,
+    value or error, and leaves every unusual document to it."""
+    def outcome(fn):
+        try:
+            return fn(text)
+        except ValueError as e:
+            return ("error", str(e))
+    assert outcome(LeaseAttrs.from_json) == outcome(LeaseAttrs._from_go_json)
+
+
+def test_lease_attrs_quick_path_takes_plain_leases():
+    plain = b'{"PublicIP":"192.168.50.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1}}'
+    assert LeaseAttrs._from_plain_json(plain) == LeaseAttrs("192.168.50.2", None, "vxlan", {"VNI": 1})
+    assert LeaseAttrs._from_plain_json(b'{"publicip":"10.1.2.3"}') is None
+    assert LeaseAttrs._from_plain_json(b'{"PublicIP":"10.0.0.1","PublicIP":"10.0.0.2"}') is None
