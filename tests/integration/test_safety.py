@@ -12,6 +12,7 @@ from tests.helpers import ROOT, labkit, unique_name
 
 SYSCTLS = ["net/ipv4/ip_forward", "net/ipv4/conf/all/forwarding", "net/ipv6/conf/all/forwarding",
            "net/ipv4/ping_group_range", "net/bridge/bridge-nf-call-iptables",
+           "net/bridge/bridge-nf-call-ip6tables", "net/bridge/bridge-nf-call-arptables",
            "net/ipv4/conf/default/rp_filter"]
 
 
@@ -77,6 +78,14 @@ def test_up_and_down_leave_the_root_namespace_unchanged():
     try:
         labkit("up", "--name", name, "--nodes", "3", "--containers", "1", check=True)
         during = root_snapshot()
+        if os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables"):
+            # the switch does not filter (labkit/underlay.py: switch_no_netfilter); nodes keep the host's default
+            def nf(ns):
+                key = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+                return subprocess.run(["ip", "netns", "exec", ns, "cat", key],
+                                      capture_output=True, text=True, check=True).stdout.strip()
+            assert nf(f"{name}-switch") == "0"
+            assert nf(f"{name}-node1") == "1"
         labkit("down", "--name", name, check=True)
     finally:
         labkit("clean", "--name", name)

@@ -72,3 +72,11 @@ def test_node_values_from_the_command_line():
 def test_knobs_survive_the_state_folder_round_trip():
     spec = LabSpec(nodes=3, nat=["node1"], node_mtu={"node2": 1400}, outside=True, ip_masq=True)
     assert LabSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_kernel_release_parsing():
+    from labkit.underlay import kernel_release
+    assert kernel_release("6.1.0-18-amd64") == (6, 1)
+    assert kernel_release("5.3.0") == (5, 3) and kernel_release("4.19.0-25") < (5, 3)
+    assert kernel_release("6.18.44-fc-v782") == (6, 18) and kernel_release("5.10rc1") == (5, 10)
+    assert kernel_release("garbage") == (0, 0)
