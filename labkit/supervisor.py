@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from .lab import Lab
 
 POLL = 0.25
+# A service forked by the zygote is reaped by it, which then writes the exit status where
+# `how_it_ended` reads it. A process already gone whose status is not written yet is given
+# this long before it is taken for a crash (a clean exit read as SIGKILL got restarted).
+EXIT_GRACE = 1.0
 
 
 def _journal(svc: Service, node: str, text: str) -> None:
@@ -63,6 +67,7 @@ class Supervisor:
         self.state = LabState(lab_name)
         self.lab_name = lab_name
         self.last_pid: dict[str, int] = {}
+        self.gone_since: dict[str, float] = {}  # unit -> when its process was first seen gone
         self._lab: Lab | None = None
 
     def _node_service(self, node: str, unit: str) -> Service:
@@ -92,6 +97,7 @@ class Supervisor:
         pid = light.pid()
         if pid is not None:
             self.last_pid[key] = pid
+            self.gone_since.pop(key, None)
             if unit.exec_start_post and not _posted(light, pid) and _ready(self, node, name, pid_path):
                 why = self._node_service(node, name).run_post_start()
                 if why:
@@ -110,7 +116,14 @@ class Supervisor:
         st = light.unit_state()
         now = time.time()
         if "restart_at" not in st:
-            code, sig, words = how_it_ended(light, _pid_in_file(pid_path) or self.last_pid.get(f"{node}/{name}"))
+            key = f"{node}/{name}"
+            pid = _pid_in_file(pid_path) or self.last_pid.get(key)
+            last = light.last_exit()
+            if pid is not None and (last is None or last[0] != pid) \
+                    and now - self.gone_since.setdefault(key, now) < EXIT_GRACE:
+                return False  # its exit status may not be written yet: look again next time
+            self.gone_since.pop(key, None)
+            code, sig, words = how_it_ended(light, pid)
             _journal(light, node, f"{name}.service: main process exited, {words}")
             if not unit.restarts_after(code, sig):
                 failed = not (code == 0 or sig in units.CLEAN_SIGNALS)
