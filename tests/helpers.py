@@ -58,3 +58,13 @@ def sh(lab: Any, target: str, script: str) -> str:
 def unreachable(lab: Any) -> list[tuple[str, str]]:
     """The pairs of the lab's all-pairs ping matrix that do not answer."""
     return sorted(p for p, ok in lab.connectivity().items() if not ok)
+
+
+def make_state(name: str, by: str, pid: int) -> Any:
+    """A lab's state folder only (no namespaces), owned by `by` with process `pid`."""
+    from labkit.spec import LabSpec
+    from labkit.state import LabState
+    st = LabState(name)
+    st.create(LabSpec(name=name))
+    st.set_owner(by, pid=pid)
+    return st

@@ -5,23 +5,7 @@ import re
 import subprocess
 import sys
 
-import pytest
-
-from labkit.spec import LabSpec
-
-
-@pytest.fixture
-def run_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("LABKIT_RUN_DIR", str(tmp_path))
-    return tmp_path
-
-
-def make_state(name, by, pid):
-    from labkit.state import LabState
-    st = LabState(name)
-    st.create(LabSpec(name=name))
-    st.set_owner(by, pid=pid)
-    return st
+from tests.helpers import make_state
 
 
 def test_cleanup_spares_the_labs_of_live_notebook_kernels_only(run_dir):

@@ -15,6 +15,7 @@ from labkit.errors import LabError
 from labkit.notebook import panels, tables
 from labkit.spec import SUPPORTED_BACKENDS, LabSpec
 from labkit.status import ContainerStatus, LabStatus, NodeStatus, docker0_in_range
+from tests.helpers import make_state
 
 SPEC = LabSpec(name="nbt", nodes=2, seed=1)
 FORM = dict(network="10.108.0.0/16", subnet_len=None, backend="vxlan", vni=1, port=0,
@@ -445,18 +446,6 @@ def test_a_test_run_gives_its_notebook_labs_their_own_names(monkeypatch):
 
 
 # -- the owner check: a notebook never removes a lab it does not own -------------------------------
-@pytest.fixture
-def run_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("LABKIT_RUN_DIR", str(tmp_path))
-    return tmp_path
-
-
-def make_state(name, by, pid):
-    from labkit.state import LabState
-    st = LabState(name)
-    st.create(LabSpec(name=name))
-    st.set_owner(by, pid=pid)
-    return st
 
 
 def dead_pid():
