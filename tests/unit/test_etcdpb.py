@@ -55,3 +55,16 @@ def test_serialized_proto_reads_the_argument_without_running_the_file(tmp_path):
     (tmp_path / "none_pb2.py").write_text("DESCRIPTOR = None\n")
     with pytest.raises(ImportError):
         serialized_proto(str(tmp_path / "none_pb2.py"))
+
+
+def test_the_zygote_children_get_the_fast_runtime():
+    """Every flanneld is forked from the zygote after its preload: that preload must not
+    pick the pure-Python runtime (it once set PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python
+    for the whole lab, costing each flanneld CPU per etcd answer and memory)."""
+    env = {k: v for k, v in os.environ.items() if k != "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"}
+    env["PYTHONPATH"] = ROOT
+    program = ("import labkit.zygote as z; z.preload()\n"
+               "from google.protobuf.internal import api_implementation as a; print(a.Type())")
+    r = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == "upb"
