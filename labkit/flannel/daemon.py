@@ -291,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import trafficmngr
     forward = profile["forward_rules"]  # none before v0.9.1 (PR #872): docker 1.13's DROP wins (#834)
     trafficmngr.setup(str(config.network), str(lease.subnet), opts["iptables-forward-rules"] and forward != "none",
-                      opts["ip-masq"], opts["iptables-resync"], forward_style=forward)
+                      opts["ip-masq"], opts["iptables-resync"], forward_style=forward,
+                      bootstrap_style=profile["iptables_bootstrap"])
 
     # 8. subnet.env
     try:

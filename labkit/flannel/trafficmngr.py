@@ -10,6 +10,12 @@
 Every ``-iptables-resync`` seconds the rules are checked; if one is missing, all are
 deleted and re-added in order ("Some iptables rules are missing; ..."). The commands
 run inside the node's network namespace, never the host's.
+
+How the rules are put in place changed in v0.19.0 (versions.py, ``iptables_bootstrap``):
+before, one ``iptables`` command per deletion and per rule; since, flannel builds one
+``iptables-restore --noflush`` transaction (``ipTablesBootstrap``): a ``-D`` for each rule
+found, then every rule in order, so nothing foreign lands between them. It is also fewer
+processes: 2 instead of 7 for the FORWARD rules on each node.
 """
 from __future__ import annotations
 
@@ -58,24 +64,31 @@ def _iptables(*args: str) -> int:
 
 
 def _listing(table: str) -> set[tuple[str, ...]]:
-    """`iptables -t TABLE -S`'s rules as token tuples (chain, spec...), quotes removed."""
+    """`iptables -t TABLE -S`'s rules as token tuples (chain, spec...), quotes removed, and
+    each chain as a 1-tuple (chain,)."""
     import shlex
     r = subprocess.run(["iptables", "-w", "-t", table, "-S"], capture_output=True, text=True)
     out: set[tuple[str, ...]] = set()
     for line in r.stdout.splitlines() if r.returncode == 0 else []:
-        if line.startswith("-A "):
+        if line.startswith(("-A ", "-N ", "-P ")):
             try:
-                out.add(tuple(shlex.split(line)[1:]))
+                words = shlex.split(line)
             except ValueError:
                 continue
+            out.add(tuple(words[1:]) if words[0] == "-A" else (words[1],))
     return out
+
+
+def _restore_line(words: list[str]) -> str:
+    """One iptables-restore line; a comment is quoted, as flannel's payload builder does."""
+    return " ".join(f'"{w}"' if i and words[i - 1] == "--comment" else w for i, w in enumerate(words))
 
 
 class RuleSet:
     """One ordered set of rules, kept in place by a resync thread."""
 
-    def __init__(self, name: str, rules: list[Rule]) -> None:
-        self.name, self.rules = name, rules
+    def __init__(self, name: str, rules: list[Rule], style: str = "restore") -> None:
+        self.name, self.rules, self.style = name, rules, style
 
     def exist(self) -> bool:
         """go-iptables' Exists for every rule. flannel execs `iptables -C` per rule; here one
@@ -90,6 +103,39 @@ class RuleSet:
                    for t, chain, spec in self.rules)
 
     def bootstrap(self) -> None:
+        if self.style == "restore":
+            self._bootstrap_restore()
+        else:
+            self._bootstrap_commands()
+
+    def _bootstrap_restore(self) -> None:
+        """ipTablesBootstrap (v0.19.0+): is each rule there already? Then one transaction
+        with a -D for each that is and a -A for all, in order. A rule in (or jumping to) a
+        FLANNEL- chain that does not exist yet cannot exist: that chain is declared in the
+        transaction instead (flannel creates it first with ClearChain)."""
+        listed = {t: _listing(t) for t in dict.fromkeys(t for t, _, _ in self.rules)}
+        payload: dict[str, list[str]] = {}
+        new: set[tuple[str, str]] = set()  # chains this transaction creates
+        for t, chain, spec in self.rules:
+            lines = payload.setdefault(t, [])
+            ours = [c for c in dict.fromkeys((chain, spec[-1])) if c.startswith("FLANNEL-")]
+            for c in ours:
+                if (c,) not in listed[t] and (t, c) not in new:
+                    lines.insert(0, f":{c} - [0:0]")
+                    new.add((t, c))
+            if any((t, c) in new for c in ours):
+                pass  # in or to a chain created just now: it cannot exist yet
+            elif (chain, *spec) in listed[t] or _iptables("-t", t, "-C", chain, *spec) == 0:
+                lines.append(_restore_line(["-D", chain, *spec]))
+            lines.append(_restore_line(["-A", chain, *spec]))
+        text = "".join(f"*{t}\n" + "".join(f"{x}\n" for x in lines) + "COMMIT\n" for t, lines in payload.items())
+        r = subprocess.run(["iptables-restore", "--noflush", "--wait"], input=text, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"failed to apply partial iptables-restore unable to run iptables-restore "
+                               f"({r.stdout.strip()}, {r.stderr.strip()}): exit status {r.returncode}")
+
+    def _bootstrap_commands(self) -> None:
+        """Before v0.19.0: one iptables command per deletion and per rule."""
         for t, chain, _ in self.rules:
             if chain.startswith("FLANNEL-"):
                 _iptables("-t", t, "-N", chain)  # exists already: fine
@@ -116,21 +162,25 @@ class RuleSet:
 
 
 def setup(network: str, lease_subnet: str, forward: bool, masq: bool, resync: int,
-          forward_style: str = "chain") -> None:
+          forward_style: str = "chain", bootstrap_style: str = "restore") -> None:
     """main.go's traffic-manager steps: masquerade rules if asked, forward rules by default."""
-    if not shutil.which("iptables"):
-        log.error(SRC, "Failed to setup IPTables. iptables binary was not found: "
-                       'exec: "iptables": executable file not found in $PATH')
-        return
+    for tool in ("iptables", "iptables-restore") if bootstrap_style == "restore" else ("iptables",):
+        if not shutil.which(tool):
+            log.error(SRC, f"Failed to setup IPTables. {tool} binary was not found: "
+                           f'exec: "{tool}": executable file not found in $PATH')
+            return
     log.info(SRC, "Starting flannel in iptables mode...")
     sets: list[RuleSet] = []
     if masq:
         log.info(SRC, "Setting up masking rules")
-        sets.append(RuleSet("masq", masq_rules(network, lease_subnet)))
+        sets.append(RuleSet("masq", masq_rules(network, lease_subnet), bootstrap_style))
     if forward:
         log.info(SRC, "Changing default FORWARD chain policy to ACCEPT")
-        sets.append(RuleSet("forward", forward_rules(network, forward_style)))
+        sets.append(RuleSet("forward", forward_rules(network, forward_style), bootstrap_style))
     for rs in sets:
-        rs.bootstrap()
-        log.info(SRC, "bootstrap done")
+        try:
+            rs.bootstrap()
+            log.info(SRC, "bootstrap done")
+        except RuntimeError as e:
+            log.error(SRC, f"Failed to bootstrap IPTables: {e}")
         rs.keep(resync)

@@ -129,6 +129,12 @@ SWITCHES: tuple[Switch, ...] = (
         Era("0.20.0", "chain", "a FLANNEL-FWD chain holding the two rules, jumped to from FORWARD",
             "PR #1650, v0.20.0:network/iptables.go"),
     )),
+    Switch("iptables_bootstrap", "how flanneld puts its iptables rules in place", (
+        Era("0.7.1", "commands", "one iptables command per rule deleted and per rule added",
+            "v0.18.0:network/iptables.go setupIPTables"),
+        Era("0.19.0", "restore", "one iptables-restore --noflush transaction: -D of each rule found, then "
+            "-A of all in order", "v0.19.0:network/iptables.go ipTablesBootstrap, network/iptables_restore.go"),
+    )),
     Switch("previous_subnet", "the subnet in an old subnet.env (a returning host)", (
         Era("0.7.1", "ignored", "not read back: a lease is reused by PublicIP only",
             "v0.7.1:subnet/local_manager.go"),
