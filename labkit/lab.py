@@ -76,6 +76,9 @@ def preflight() -> None:
 # threads per flanneld that is megabytes per node. One arena per process (read once, at
 # the zygote's start; the forked children keep it) is enough for daemons that mostly wait.
 ZYGOTE_ENV = {"MALLOC_ARENA_MAX": os.environ.get("LABKIT_MALLOC_ARENA_MAX", "1")}
+# From this many nodes the zygote warms and freezes what its children share before it
+# serves (labkit/zygote.py serve): 0.1 s that a smaller lab would wait for and not win back.
+ZYGOTE_SHARE_FROM = 4
 
 # flanneld processes `up` starts at once; the next ones start as these become ready. Hosts
 # of a real cluster do not all boot in the same millisecond; 250 flanneld listing and
@@ -226,9 +229,10 @@ class Lab:
 
     def _build_underlay(self) -> str:
         spec = self.spec
-        build_switch(self.state, spec.segments)
-        self.zygote().start()  # imports while the rest is built; see labkit/zygote.py
-        self.supervisor().start()  # Restart=on-failure, late ExecStartPost: labkit/supervisor.py
+        def own_processes() -> None:  # started first: they import while the rest is built
+            self.zygote().start()  # the fork server of flanneld and dockerd: labkit/zygote.py
+            self.supervisor().start()  # Restart=on-failure, late ExecStartPost: labkit/supervisor.py
+        build_switch(self.state, spec.segments, then=own_processes)
         if spec.has_router:  # segments joined by <lab>-router; it also leads to <lab>-outside
             build_router(self.state, [ipaddress.IPv4Interface(f"{spec.router_ip(i)}/{net.prefixlen}")
                                       for i, net in enumerate(spec.segment_nets())], spec.mtu,
@@ -347,7 +351,8 @@ class Lab:
         return Service(name="zygote", ns=self.state.netns("switch"),
                        argv=[sys.executable, "-m", "labkit.zygote", sock],
                        log_path=self.state.path("zygote.log"), pid_path=self.state.path("zygote.pid"),
-                       env={**self.master.env(), **ZYGOTE_ENV})
+                       env={**self.master.env(), **ZYGOTE_ENV,
+                            "LABKIT_ZYGOTE_SHARE": "1" if len(self.nodes) >= ZYGOTE_SHARE_FROM else "0"})
 
     def supervisor(self) -> Service:
         """The lab's restarter of failed units (in the switch namespace, like the zygote)."""

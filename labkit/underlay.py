@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable
 from typing import Any
 
 from . import netns
@@ -32,10 +33,14 @@ def bridge_name(segment: int) -> str:
     return f"br{segment}"
 
 
-def build_switch(state: LabState, segments: int = 1) -> str:
+def build_switch(state: LabState, segments: int = 1, then: Callable[[], object] | None = None) -> str:
+    """The switch namespace and its bridges; `then` runs as soon as the namespace exists
+    (the lab starts its own processes there while the rest is built)."""
     ns = state.netns("switch")
     state.record("netns", ns)
     netns.add(ns)
+    if then is not None:
+        then()
     switch_no_netfilter(ns)
     for seg in range(segments):
         netns.netlink.call(ns, _bridge, bridge_name(seg))

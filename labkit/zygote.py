@@ -169,11 +169,14 @@ def preload() -> None:
 
 def serve(sock_path: str) -> None:
     preload()
-    if os.environ.get("LABKIT_ZYGOTE_PREWARM", "1") == "1":
+    # Sharing pages with many children is worth 0.1 s of the zygote's start (a lab of
+    # 100 nodes saves megabytes per node); a lab of two or three waits for it instead
+    # (Lab.zygote: LABKIT_ZYGOTE_SHARE=0 below ZYGOTE_SHARE_FROM nodes).
+    if os.environ.get("LABKIT_ZYGOTE_SHARE", "1") == "1":
         prewarm()
-    import gc
-    gc.collect()
-    gc.freeze()  # keep the preloaded objects out of the collector: fewer copied pages
+        import gc
+        gc.collect()
+        gc.freeze()  # keep the preloaded objects out of the collector: fewer copied pages
     signal.signal(signal.SIGCHLD, lambda *a: _reap())
     try:
         os.unlink(sock_path)

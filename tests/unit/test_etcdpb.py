@@ -55,6 +55,14 @@ def test_serialized_proto_reads_the_argument_without_running_the_file(tmp_path):
     (tmp_path / "none_pb2.py").write_text("DESCRIPTOR = None\n")
     with pytest.raises(ImportError):
         serialized_proto(str(tmp_path / "none_pb2.py"))
+    (tmp_path / "split_pb2.py").write_text("D = F(name='y',\n  serialized_pb=_b('\\x01ab'\n    'c\\xfe'), x=1)\n")
+    assert serialized_proto(str(tmp_path / "split_pb2.py")) == b"\x01abc\xfe"
+    (tmp_path / "bytes_pb2.py").write_text("D = F(serialized_pb=b'\\x02z')\n")
+    assert serialized_proto(str(tmp_path / "bytes_pb2.py")) == b"\x02z"
+    for bad in ("D = F(serialized_pb=_b(open('/etc/passwd').read()))\n", "D = F(serialized_pb=_b('x' b'y'))\n"):
+        (tmp_path / "bad_pb2.py").write_text(bad)
+        with pytest.raises(ImportError):
+            serialized_proto(str(tmp_path / "bad_pb2.py"))
 
 
 def test_the_zygote_children_get_the_fast_runtime():
