@@ -6,10 +6,14 @@ kernel VXLAN device. ``Lab`` is the one object the CLI and the notebooks hold.
 from typing import Any as _Any
 
 from . import etcdpb as _etcdpb
+from . import lazypkg as _lazypkg
 
 # python-etcd3's message classes, rebuilt for the installed protobuf runtime when etcd3 is
 # first imported (labkit/etcdpb.py): a plain `import etcd3` works after `import labkit`
 _etcdpb.register()
+# pyroute2's package imports each public name's module when it is first used, not all
+# of them at once (labkit/lazypkg.py): 0.1-0.2 s less in every process that uses netlink
+_lazypkg.register()
 
 __version__ = "0.1.0"
 

@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 SOCKET_NAME = "zygote.sock"
-PRELOAD = ("etcd3", "etcd3.events", "grpc", "pyroute2", "pyroute2.netlink.rtnl", "urllib.request",
+PRELOAD = ("etcd3", "etcd3.events", "grpc", "pyroute2", "pyroute2.iproute", "pyroute2.netlink.rtnl", "urllib.request",
            "labkit.flannel.daemon", "labkit.flannel.legacy.daemon", "labkit.docker.daemon",
            "labkit.docker.containers", "labkit.flannel.etcd_manager", "labkit.flannel.iface",
            "labkit.flannel.trafficmngr", "labkit.flannel.backends.vxlan.vxlan", "labkit.flannel.legacy.vxlan",
