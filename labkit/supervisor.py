@@ -69,6 +69,15 @@ class Supervisor:
         self.last_pid: dict[str, int] = {}
         self.gone_since: dict[str, float] = {}  # unit -> when its process was first seen gone
         self._lab: Lab | None = None
+        self._units: dict[str, units.Unit | None] = {}  # parsed once: the unit files never change
+
+    def _unit(self, name: str) -> units.Unit | None:
+        if name not in self._units:
+            try:
+                self._units[name] = units.load(name)
+            except KeyError:
+                self._units[name] = None
+        return self._units[name]
 
     def _node_service(self, node: str, unit: str) -> Service:
         from .lab import Lab
@@ -81,9 +90,8 @@ class Supervisor:
         for want in glob.glob(os.path.join(self.state.path("nodes"), "*", "pid", "*.want")):
             node = want.split(os.sep)[-3]
             name = os.path.basename(want)[:-5]
-            try:
-                unit = units.load(name)
-            except KeyError:
+            unit = self._unit(name)
+            if unit is None:
                 continue
             try:
                 self._check(node, name, unit)
