@@ -443,3 +443,24 @@ def test_lease_attrs_quick_path_takes_plain_leases():
     assert LeaseAttrs._from_plain_json(plain) == LeaseAttrs("192.168.50.2", None, "vxlan", {"VNI": 1})
     assert LeaseAttrs._from_plain_json(b'{"publicip":"10.1.2.3"}') is None
     assert LeaseAttrs._from_plain_json(b'{"PublicIP":"10.0.0.1","PublicIP":"10.0.0.2"}') is None
+
+
+def test_free_subnets_agrees_with_checking_every_lease():
+    """The sorted walk gives what comparing each candidate with every lease gives, for
+    leases of mixed sizes, overlapping each other, outside the range, in any order."""
+    rng = random.Random(7)
+    cfg = cfg_of('{"Network":"10.5.0.0/16"}')
+    for _ in range(200):
+        taken = []
+        for _ in range(rng.randrange(0, 40)):
+            plen = rng.choice([16, 20, 22, 23, 24, 24, 24, 25, 28, 32])
+            taken.append(N(f"10.{rng.choice([4, 5, 5, 5, 6])}.{rng.randrange(256)}.{rng.randrange(256)}/{plen}",
+                           strict=False))
+        limit = rng.choice([1, 5, 100, 300])
+        slow, ip = [], int(cfg.subnet_min)
+        while ip <= int(cfg.subnet_max) and len(slow) < limit:
+            sn = N((ip, 24))
+            if not any(sn.overlaps(t) for t in taken):
+                slow.append(sn)
+            ip += 256
+        assert free_subnets(cfg, taken, limit=limit) == slow
