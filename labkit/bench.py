@@ -499,6 +499,7 @@ def scale(sizes: Iterable[int] = (10, 50, 100), name: str = "scale", progress: C
             rows.append({"nodes": n, "network": network, "up_seconds": t_up, "converged_seconds": t_conv,
                          "converged_and_pinged_seconds": t_mesh, "mesh": m,
                          "pings_passed": passed, "pings_tried": tried, "steps_seconds": steps,
+                         "flanneld_restarts": dict(lab.flanneld_restarts),
                          "memory_kib": mem["total_kib"], "memory_by_kind_kib": mem["by_kind_kib"],
                          "memory_per_process_kib": mem["per_process_kib"], "processes": mem["processes"],
                          "cpu_seconds_by_kind": {**mem["cpu_seconds_by_kind"], "labkit (this process + its "

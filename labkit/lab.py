@@ -142,6 +142,7 @@ class Lab:
         self._etcd_started = 0.0  # when `up` started etcd (time.monotonic)
         # a step between etcd and flanneld (a bundle's replay puts its leases into etcd there)
         self.before_flanneld: Callable[[], object] | None = None
+        self.flanneld_restarts: dict[str, int] = {}  # why -> how often `up` started a flanneld again
 
     @classmethod
     def attach(cls, name: str = "lab", progress: Callable[[str], object] | None = None) -> "Lab":
@@ -393,9 +394,15 @@ class Lab:
         else:
             times = self._start_and_wait_flanneld(nodes, timeout, tick=True)
         said = tally.listing({n.name: str(n.subnet_env().get("FLANNEL_SUBNET")) for n in nodes}, "subnets")
-        if len(nodes) > tally.LIST_UP_TO:
+        if len(nodes) > tally.LIST_UP_TO:  # a big lab's summary (small labs' lines stay as they were)
             said += f"; ready after {tally.slowest(times)}"
+            if self.flanneld_restarts:  # Restart=on-failure at work: lost subnet races, a busy etcd
+                said += "; started again: " + ", ".join(f"{n} after {why!r}"
+                                                        for why, n in self.flanneld_restarts.items())
         return said
+
+    def _count_restart(self, why: str) -> None:
+        self.flanneld_restarts[why] = self.flanneld_restarts.get(why, 0) + 1
 
     def _start_and_wait_flanneld(self, nodes: Sequence[Node], timeout: float, tick: bool = False) -> dict[str, float]:
         """Start flanneld on `nodes` and wait until each has written subnet.env; returns
@@ -442,9 +449,11 @@ class Lab:
                     # together) after RestartSec (the lab's 2 s), until `up`'s deadline
                     if any("etcd connection timeout" in t for t in tail):
                         retry_at[name] = time.monotonic() + RESTART_SEC
+                        self._count_restart("etcd connection timeout")
                         continue
                     if restarts[name] < 5 and any("subnet already exists" in t for t in tail):
                         restarts[name] += 1
+                        self._count_restart("subnet already exists")
                         svc.start()
                         continue
                     raise LabError(f"flanneld on {name} exited:\n" + "\n".join(tail))
