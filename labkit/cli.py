@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from . import bench, capture, sandbox, sandbox_cli, tally, transcript
+from . import capture, sandbox, sandbox_cli, tally, transcript
 from .classroom import cli as classroom_cli
 from .errors import LabError
 from .lab import Lab, clean
@@ -264,6 +264,7 @@ def cmd_down(a: argparse.Namespace) -> int:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
+    from . import bench  # here: measuring is rare, and it costs every other command 12 ms
     # with --json, standard output is the JSON alone (a program reads it); progress and the
     # summary for people go to standard error
     human = sys.stderr if a.json else sys.stdout
