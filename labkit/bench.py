@@ -400,8 +400,9 @@ class _PatientLab(Lab):
     def _patience(self) -> float:
         return 30 + 3 * len(self.nodes)
 
-    def start_flanneld(self, nodes: list[Node] | None = None, timeout: float = 0, wait: bool = True) -> str:
-        return super().start_flanneld(nodes, timeout or self._patience(), wait)
+    def start_flanneld(self, nodes: list[Node] | None = None, timeout: float = 0, wait: bool = True,
+                       docker: bool = False) -> str:
+        return super().start_flanneld(nodes, timeout or self._patience(), wait, docker)
 
     def start_docker(self, nodes: list[Node] | None = None, timeout: float = 0) -> str:
         return super().start_docker(nodes, timeout or self._patience())

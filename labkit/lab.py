@@ -207,7 +207,9 @@ class Lab:
                 self._step("before flanneld", self.before_flanneld)
             # Like a host at boot: flanneld, then docker. Without a config in etcd, flanneld
             # waits for one (retrying every second) and docker gets its default bridge.
-            self._step("flanneld", lambda: self.start_flanneld(wait=self.spec.write_config))
+            # as systemd orders them on each host (docker.service After=flanneld.service), a
+            # node's docker starts as soon as its own flanneld is ready, not after every node's
+            self._step("flanneld", lambda: self.start_flanneld(wait=self.spec.write_config, docker=True))
             self._step("docker", self.start_docker)
             if self.spec.containers:
                 self._step("containers", self._start_containers)
@@ -379,7 +381,10 @@ class Lab:
         return f"{self.spec.prefix}/config = {value}"
 
     # -- services ----------------------------------------------------------------------
-    def start_flanneld(self, nodes: list[Node] | None = None, timeout: float = 30, wait: bool = True) -> str:
+    def start_flanneld(self, nodes: list[Node] | None = None, timeout: float = 30, wait: bool = True,
+                       docker: bool = False) -> str:
+        """Start flanneld on `nodes` and (`wait`) wait until each wrote subnet.env and ran its
+        ExecStartPost; `docker`: then start that node's docker at once (start_docker waits)."""
         nodes = nodes or self.nodes
         self._wait_zygote()
         if not wait:
@@ -389,10 +394,10 @@ class Lab:
         times: dict[str, float] = {}
         if self.spec.seed is not None:  # one at a time: the same subnets on every run
             for i, node in enumerate(nodes):
-                times.update(self._start_and_wait_flanneld([node], timeout))
+                times.update(self._start_and_wait_flanneld([node], timeout, docker=docker))
                 self.ticker("flanneld", i + 1, len(nodes))
         else:
-            times = self._start_and_wait_flanneld(nodes, timeout, tick=True)
+            times = self._start_and_wait_flanneld(nodes, timeout, tick=True, docker=docker)
         said = tally.listing({n.name: str(n.subnet_env().get("FLANNEL_SUBNET")) for n in nodes}, "subnets")
         if len(nodes) > tally.LIST_UP_TO:  # a big lab's summary (small labs' lines stay as they were)
             said += f"; ready after {tally.slowest(times)}"
@@ -404,7 +409,8 @@ class Lab:
     def _count_restart(self, why: str) -> None:
         self.flanneld_restarts[why] = self.flanneld_restarts.get(why, 0) + 1
 
-    def _start_and_wait_flanneld(self, nodes: Sequence[Node], timeout: float, tick: bool = False) -> dict[str, float]:
+    def _start_and_wait_flanneld(self, nodes: Sequence[Node], timeout: float, tick: bool = False,
+                                 docker: bool = False) -> dict[str, float]:
         """Start flanneld on `nodes` and wait until each has written subnet.env; returns
         the seconds each took from the first start (the slowest is where contention shows)."""
         def mtime(node: Node) -> int | None:
@@ -434,6 +440,8 @@ class Lab:
                     why = node.service("flanneld").run_post_start()   # ExecStartPost
                     if why:
                         raise LabError(f"flanneld's ExecStartPost on {name} failed: {why}")
+                    if docker:
+                        node.service("docker").start()
                     continue
                 svc = node.service("flanneld")
                 if name in retry_at:
