@@ -91,3 +91,24 @@ def test_restore_bootstrap_failure_is_flannels_message(monkeypatch):
         return "no error"
     said = _in_scratch_netns(work)
     assert said.startswith("failed to apply partial iptables-restore unable to run iptables-restore (")
+
+
+def test_missing_iptables_restore_is_flannels_message_and_adds_nothing(monkeypatch, capsys):
+    """v0.19.0+ needs iptables-restore too: without it flanneld says so, as flannel does
+    ("Failed to setup IPTables. iptables-restore binary was not found"), and runs no
+    iptables command at all; the older per-command way needs only iptables."""
+    import shutil
+    ran = []
+    def fake_run(cmd, *a, **kw):
+        ran.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "")   # every -D finds nothing to delete
+    monkeypatch.setattr(T.subprocess, "run", fake_run)
+    monkeypatch.setattr(T.RuleSet, "keep", lambda self, resync: None)
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "iptables-restore" else f"/usr/sbin/{tool}")
+    T.setup("10.108.0.0/16", "10.108.5.0/24", True, False, 5, bootstrap_style="restore")
+    err = capsys.readouterr().err
+    assert 'Failed to setup IPTables. iptables-restore binary was not found: exec: "iptables-restore": ' \
+           "executable file not found in $PATH" in err
+    assert ran == []
+    T.setup("10.108.0.0/16", "10.108.5.0/24", True, False, 5, bootstrap_style="commands")
+    assert ran and all(cmd[0] == "iptables" for cmd in ran)
