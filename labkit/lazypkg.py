@@ -61,6 +61,12 @@ class _LazyPackage(types.ModuleType):
                     v = "unknown"
                 setattr(self, name, v)
                 return v
+            if not name.startswith("_"):  # a subpackage the full __init__ would have loaded on the way
+                try:
+                    return importlib.import_module(f"{PACKAGE}.{name}")
+                except ModuleNotFoundError as e:
+                    if e.name != f"{PACKAGE}.{name}":
+                        raise
             raise AttributeError(f"module {PACKAGE!r} has no attribute {name!r}")
         source = importlib.import_module(module)
         try:
