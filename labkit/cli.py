@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -662,14 +663,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP (`kill`, a closed terminal, a job's timeout) while a command works.
+    Raised in the main thread as Ctrl-C's KeyboardInterrupt is, and like it not an
+    Exception: `up` then removes the half-built lab (Lab.up's clean-up) before labkit exits
+    with 128 + the signal, instead of dying with the namespaces and processes left behind."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def _terminated(signum: int, frame: object) -> None:
+    for s in (signal.SIGTERM, signal.SIGHUP):  # the clean-up that follows is not cut short
+        signal.signal(s, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "command", None) and args.command[:1] == ["--"]:
         args.command = args.command[1:]
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    for s, handler in before.items():
+        if handler == signal.SIG_DFL:  # not when an embedding program chose otherwise
+            signal.signal(s, _terminated)
     try:
         if args.fn.__module__ != sandbox_cli.__name__:  # `sandbox` verbs join (or not) themselves
             sandbox.enter_early(argv)  # an ordinary user's labs live in their sandbox
         return args.fn(args)
+    except Terminated as e:
+        print(f"labkit: {e}", file=sys.stderr)
+        return 128 + e.signum
     except sandbox.SandboxError as e:
         print(f"labkit: error: {e}", file=sys.stderr)
         return 1
@@ -687,6 +712,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"labkit: internal error: {type(e).__name__}: {e} (LABKIT_DEBUG=1 shows the traceback)",
               file=sys.stderr)
         return 1
+    finally:
+        for s, handler in before.items():
+            if handler is not None:
+                signal.signal(s, handler)
 
 
 def _quiet_stdout() -> None:

@@ -363,3 +363,30 @@ def test_sigkill_of_up_at_each_step_then_clean_leaves_nothing(step, lab_name_ct)
     nothing_left(name)
     assert labkit("clean", "--name", name).returncode == 0  # twice is harmless
     nothing_left(name)
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("step", ["underlay", "etcd", "flanneld", "docker"])
+def test_sigterm_of_up_removes_the_half_built_lab(step, lab_name_ct):
+    """`kill` (SIGTERM) or a closed terminal (SIGHUP) is not SIGKILL: `up` removes what it
+    built, says why in one line and exits 128 + the signal; nothing is left to clean."""
+    name = lab_name_ct
+    p = subprocess.Popen([sys.executable, "-m", "labkit.cli", "up", "--name", name, "--nodes", "3",
+                          "--containers", "1"], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in p.stdout:
+        seen.append(line)
+        if line.rstrip().endswith(f"] {step} ..."):
+            time.sleep(0.005)
+            p.send_signal(signal.SIGTERM if step != "docker" else signal.SIGHUP)
+            break
+    seen += p.stdout.readlines()
+    p.wait(timeout=30)
+    sig = signal.SIGTERM if step != "docker" else signal.SIGHUP
+    assert p.returncode == 128 + sig, "".join(seen)
+    assert any("removing the half-built lab" in line for line in seen), "".join(seen)
+    assert seen[-1].strip() == f"labkit: terminated by {sig.name}" and "Traceback" not in "".join(seen)
+    from labkit.state import leftovers
+    assert not any(leftovers(name).values()), leftovers(name)
+    nothing_left(name)
