@@ -24,18 +24,19 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from labkit import bench  # noqa: E402
+from labkit import bench, bench_args  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="10,50,100", help="node counts (default 10,50,100)")
-    p.add_argument("--pings", type=int, default=10, help="cross-node pings per size (default 10)")
+    p.add_argument("--sizes", type=bench_args.sizes, default=[10, 50, 100], help="node counts (default 10,50,100)")
+    p.add_argument("--pings", type=bench_args.number_in(int, 0, 1000), default=10,
+                   help="cross-node pings per size (default 10)")
     p.add_argument("--name", default="scale", help="lab name prefix (the size is appended)")
     p.add_argument("--no-bringup", action="store_true", help="skip the 2-node bring-up to a first ping")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     a, _ = p.parse_known_args(argv)   # ./run bench passes the same arguments to every script
-    res = bench.scale([int(x) for x in a.sizes.split(",") if x], name=a.name, pings=a.pings,
+    res = bench.scale(a.sizes, name=a.name, pings=a.pings,
                       bringup_runs=0 if a.no_bringup else 3,
                       progress=lambda m: print(m, flush=True))
     print()

@@ -26,16 +26,18 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from labkit import bench  # noqa: E402
+from labkit import bench, bench_args  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backends", default="vxlan,host-gw,udp", help="comma-separated, in order")
-    p.add_argument("--seconds", type=float, default=5, help="seconds per TCP measurement (default 5)")
-    p.add_argument("--pps-seconds", type=float, default=None, help="seconds per UDP flood (default 3)")
-    p.add_argument("--repeat", type=int, default=3, help="runs per measurement (at least 3), interleaved with "
-                                                          "the reference's; the median is shown")
+    p.add_argument("--seconds", type=bench_args.number_in(int, 1, 600), default=5,
+                   help="whole seconds per TCP measurement, 1 to 600 (default 5)")
+    p.add_argument("--pps-seconds", type=bench_args.number_in(float, 1, 600), default=None,
+                   help="seconds per UDP flood (default 3)")
+    p.add_argument("--repeat", type=bench_args.number_in(int, 1, 50), default=3,
+                   help="runs per measurement (at least 3), interleaved with the reference's; the median is shown")
     p.add_argument("--no-reference", action="store_true", help="skip the hand-built reference overlay")
     p.add_argument("--name", default="benchtp", help="name of the temporary lab")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")

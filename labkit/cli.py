@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from . import capture, sandbox, sandbox_cli, tally, transcript
+from . import bench_args, capture, sandbox, sandbox_cli, tally, transcript
 from .classroom import cli as classroom_cli
 from .errors import LabError
 from .lab import Lab, clean
@@ -277,8 +277,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
             _progress(message)
     res: dict[str, Any]
     if a.kind == "scale":
-        sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
-        res = bench.scale(sizes, name=a.name, progress=progress, bringup_runs=0 if a.no_bringup else 3)
+        res = bench.scale(a.sizes, name=a.name, progress=progress, bringup_runs=0 if a.no_bringup else 3)
         print(bench.format_scale(res), file=human)
     else:
         backends = [b.strip() for b in a.backends.split(",") if b.strip()]
@@ -563,12 +562,15 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("kind", nargs="?", choices=["throughput", "scale"], default="throughput")
     bn.add_argument("--name", default="bench", help="name of the temporary lab (default: bench)")
     bn.add_argument("--backends", default="vxlan,host-gw,udp", help="throughput: backends, in order")
-    bn.add_argument("--seconds", type=float, default=5, help="throughput: seconds per measurement (default 5)")
-    bn.add_argument("--repeat", type=int, default=3, help="throughput: runs per measurement, interleaved with the "
-                                                          "reference's (median shown; at least 3)")
+    bn.add_argument("--seconds", type=bench_args.number_in(int, 1, 600), default=5,
+                    help="throughput: whole seconds per measurement, 1 to 600 (default 5)")
+    bn.add_argument("--repeat", type=bench_args.number_in(int, 1, 50), default=3,
+                    help="throughput: runs per measurement, interleaved with the reference's (median shown; "
+                         "at least 3 with the reference, up to 50)")
     bn.add_argument("--no-reference", action="store_true",
                     help="throughput: skip the hand-built reference overlay (labkit/reference.py)")
-    bn.add_argument("--sizes", default="10,50,100", help="scale: node counts (default 10,50,100)")
+    bn.add_argument("--sizes", type=bench_args.sizes, default=[10, 50, 100],
+                    help=f"scale: node counts, comma-separated, each 1 to {MAX_NODES} (default 10,50,100)")
     bn.add_argument("--no-bringup", action="store_true",
                     help="scale: skip the 2-node bring-up to a first ping (library and CLI, 3 pairs)")
     bn.add_argument("--json", action="store_true", help="also print the figures as JSON")

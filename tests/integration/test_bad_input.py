@@ -152,6 +152,14 @@ def cli_cases(tmp):
          []),
         (["service", "--name", L, "node1", "nope", "start"], "nope", []),
         (["service", "--name", L, "node9", "flanneld", "start"], "no node 'node9'", []),
+        # bench: refused by argparse, before a lab is built
+        (["bench", "scale", "--name", F(), "--sizes", "abc"], "give node counts from 1 to 1000", []),
+        (["bench", "scale", "--name", F(), "--sizes", "2,,3"], "comma-separated (got '2,,3')", []),
+        (["bench", "scale", "--name", F(), "--sizes", "0"], "give node counts from 1 to 1000", []),
+        (["bench", "throughput", "--name", F(), "--seconds", "0"], "argument --seconds: give a number from 1 "
+                                                                    "to 600 (got '0')", []),
+        (["bench", "throughput", "--name", F(), "--seconds", "1e9"], "give a number from 1 to 600", []),
+        (["bench", "throughput", "--name", F(), "--repeat", "-1"], "argument --repeat: give a number", []),
     ]
 
 
