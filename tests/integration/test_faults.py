@@ -340,21 +340,29 @@ def lab_name_ct():
 STEPS = ["underlay", "etcd", "network config", "flanneld", "docker", "containers", "converge"]
 
 
-@pytest.mark.timeout(40)
-@pytest.mark.parametrize("step", STEPS)
-def test_sigkill_of_up_at_each_step_then_clean_leaves_nothing(step, lab_name_ct):
-    name = lab_name_ct
-    p = subprocess.Popen([sys.executable, "-m", "labkit.cli", "up", "--name", name, "--nodes", "2",
+def _signal_up_in_step(name, step, sig, nodes):
+    """`labkit up` with one container per node, sent `sig` 5 ms into `step` (converge and
+    containers take 20-60 ms in all); returns the process, ended, and every line it printed."""
+    p = subprocess.Popen([sys.executable, "-m", "labkit.cli", "up", "--name", name, "--nodes", str(nodes),
                           "--containers", "1"], cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
     seen = []
     for line in p.stdout:
         seen.append(line)
         if line.rstrip().endswith(f"] {step} ..."):
-            time.sleep(0.005)  # into the step (converge and containers take 20-60 ms in all now)
-            p.kill()
+            time.sleep(0.005)
+            p.send_signal(sig)
             break
-    p.wait(timeout=10)
+    seen += p.stdout.readlines()
+    p.wait(timeout=30)
+    return p, seen
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("step", STEPS)
+def test_sigkill_of_up_at_each_step_then_clean_leaves_nothing(step, lab_name_ct):
+    name = lab_name_ct
+    p, seen = _signal_up_in_step(name, step, signal.SIGKILL, nodes=2)
     assert p.returncode == -signal.SIGKILL, "".join(seen)
     from labkit.state import leftovers
     assert any(leftovers(name).values())  # something to clean
@@ -371,19 +379,8 @@ def test_sigterm_of_up_removes_the_half_built_lab(step, lab_name_ct):
     """`kill` (SIGTERM) or a closed terminal (SIGHUP) is not SIGKILL: `up` removes what it
     built, says why in one line and exits 128 + the signal; nothing is left to clean."""
     name = lab_name_ct
-    p = subprocess.Popen([sys.executable, "-m", "labkit.cli", "up", "--name", name, "--nodes", "3",
-                          "--containers", "1"], cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in p.stdout:
-        seen.append(line)
-        if line.rstrip().endswith(f"] {step} ..."):
-            time.sleep(0.005)
-            p.send_signal(signal.SIGTERM if step != "docker" else signal.SIGHUP)
-            break
-    seen += p.stdout.readlines()
-    p.wait(timeout=30)
     sig = signal.SIGTERM if step != "docker" else signal.SIGHUP
+    p, seen = _signal_up_in_step(name, step, sig, nodes=3)
     assert p.returncode == 128 + sig, "".join(seen)
     assert any("removing the half-built lab" in line for line in seen), "".join(seen)
     assert seen[-1].strip() == f"labkit: terminated by {sig.name}" and "Traceback" not in "".join(seen)
