@@ -464,3 +464,64 @@ def test_free_subnets_agrees_with_checking_every_lease():
                 slow.append(sn)
             ip += 256
         assert free_subnets(cfg, taken, limit=limit) == slow
+
+
+class _ListWatcher:
+    """lease.go's LeaseWatcher as a slice scanned per event: the model the dict-backed
+    LeaseWatcher must agree with, event for event and in the cache's order."""
+
+    def __init__(self, own):
+        self.own, self.leases = own, []
+
+    def reset(self, leases):
+        batch = []
+        for new in leases:
+            if new.subnet == self.own:
+                continue
+            for i, old in enumerate(self.leases):
+                if old.subnet == new.subnet:
+                    del self.leases[i]
+                    break
+            else:
+                batch.append((EVENT_ADDED, new))
+        batch += [(EVENT_REMOVED, old) for old in self.leases]
+        self.leases = list(leases)
+        return batch
+
+    def update(self, events):
+        batch = []
+        for kind, new in events:
+            if new.subnet == self.own:
+                continue
+            for i, old in enumerate(self.leases):
+                if old.subnet == new.subnet:
+                    if kind == EVENT_ADDED:
+                        self.leases[i] = new
+                        batch.append((kind, new))
+                    else:
+                        del self.leases[i]
+                        batch.append((kind, old))
+                    break
+            else:
+                if kind == EVENT_ADDED:
+                    self.leases.append(new)
+                batch.append((kind, new))
+        return batch
+
+
+def test_lease_watcher_agrees_with_the_scanned_slice():
+    rng = random.Random(11)
+    pool = [f"10.5.{i}.0/24" for i in range(1, 9)]
+    for _ in range(300):
+        w, model = LeaseWatcher(own_subnet=N(OWN)), _ListWatcher(N(OWN))
+        for _ in range(12):
+            if rng.random() < 0.25:
+                snap = [lease(s, ip=f"192.168.64.{rng.randrange(2, 9)}") for s in rng.sample(pool, rng.randrange(6))]
+                got, want = w.reset(snap), model.reset(snap)
+            else:
+                evs = [(rng.choice([EVENT_ADDED, EVENT_REMOVED]), lease(rng.choice(pool),
+                                                                         ip=f"192.168.64.{rng.randrange(2, 9)}"))
+                       for _ in range(rng.randrange(1, 4))]
+                got, want = w.update([Event(k, x) for k, x in evs]), model.update(evs)
+            assert [(e.type, e.lease) for e in got] == want
+            assert w.leases == model.leases
