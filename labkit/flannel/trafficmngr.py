@@ -123,9 +123,8 @@ class RuleSet:
                 if (c,) not in listed[t] and (t, c) not in new:
                     lines.insert(0, f":{c} - [0:0]")
                     new.add((t, c))
-            if any((t, c) in new for c in ours):
-                pass  # in or to a chain created just now: it cannot exist yet
-            elif (chain, *spec) in listed[t] or _iptables("-t", t, "-C", chain, *spec) == 0:
+            fresh = any((t, c) in new for c in ours)  # in or to a chain created just now: not there yet
+            if not fresh and ((chain, *spec) in listed[t] or _iptables("-t", t, "-C", chain, *spec) == 0):
                 lines.append(_restore_line(["-D", chain, *spec]))
             lines.append(_restore_line(["-A", chain, *spec]))
         text = "".join(f"*{t}\n" + "".join(f"{x}\n" for x in lines) + "COMMIT\n" for t, lines in payload.items())
