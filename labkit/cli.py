@@ -686,7 +686,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "command", None) and args.command[:1] == ["--"]:
         args.command = args.command[1:]
-    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    import threading
+    in_main = threading.current_thread() is threading.main_thread()  # only there can it set handlers
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)} if in_main else {}
     for s, handler in before.items():
         if handler == signal.SIG_DFL:  # not when an embedding program chose otherwise
             signal.signal(s, _terminated)
