@@ -27,9 +27,11 @@ PACKAGE = "pyroute2"
 
 
 def public_names(init_source: str) -> dict[str, str] | None:
-    """name -> module for each ``from pyroute2.X import name`` at the top of ``__init__``;
-    None if it holds anything else that runs code at import (an assignment of a call,
-    a bare import of a third-party module...), which the stand-in could not reproduce."""
+    """name -> module for each ``from pyroute2.X import name`` at the top of ``__init__``.
+    Plain imports, ``try``/``if`` blocks (the version lookup, the Windows-only patch),
+    expressions and assignments without a call are passed over; anything else (an
+    assignment of a call, a function or class defined there) gives None: code the
+    stand-in could not reproduce, so the normal import must run."""
     import ast
     names: dict[str, str] = {}
     for node in ast.parse(init_source).body:
@@ -40,7 +42,7 @@ def public_names(init_source: str) -> dict[str, str] | None:
         elif isinstance(node, ast.Try | ast.If | ast.Import | ast.Expr):
             continue  # the version lookup, the Windows-only patch, `import sys`, docstrings
         elif isinstance(node, ast.Assign | ast.AugAssign) and not any(
-                isinstance(n, ast.Call) for n in ast.walk(node.value) if not isinstance(n, ast.Attribute)):
+                isinstance(n, ast.Call) for n in ast.walk(node.value)):
             continue  # `modules = [...]`, `__all__ = []`
         else:
             return None
