@@ -839,11 +839,12 @@ class Lab:
         return lab_status(self)
 
     def resolve(self, target: str) -> tuple[Node, Container | None]:
-        """'node1' -> (node, None); 'node1/c1' or a unique 'c1' -> (node, container record)."""
+        """'node1' -> (node, None); 'node1/c1' or a unique 'c1' -> (node, container record).
+        Names only: docker's id prefixes are for the docker shim."""
         if "/" in target:
             node_name, _, cname = target.partition("/")
             node = self.node(node_name)
-            rec = containers.get(self.state, node.name, cname)
+            rec = containers.by_name(self.state, node.name, cname)
             if rec is None:
                 raise LabError(f"no container {cname!r} on {node.name}")
             return node, rec

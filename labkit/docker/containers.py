@@ -94,8 +94,17 @@ def list_all(state: LabState, node: str) -> list[Container]:
     return out
 
 
+def by_name(state: LabState, node: str, name: str) -> Container | None:
+    """The container called exactly `name`, or None (ids are not looked at)."""
+    return next((rec for rec in list_all(state, node) if rec.name == name), None)
+
+
 def get(state: LabState, node: str, name: str) -> Container | None:
-    """A container by name, or by a unique prefix of its id (as docker accepts)."""
+    """A container by name, or by a unique prefix of its id (as the docker CLI accepts).
+
+    Only for what a user types after `docker stop|start|rm|exec|inspect`: a name that
+    happens to be a prefix of another container's hex id ("c2", "ab") would otherwise
+    find that container, so a new name's conflict check uses ``by_name``."""
     recs = list_all(state, node)
     for rec in recs:
         if rec.name == name:
@@ -187,7 +196,7 @@ def run(state: LabState, node: str, name: str, command: list[str] | None = None,
         restart: str = "no", image: str = "busybox") -> Container:
     """`docker run -d --name NAME [--restart R] IMAGE [CMD...]` (the image is not used)."""
     check_container_name(name)
-    if get(state, node, name) is not None:
+    if by_name(state, node, name) is not None:
         raise LabError(f'docker: Error response from daemon: Conflict. The container name "/{name}" '
                        f"is already in use. You have to remove (or rename) that container to be able "
                        f"to reuse that name.")
@@ -205,7 +214,7 @@ def stop(state: LabState, node: str, name: str) -> None:
         raise LabError(f"Error response from daemon: No such container: {name}")
     netns.delete(rec.netns)  # its veth goes with it, and leaves docker0
     rec.running, rec.ip, rec.pid = False, None, None
-    _write(_record_path(state, node, name), rec)
+    _write(_record_path(state, node, rec.name), rec)  # `name` may be an id prefix
 
 
 def start(state: LabState, node: str, name: str) -> Container:
@@ -220,8 +229,11 @@ def start(state: LabState, node: str, name: str) -> Container:
 
 def remove(state: LabState, node: str, name: str) -> None:
     """`docker rm -f NAME`."""
-    stop(state, node, name)
-    os.unlink(_record_path(state, node, name))
+    rec = get(state, node, name)
+    if rec is None:
+        raise LabError(f"Error response from daemon: No such container: {name}")
+    stop(state, node, rec.name)
+    os.unlink(_record_path(state, node, rec.name))
 
 
 def stop_all(state: LabState, node: str) -> None:

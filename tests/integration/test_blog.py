@@ -261,6 +261,26 @@ def test_docker_restart_stops_containers_and_restart_always_brings_them_back(blo
     assert re.search(r"Up .*\s+c1", sh(lab, "node1", "docker ps"))
 
 
+def test_a_name_that_begins_another_containers_id_is_a_new_name(blog_lab):
+    """docker looks names up before id prefixes, and `run --name` checks names only: the
+    CI once failed when c1's random id began with "c2" and `docker run --name c2` said
+    the name was in use."""
+    lab = blog_lab()
+    walkthrough(lab)
+    sh(lab, "node1", RUN_C1)
+    c1_id = sh(lab, "node1", "docker ps -q").strip()
+    name = c1_id[:2]
+    sh(lab, "node1", f"docker run -d --name {name} busybox sleep 3600")
+    assert lab.address_of(f"node1/{name}") != lab.address_of("node1/c1")
+    sh(lab, "node1", f"docker stop {name}")          # the name, not c1's id
+    assert re.search(r"Up .*\s+c1", sh(lab, "node1", "docker ps"))
+    sh(lab, "node1", f"docker stop {c1_id[:6]}")     # an id prefix still works, on c1's own record
+    ps = sh(lab, "node1", "docker ps -a").splitlines()
+    assert len(ps) == 3 and all("Exited" in row for row in ps[1:]), ps
+    sh(lab, "node1", f"docker rm -f {c1_id[:6]}")
+    assert [row.split()[-1] for row in sh(lab, "node1", "docker ps -a").splitlines()[1:]] == [name]
+
+
 def test_docker_run_it_sh(blog_lab):
     lab = blog_lab()
     walkthrough(lab)
