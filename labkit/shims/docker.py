@@ -7,6 +7,7 @@ image name is accepted and not used (see `docker run --help`).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import re
@@ -46,6 +47,17 @@ def _ago(t: float) -> str:
     return f"{d // 3600} hours ago"
 
 
+def _random_name(lab: Lab, node: Node) -> str:
+    """docker's adjective_scientist name for an unnamed container, never one in use
+    (docker draws again too, and adds a digit once the pairs run out)."""
+    used = {r.name for r in containers.list_all(lab.state, node.name)}
+    free = [f"{adj}_{who}" for adj in ADJ for who in NAMES if f"{adj}_{who}" not in used]
+    if free:
+        return random.choice(free)
+    return next(f"{adj}_{who}{n}" for n in itertools.count(1) for adj in ADJ for who in NAMES
+                if f"{adj}_{who}{n}" not in used)
+
+
 def cmd_run(lab: Lab, node: Node, argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="docker run", description=RUN_HELP,
                                 usage="docker run [OPTIONS] IMAGE [COMMAND] [ARG...]",
@@ -59,7 +71,7 @@ def cmd_run(lab: Lab, node: Node, argv: list[str]) -> int:
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
     a = p.parse_args(argv)
-    name = a.name or f"{random.choice(ADJ)}_{random.choice(NAMES)}"
+    name = a.name or _random_name(lab, node)
     if a.restart not in ("no", "always", "unless-stopped", "on-failure"):
         raise LabError(f'docker: invalid restart policy "{a.restart}".')
     if a.detach:
