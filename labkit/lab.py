@@ -87,6 +87,7 @@ ZYGOTE_SHARE_FROM = 4
 # 5 s timeout). Labs up to this size start every flanneld together, as before.
 FLANNELD_WAVE = 100
 RESTART_SEC = 2.0   # the lab's drop-in RestartSec=2s (README: the start-up chain)
+ALIVE_CHECK = 0.2   # how often `up` looks for a flanneld that exited while it waits for subnet.env
 
 # What a running cluster can change (flannel's network config, and the node count);
 # every other LabSpec field shapes what `up` built and needs a rebuild.
@@ -419,6 +420,9 @@ class Lab:
             except FileNotFoundError:
                 return None
         before = {n.name: mtime(n) for n in nodes}  # ready = flanneld (re)wrote subnet.env
+        # one Service per node for the whole wait: building one reads the node's sysconfig and
+        # copies the environment (0.2 ms), too much to do for 100 nodes every 20 ms
+        svcs = {n.name: n.service("flanneld") for n in nodes}
         t0 = time.monotonic()
         waiting = list(nodes)      # not started yet: at most FLANNELD_WAVE start at once
         pending: dict[str, Node] = {}
@@ -426,30 +430,34 @@ class Lab:
         restarts = {n.name: 0 for n in nodes}
         retry_at: dict[str, float] = {}   # timed out on etcd: started again at this time
         deadline = time.monotonic() + timeout
+        alive_check_at = 0.0  # an exited flanneld is looked for every ALIVE_CHECK s, readiness every loop
         while pending or waiting:
             while waiting and len(pending) < FLANNELD_WAVE:
                 node = waiting.pop(0)
-                node.service("flanneld").start()
+                svcs[node.name].start()
                 pending[node.name] = node
+            check_alive = time.monotonic() >= alive_check_at
+            if check_alive:
+                alive_check_at = time.monotonic() + ALIVE_CHECK
             for name, node in list(pending.items()):
+                svc = svcs[name]
                 if mtime(node) not in (None, before[name]):
                     del pending[name]
                     times[name] = time.monotonic() - t0
                     if tick:
                         self.ticker("flanneld", len(nodes) - len(pending), len(nodes))
-                    why = node.service("flanneld").run_post_start()   # ExecStartPost
+                    why = svc.run_post_start()   # ExecStartPost
                     if why:
                         raise LabError(f"flanneld's ExecStartPost on {name} failed: {why}")
                     if docker:
                         node.service("docker").start()
                     continue
-                svc = node.service("flanneld")
                 if name in retry_at:
                     if time.monotonic() >= retry_at[name]:
                         del retry_at[name]
                         svc.start()
                     continue
-                if not svc.is_active():
+                if check_alive and not svc.is_active():
                     # flanneld's own last words (the service manager's journal lines follow them)
                     tail = [line for line in svc.log().strip().splitlines() if " systemd[1]: " not in line][-3:]
                     # systemd's Restart=on-failure: a lost race for a subnet is retried at once (a few
@@ -475,13 +483,14 @@ class Lab:
 
     def start_docker(self, nodes: list[Node] | None = None, timeout: float = 20) -> str:
         nodes = nodes or self.nodes
+        svcs = {node.name: node.service("docker") for node in nodes}
         for node in nodes:
-            node.service("docker").start()
+            svcs[node.name].start()
         deadline = time.monotonic() + timeout
         bips: dict[str, str] = {}
         for i, node in enumerate(nodes):
             while (info := containers.daemon_info(self.state, node.name)) is None or \
-                    info["pid"] != node.service("docker").pid():
+                    info["pid"] != svcs[node.name].pid():
                 if time.monotonic() > deadline:
                     raise LabError(f"docker did not start on {node.name}; see `labkit logs {node.name} docker`")
                 time.sleep(0.02)
@@ -658,10 +667,14 @@ class Lab:
         own = node.subnet_env().get("FLANNEL_SUBNET")
         own_net = ipaddress.IPv4Interface(own).network if own else None
 
-        routed = _gateway_routes(node.ns, net) - ({own_net} if own_net else set())
-        if self.spec.backend != "vxlan":  # udp's table is in its proxy; host-gw may be refused
-            routed = peers_handled(self.spec.backend, node.service("flanneld").log(), routed) - {own_net}
-        return len(routed)
+        keys = _gateway_routes(node.ns, net)
+        if own_net:
+            keys.discard((int(own_net.network_address), own_net.prefixlen))
+        if self.spec.backend == "vxlan":
+            return len(keys)
+        # udp's table is in its proxy; host-gw may be refused
+        routed = {ipaddress.IPv4Network(key) for key in keys}
+        return len(peers_handled(self.spec.backend, node.service("flanneld").log(), routed) - {own_net})
 
     # -- reconfiguration -------------------------------------------------------------------
     def _check_reconfigurable(self, new: LabSpec) -> None:
@@ -967,30 +980,32 @@ class Connectivity(dict[tuple[str, str], bool]):
         return any(src in eps and dst in eps for eps in self.duplicates.values())
 
 
-def _gateway_routes(ns: str, net: ipaddress.IPv4Network) -> set[ipaddress.IPv4Network]:
+def _gateway_routes(ns: str, net: ipaddress.IPv4Network) -> set[tuple[int, int]]:
     """The main table's routes into `net` that have a gateway, from `ip -j route` (parsing
     hundreds of routes through pyroute2 took seconds per node in a 250-node lab)."""
     r = subprocess.run(["ip", "-n", ns, "-4", "-j", "route", "show", "table", "main"], capture_output=True,
                        text=True, timeout=60)
-    return gateway_dsts(json.loads(r.stdout or "[]") if r.returncode == 0 else [], net)
+    return gateway_keys(json.loads(r.stdout or "[]") if r.returncode == 0 else [], net)
 
 
-def gateway_dsts(routes: list[dict[str, Any]], net: ipaddress.IPv4Network) -> set[ipaddress.IPv4Network]:
-    """The destinations inside `net` of the routes (`ip -j route` objects) that have a gateway."""
-    out: set[ipaddress.IPv4Network] = set()
+def gateway_keys(routes: list[dict[str, Any]], net: ipaddress.IPv4Network) -> set[tuple[int, int]]:
+    """(address as int, prefix length) of each destination inside `net` of the routes (`ip -j
+    route` objects) that have a gateway: inet_aton and shifts, since ipaddress's parsing and
+    objects were most of the convergence check's CPU (10,000 routes per check at 100 nodes)."""
+    out: set[tuple[int, int]] = set()
     base, plen = int(net.network_address), net.prefixlen
     for route in routes:
         dst = route.get("dst", "")
         if not route.get("gateway") or dst in ("", "default"):
             continue
         addr, _, length = dst.partition("/")
-        try:  # inet_aton and shifts: ipaddress's parsing was most of this check's CPU
+        try:
             ip, dlen = int.from_bytes(socket.inet_aton(addr), "big"), int(length or 32)
         except (OSError, ValueError):
             continue
         if addr.count(".") == 3 and plen <= dlen <= 32 and (ip ^ base) >> (32 - plen) == 0 \
                 and ip & ((1 << (32 - dlen)) - 1) == 0:
-            out.add(ipaddress.IPv4Network((ip, dlen)))
+            out.add((ip, dlen))
     return out
 
 

@@ -66,8 +66,11 @@ def add_many(names: Sequence[str]) -> None:
         netlink.call(n, _lo_up)
 
 
+LOOPBACK_IFINDEX = 1  # the kernel's own constant: lo is the first device of every namespace
+
+
 def _lo_up(ipr: Any) -> None:
-    ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+    ipr.link("set", index=LOOPBACK_IFINDEX, state="up")
 
 
 def delete(name: str) -> None:
@@ -200,17 +203,24 @@ def _socket_in(ns: str) -> Any:
         return IPRoute()
 
 
+PRUNE_EVERY = 1.0
+
+
 class Netlink:
     """One pyroute2 IPRoute socket per namespace, all used from one worker thread."""
 
     def __init__(self) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="labkit-netlink")
         self._sockets: dict[str, tuple[int | None, Any]] = {}  # ns -> (its inode, pyroute2 IPRoute)
+        self._prune_at = 0.0
 
     def _socket(self, ns: str) -> Any:
-        """The cached socket for `ns` (stale ones are pruned first: a node's docker
-        removes container namespaces itself, and a name can be used again)."""
+        """The cached socket for `ns`, unless `ns` is now another namespace of the same
+        name (a node's docker removes container namespaces itself, and names are reused)."""
         cached = self._sockets.get(ns)
+        if cached is not None and inode(ns) != cached[0]:
+            self._close(ns)
+            cached = None
         if cached is None:
             cached = (inode(ns), _socket_in(ns))
             self._sockets[ns] = cached
@@ -226,7 +236,12 @@ class Netlink:
 
     def _prune(self) -> None:
         """Close sockets whose namespace is gone or was replaced: an open socket keeps a
-        deleted namespace (and the veth of a stopped container) alive."""
+        deleted namespace (and the veth of a stopped container) alive. At most every
+        PRUNE_EVERY seconds: one stat per cached namespace on every call made building a
+        100-node underlay quadratic (25,000 stats); `delete` in this process forgets at once."""
+        if time.monotonic() < self._prune_at:
+            return
+        self._prune_at = time.monotonic() + PRUNE_EVERY
         for name, (ino, _) in list(self._sockets.items()):
             if inode(name) != ino:
                 self._close(name)

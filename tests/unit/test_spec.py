@@ -126,12 +126,12 @@ def test_spec_round_trips_through_dict():
     assert LabSpec.from_dict(spec.to_dict()) == spec
 
 
-def test_gateway_dsts_is_what_ipaddress_says():
-    """labkit.lab.gateway_dsts (the convergence check's route filter) against ipaddress."""
+def test_gateway_keys_are_what_ipaddress_says():
+    """labkit.lab.gateway_keys (the convergence check's route filter) against ipaddress."""
     import ipaddress
     import random
 
-    from labkit.lab import gateway_dsts
+    from labkit.lab import gateway_keys
     rng = random.Random(3)
     net = ipaddress.IPv4Network("10.108.0.0/16")
     dsts = ["default", "", "10.108.5.0/24", "10.108.5.1/24", "10.108.0.0/16", "10.108.0.0/15", "10.109.1.0/24",
@@ -147,5 +147,5 @@ def test_gateway_dsts_is_what_ipaddress_says():
             continue
         if sn.subnet_of(net):
             expected.add(sn)
-    assert gateway_dsts(routes, net) == expected
+    assert gateway_keys(routes, net) == {(int(sn.network_address), sn.prefixlen) for sn in expected}
     assert len(expected) > 30
