@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from . import bench_args, capture, sandbox, sandbox_cli, tally, transcript
 from .classroom import cli as classroom_cli
-from .errors import LabError
+from .errors import BROKEN_PIPE_EXIT, LabError, quiet_stdout
 from .lab import Lab, clean
 from .services import systemd_failure
 from .spec import MAX_NODES, LabSpec, blog_spec, parse_node_values
@@ -708,8 +708,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `labkit ... | head`: the reader has gone, which is not an error
-        _quiet_stdout()
-        return 141  # what a shell reports for a command killed by SIGPIPE
+        quiet_stdout()
+        return BROKEN_PIPE_EXIT
     except Exception as e:  # a bug, not bad input: still one line (LABKIT_DEBUG=1 shows the traceback)
         if os.environ.get("LABKIT_DEBUG"):
             raise
@@ -720,16 +720,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s, handler in before.items():
             if handler is not None:
                 signal.signal(s, handler)
-
-
-def _quiet_stdout() -> None:
-    """Point standard output at /dev/null, so that nothing more is written into a closed pipe
-    (not even by the interpreter's last flush)."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 def finish(code: int) -> NoReturn:
@@ -743,8 +733,8 @@ def finish(code: int) -> NoReturn:
         sys.stdout.flush()
         sys.stderr.flush()
     except (BrokenPipeError, ValueError):  # `labkit ... | head`: the reader has gone
-        _quiet_stdout()
-        os._exit(code or 141)
+        quiet_stdout()
+        os._exit(code or BROKEN_PIPE_EXIT)
     busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
             and not t.name.startswith("labkit-netlink")]
     if busy:

@@ -1,4 +1,7 @@
-"""The one exception type the CLI and notebooks show to a user as a plain message."""
+"""The one exception type the CLI and notebooks show to a user as a plain message,
+and what a command does when its reader has gone (`... | head`)."""
+import os
+import sys
 
 
 class LabError(Exception):
@@ -13,3 +16,16 @@ class LabError(Exception):
     def __init__(self, msg: str = "", field: str | None = None) -> None:
         super().__init__(msg)
         self.field = field
+
+
+BROKEN_PIPE_EXIT = 141  # what a shell reports for a command killed by SIGPIPE
+
+
+def quiet_stdout() -> None:
+    """Point standard output at /dev/null after a BrokenPipeError, so that nothing more is
+    written into the closed pipe (not even by the interpreter's last flush)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

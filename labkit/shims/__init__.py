@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
-from ..errors import LabError
+from ..errors import BROKEN_PIPE_EXIT, LabError, quiet_stdout
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -34,11 +34,24 @@ def current() -> tuple[Lab, Node]:
 
 
 def run(main: Callable[[list[str]], int | None]) -> NoReturn:
-    """Entry point wrapper: LabError -> one line on stderr, exit 1."""
+    """Entry point wrapper: LabError -> one line on stderr, exit 1; a reader that has gone
+    (`docker ps -q | head -1`) ends the command quietly, as SIGPIPE ends a C program."""
     try:
-        sys.exit(main(sys.argv[1:]) or 0)
+        code = main(sys.argv[1:]) or 0
+        sys.stdout.flush()
     except LabError as e:
         print(str(e), file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:
+        quiet_stdout()
+        sys.exit(BROKEN_PIPE_EXIT)
+    except Exception as e:  # a bug, not bad input: one line, as `labkit` itself says it
+        if os.environ.get("LABKIT_DEBUG"):
+            raise
+        command = main.__module__.rsplit(".", 1)[-1]
+        print(f"{command}: internal error: {type(e).__name__}: {e} (LABKIT_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code)
