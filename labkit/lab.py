@@ -198,8 +198,8 @@ class Lab:
         try:
             self.state.create(self.spec)
             self.state.set_owner(self.built_by)
-            # the underlay step also starts the zygote, the supervisor and etcd as soon as
-            # their namespaces exist, so their start-up overlaps the rest of the build
+            # the underlay step also starts the zygote and etcd as soon as their namespaces
+            # exist, so their start-up overlaps the rest of the build
             self._step("underlay", self._build_underlay)
             self._step("etcd", self._wait_etcd)
             if self.spec.write_config:
@@ -211,6 +211,12 @@ class Lab:
             # as systemd orders them on each host (docker.service After=flanneld.service), a
             # node's docker starts as soon as its own flanneld is ready, not after every node's
             self._step("flanneld", lambda: self.start_flanneld(wait=self.spec.write_config, docker=True))
+            # Restart=on-failure and late ExecStartPost from here on (a flanneld that dies after
+            # it was ready, a blog lab's flanneld that gets its config later). While the step
+            # above runs, its own wait restarts a flanneld that lost a subnet race, and the
+            # supervisor's checks of every unit, four times a second, would take 7 of the CPU
+            # seconds of a 250-node flanneld phase, which is CPU-bound.
+            self.supervisor().start()
             self._step("docker", self.start_docker)
             if self.spec.containers:
                 self._step("containers", self._start_containers)
@@ -234,9 +240,8 @@ class Lab:
 
     def _build_underlay(self) -> str:
         spec = self.spec
-        def own_processes() -> None:  # started first: they import while the rest is built
+        def own_processes() -> None:  # started first: it imports while the rest is built
             self.zygote().start()  # the fork server of flanneld and dockerd: labkit/zygote.py
-            self.supervisor().start()  # Restart=on-failure, late ExecStartPost: labkit/supervisor.py
         build_switch(self.state, spec.segments, then=own_processes)
         if spec.has_router:  # segments joined by <lab>-router; it also leads to <lab>-outside
             build_router(self.state, [ipaddress.IPv4Interface(f"{spec.router_ip(i)}/{net.prefixlen}")
