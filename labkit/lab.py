@@ -464,7 +464,7 @@ class Lab:
                     continue
                 if check_alive and not svc.is_active():
                     # flanneld's own last words (the service manager's journal lines follow them)
-                    tail = [line for line in svc.log().strip().splitlines() if " systemd[1]: " not in line][-3:]
+                    tail = _last_words(svc, 3)
                     # systemd's Restart=on-failure: a lost race for a subnet is retried at once (a few
                     # times); an etcd too busy to answer in time (hundreds of flanneld starting
                     # together) after RestartSec (the lab's 2 s), until `up`'s deadline
@@ -640,7 +640,11 @@ class Lab:
                 return f"{want} peer routes on each of {len(self.nodes)} nodes"
             if time.monotonic() > deadline:
                 shown = counts if len(counts) <= tally.LIST_UP_TO else tally.counts(counts, want)
-                raise LabError(f"flannel did not converge within {timeout:.0f}s: peer routes {shown}")
+                behind = self.node(min(counts, key=lambda name: counts[name]))
+                svc = behind.service("flanneld")
+                raise LabError(f"flannel did not converge within {timeout:.0f}s: peer routes {shown}; "
+                               f"{behind.name}'s flanneld is {'running' if svc.is_active() else 'not running'}, "
+                               f"its last lines: {' | '.join(_last_words(svc, 2)) or '(none)'}")
             time.sleep(0.05 + 0.002 * len(self.nodes))
 
     def _peers_known(self, node: Node) -> int:
@@ -983,6 +987,11 @@ class Connectivity(dict[tuple[str, str], bool]):
     def same_address(self, src: str, dst: str) -> bool:
         """True when src and dst share an address: the pair was not pinged, it is flagged."""
         return any(src in eps and dst in eps for eps in self.duplicates.values())
+
+
+def _last_words(svc: Service, n: int) -> list[str]:
+    """The last `n` lines a service itself logged (the service manager's journal lines left out)."""
+    return [line for line in svc.log().strip().splitlines() if " systemd[1]: " not in line][-n:]
 
 
 def _gateway_routes(ns: str, net: ipaddress.IPv4Network) -> set[tuple[int, int]]:

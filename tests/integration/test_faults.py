@@ -392,3 +392,18 @@ def test_sigterm_of_up_removes_the_half_built_lab(step, lab_name_ct):
     from labkit.state import leftovers
     assert not any(leftovers(name).values()), leftovers(name)
     nothing_left(name)
+
+
+def test_a_convergence_timeout_says_what_the_node_behind_is_doing(lab):
+    """When the mesh does not converge, the error names the node furthest behind, whether its
+    flanneld runs, and that flanneld's last lines (a big bench removes the lab on failure,
+    so the message is what is left to read)."""
+    from labkit.errors import LabError
+    peer = ipaddress.IPv4Interface(lab.node("master").subnet_env()["FLANNEL_SUBNET"]).network
+    sh(lab, "node1", "systemctl stop flanneld")
+    sh(lab, "node1", f"ip route del {peer}")
+    with pytest.raises(LabError) as err:
+        lab.wait_converged(timeout=0.3)
+    msg = str(err.value)
+    assert "peer routes {'master': 1, 'node1': 0}" in msg
+    assert "node1's flanneld is not running, its last lines: " in msg and "Exiting cleanly" in msg
