@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from . import bench_args, capture, sandbox, sandbox_cli, tally, transcript
 from .classroom import cli as classroom_cli
-from .errors import BROKEN_PIPE_EXIT, LabError, quiet_stdout
+from .errors import BROKEN_PIPE_EXIT, LabError, internal_error, quiet_stdout
 from .lab import Lab, clean
 from .services import systemd_failure
 from .spec import MAX_NODES, LabSpec, blog_spec, parse_node_values
@@ -713,8 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a bug, not bad input: still one line (LABKIT_DEBUG=1 shows the traceback)
         if os.environ.get("LABKIT_DEBUG"):
             raise
-        print(f"labkit: internal error: {type(e).__name__}: {e} (LABKIT_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
+        print(internal_error("labkit", e), file=sys.stderr)
         return 1
     finally:
         for s, handler in before.items():

@@ -29,3 +29,8 @@ def quiet_stdout() -> None:
         os.dup2(null, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+def internal_error(command: str, e: BaseException) -> str:
+    """The one line a command prints for a bug (not bad input); LABKIT_DEBUG=1 re-raises instead."""
+    return f"{command}: internal error: {type(e).__name__}: {e} (LABKIT_DEBUG=1 shows the traceback)"

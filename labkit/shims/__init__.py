@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
-from ..errors import BROKEN_PIPE_EXIT, LabError, quiet_stdout
+from ..errors import BROKEN_PIPE_EXIT, LabError, internal_error, quiet_stdout
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -50,8 +50,6 @@ def run(main: Callable[[list[str]], int | None]) -> NoReturn:
     except Exception as e:  # a bug, not bad input: one line, as `labkit` itself says it
         if os.environ.get("LABKIT_DEBUG"):
             raise
-        command = main.__module__.rsplit(".", 1)[-1]
-        print(f"{command}: internal error: {type(e).__name__}: {e} (LABKIT_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
+        print(internal_error(main.__module__.rsplit(".", 1)[-1], e), file=sys.stderr)
         sys.exit(1)
     sys.exit(code)
