@@ -172,7 +172,9 @@ def _field_problems(step: dict[str, Any]) -> list[tuple[str, str]]:
 # reaches the host's files without naming an absolute path. A node's shell runs in the host's
 # filesystem (only /etc and /run/flannel are the node's own), and a bundle comes from someone else.
 ESCAPES = re.compile(r"(?:^|[\s/'\"=:;|&(])\.\.(?:/|$|[\s'\";|&)])|~|\$\{|\$(?:HOME|PWD|OLDPWD|USER)\b|"
-                     r"\b(?:cd|pushd|popd|eval|source|exec|xargs|base64|xxd)\b|(?:^|[;&|(]\s*)\.\s")
+                     r"(?:^|(?<=[\s;&|(`'\"/=]))(?:cd|pushd|popd|eval|source|exec|xargs|base64|xxd)"
+                     r"(?=$|[\s;&|)`'\"])|(?:^|[;&|(]\s*)\.\s")
+# (a word is a shell word: 'cd' inside a MAC such as 0a:cd:12:... or a name such as cd-3 is not one)
 
 
 def escape_problem(text: str) -> str | None:
