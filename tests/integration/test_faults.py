@@ -344,13 +344,13 @@ def _signal_up_in_step(name, step, sig, nodes):
     """`labkit up` with one container per node, sent `sig` 5 ms into `step` (converge and
     containers take 20-60 ms in all); returns the process, ended, and every line it printed.
     The child starts with SIGTERM and SIGHUP at their defaults, as in a terminal: a runner
-    under `nohup` ignores SIGHUP, and labkit rightly keeps a disposition someone chose."""
-    def defaults() -> None:
-        for s in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, signal.SIG_DFL)
-    p = subprocess.Popen([sys.executable, "-m", "labkit.cli", "up", "--name", name, "--nodes", str(nodes),
-                          "--containers", "1"], cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, preexec_fn=defaults)
+    under `nohup` ignores SIGHUP, and labkit rightly keeps a disposition someone chose.
+    coreutils' env resets them, not a preexec_fn: a fork that runs Python code in this
+    process, whose gRPC threads (other tests' etcd clients) restart in the child, once
+    aborted the child before its exec (gRPC: "epoll_wait error: Bad file descriptor")."""
+    p = subprocess.Popen(["env", "--default-signal=TERM,HUP", sys.executable, "-m", "labkit.cli", "up",
+                          "--name", name, "--nodes", str(nodes), "--containers", "1"], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     for line in p.stdout:
         seen.append(line)
