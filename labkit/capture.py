@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import LabError
 from .nsexec import enter_net
+from .outfile import check_output_path
 
 if TYPE_CHECKING:
     from .lab import Lab
@@ -364,31 +365,10 @@ def layers_text(pkt_or_packet: Packet | Any) -> str:
 
 # -- pcap files -------------------------------------------------------------------------------
 def check_pcap_path(path: object) -> str:
-    """A pcap file name the user gave: refused unless its folder exists and it is (or will be)
-    a regular file. Nothing is created on the host for a bad name."""
-    if not isinstance(path, str) or not path or "\0" in path:
-        raise LabError(f"invalid pcap file name {path!r}")
-    full = os.path.abspath(path)
-    if path.endswith("/") or os.path.isdir(full):
-        raise LabError(f"cannot write the pcap file {path}: it is a directory; give a file name, "
-                       f"e.g. {os.path.join(path, 'capture.pcap')}")
-    parent = os.path.dirname(full)
-    if not os.path.exists(parent):
-        # walk up to say which part is missing or is not a folder
-        up = parent
-        while not os.path.exists(up):
-            up = os.path.dirname(up)
-        if not os.path.isdir(up):
-            raise LabError(f"cannot write the pcap file {path}: {up} is a file, not a directory")
-        raise LabError(f"cannot write the pcap file {path}: directory {parent} does not exist "
-                       "(labkit does not create it)")
-    if not os.path.isdir(parent):
-        raise LabError(f"cannot write the pcap file {path}: {parent} is a file, not a directory")
-    if os.path.exists(full) and not os.path.isfile(full):
-        raise LabError(f"cannot write the pcap file {path}: it exists and is not a regular file")
-    if not os.access(parent, os.W_OK):
-        raise LabError(f"cannot write the pcap file {path}: directory {parent} is not writable")
-    return path
+    """A pcap file name the user gave (labkit/outfile.py): refused unless its folder exists and
+    it is (or will be) a regular file. Nothing is created on the host for a bad name."""
+    check_output_path(path, "pcap file", "capture.pcap")
+    return str(path)
 
 
 def write_pcap(path: str, packets: list[Packet], linktype: int) -> str:

@@ -159,14 +159,15 @@ def collect(lab: Lab) -> dict[str, Any]:
 
 
 def export(lab: Lab, path: str | None = None) -> dict[str, Any]:
-    """Collect the lab's bundle; with `path`, also write it there (a new file, mode 0644)."""
+    """Collect the lab's bundle; with `path`, also write it there (whole, mode 0644). A bad
+    path is refused before anything is collected (labkit/outfile.py)."""
+    from ..outfile import check_output_path, write_whole
     from .model import dumps
+    if path is not None:
+        check_output_path(path, "bundle", "report.json")
     data = collect(lab)
     if path is not None:
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(dumps(data))
-        os.replace(tmp, path)
+        write_whole(path, dumps(data), "bundle", "report.json")
     return data
 
 

@@ -73,12 +73,24 @@ def test_pcap_paths(tmp_path):
                        (str(f / "x.pcap"), "is a file, not a directory"),
                        (str(f / "a" / "x.pcap"), "is a file, not a directory"),
                        (str(tmp_path / "no" / "dir" / "x.pcap"), "does not exist (labkit does not create it)"),
-                       ("", "invalid pcap file name")]:
+                       ("", "invalid file name '' for the pcap file")]:
         with pytest.raises(LabError) as e:
             check_pcap_path(bad)
         assert words in str(e.value)
     assert not (tmp_path / "no").exists()
     assert check_pcap_path(str(tmp_path / "ok.pcap")) == str(tmp_path / "ok.pcap")
+
+
+def test_a_bundle_path_is_refused_before_the_lab_is_read(tmp_path):
+    """`labkit export -o` into a missing folder was an internal error after the whole lab
+    had been read; now it is one line, and the lab (here: none at all) is not touched."""
+    from labkit.bundle import export
+    for bad, words in [(str(tmp_path / "no" / "x.json"), "does not exist (labkit does not create it)"),
+                       (str(tmp_path), "it is a directory; give a file name, e.g."), ("", "invalid file name")]:
+        with pytest.raises(LabError) as e:
+            export(None, bad)  # type: ignore[arg-type]
+        assert str(e.value).startswith(("cannot write the bundle", "invalid file name")) and words in str(e.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_capture_ping_count_refused_up_front():

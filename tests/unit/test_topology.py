@@ -159,8 +159,8 @@ def test_svg_file_names_are_checked(tmp_path):
     fifo = tmp_path / "pipe.svg"
     os.mkfifo(fifo)
     for bad, why in [(str(tmp_path), "it is a directory"), (str(tmp_path / "x.png"), "must end in .svg"),
-                     (str(tmp_path / "no" / "x.svg"), "does not exist"), ("", "invalid SVG file name"),
-                     ("a\0.svg", "invalid SVG file name"), (str(fifo), "not a regular file"),
+                     (str(tmp_path / "no" / "x.svg"), "does not exist"), ("", "invalid file name '' for the picture"),
+                     ("a\0.svg", "invalid file name"), (str(fifo), "not a regular file"),
                      (str(tmp_path / "x.svg") + "/", "it is a directory")]:
         with pytest.raises(LabError, match=why):
             check_svg_path(bad)
