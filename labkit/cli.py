@@ -364,12 +364,18 @@ def cmd_scenario(a: argparse.Namespace) -> int:
         from .bundle import load, scenario_yaml
         name = os.path.splitext(os.path.basename(a.output))[0]
         if not a.output.endswith((".yaml", ".yml")) or not re.match(model.NAME_RE, name):
-            raise LabError(f"-o must be NAME.yaml with NAME of lower-case letters, digits and '-'; got {a.output!r}")
-        if os.path.exists(a.output):
+            raise LabError(f"-o must be NAME.yaml with NAME of 2-48 lower-case letters, digits and '-' (the "
+                           f"scenario's name); got {a.output!r}")
+        from .outfile import check_output_path
+        check_output_path(a.output, "scenario file", "from-report.yaml")
+        if os.path.lexists(a.output):
             raise LabError(f"{a.output} exists; pick another file name")
         text = scenario_yaml(load(a.file), name)
-        with open(a.output, "x") as f:
-            f.write(text)
+        try:
+            with open(a.output, "x") as f:
+                f.write(text)
+        except FileExistsError:
+            raise LabError(f"{a.output} exists; pick another file name") from None
         print(f"scenario {name} written to {a.output}: fill in its TODOs, then labkit scenario verify {a.output}")
         return 0
     if a.verb == "list":

@@ -106,3 +106,22 @@ def test_argparse_errors_are_one_line():
     assert r.returncode == 2
     assert r.stderr == ("labkit up: error: argument --nodes: invalid int value: 'x' "
                         "(see: labkit up --help)\n")
+
+
+def test_a_scenario_file_from_a_bundle_is_refused_before_the_bundle_is_read(tmp_path):
+    """`labkit scenario from-bundle B -o FILE`: a FILE that cannot be written is one line, and the
+    bundle (here a file that does not exist) is not even opened."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    f = tmp_path / "file"
+    f.write_text("x")
+    for out, words in [(str(tmp_path / "no" / "ab.yaml"), "does not exist (labkit does not create it)"),
+                       (str(f / "ab.yaml"), "is a file, not a directory"),
+                       (str(tmp_path / "x.yaml"), "NAME of 2-48 lower-case letters"),
+                       (str(f), "must be NAME.yaml")]:
+        r = subprocess.run([sys.executable, "-m", "labkit", "scenario", "from-bundle", str(tmp_path / "none.json"),
+                            "-o", out], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": root})
+        assert r.returncode == 1 and words in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
