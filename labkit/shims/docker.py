@@ -1,6 +1,6 @@
 """`docker` inside a lab node: the commands the blog (and a flannel debugging session) uses.
 
-run -d / run -it, exec, ps, rm -f, stop, start, inspect -f '{{.NetworkSettings.IPAddress}}'.
+run -d / run -it, exec, ps [-a -q --filter --format], rm -f, stop, start, inspect -f '{{.NetworkSettings.IPAddress}}'.
 A lab container is a network namespace on docker0 sharing the node's files; the
 image name is accepted and not used (see `docker run --help`).
 """
@@ -106,23 +106,76 @@ def cmd_exec(lab: Lab, node: Node, argv: list[str]) -> int:
     return subprocess.call(netns.nsexec_argv(rec.netns, argv[1:], node.view(hostname=rec.id[:12])))
 
 
+# `docker ps --format` fields and their column titles (a `table ...` format prints the titles)
+PS_TITLES = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+             "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
+             "Networks": "NETWORKS", "State": "STATE", "Labels": "LABELS", "Mounts": "MOUNTS"}
+PS_DEFAULT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+PS_FILTERS = ("name", "id", "status")
+
+
+def ps_fields(r: containers.Container, no_trunc: bool = False) -> dict[str, str]:
+    """One container as `docker ps` names its fields."""
+    cmd = " ".join(r.command or ["sh"])
+    created = r.created or time.time()
+    return {"ID": r.id if no_trunc else r.id[:12], "Image": r.image,
+            "Command": '"' + (cmd if no_trunc or len(cmd) <= 18 else cmd[:17] + "…") + '"',
+            "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(created)),
+            "RunningFor": _ago(created),
+            "Status": f"Up {_ago(r.started or time.time())[:-4]}" if r.running else "Exited (137)",
+            "Ports": "", "Names": r.name, "Networks": "bridge", "State": "running" if r.running else "exited",
+            "Labels": "", "Mounts": ""}
+
+
+def ps_filter(filters: list[str]) -> Callable[[containers.Container], bool]:
+    """`--filter name=X|id=X|status=running|exited`: docker matches a name or id as a part
+    (name) or a prefix (id); several values of one key are alternatives."""
+    want: dict[str, list[str]] = {}
+    for f in filters:
+        key, eq, value = f.partition("=")
+        if not eq or key not in PS_FILTERS:
+            raise LabError(f'Error response from daemon: invalid filter \'{f}\' (this lab knows '
+                           f'{", ".join(k + "=..." for k in PS_FILTERS)})')
+        want.setdefault(key, []).append(value)
+
+    def ok(r: containers.Container) -> bool:
+        state = "running" if r.running else "exited"
+        return (all(any(v in r.name for v in want["name"]) for _ in [0] if "name" in want)
+                and all(any(r.id.startswith(v) for v in want["id"]) for _ in [0] if "id" in want)
+                and all(state in want["status"] for _ in [0] if "status" in want))
+    return ok
+
+
+def render_ps(rows: list[dict[str, str]], fmt: str) -> str:
+    """`docker ps --format FMT`: Go-template fields per row; a `table ` format gets a title row
+    and columns padded as docker's tabwriter does (3 spaces between columns). As docker does,
+    a typed backslash-t or backslash-n (the shell leaves them alone) is a tab or a newline."""
+    fmt = fmt.replace("\\t", "\t").replace("\\n", "\n")
+    if not fmt.startswith("table"):
+        return "\n".join(render_format(fmt, r) for r in rows)
+    body = fmt[len("table"):].strip() or PS_DEFAULT[len("table "):]
+    title = re.sub(r"\{\{\s*\.(\w+)\s*\}\}", lambda m: PS_TITLES.get(m.group(1), m.group(1).upper()), body)
+    lines = [title.split("\t")] + [render_format(body, r).split("\t") for r in rows]
+    widths = [max(len(line[i]) if i < len(line) else 0 for line in lines) for i in range(max(map(len, lines)))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
 def cmd_ps(lab: Lab, node: Node, argv: list[str]) -> int:
-    show_all = "-a" in argv or "--all" in argv
-    quiet = "-q" in argv
-    rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
-    for r in containers.list_all(lab.state, node.name):
-        if not (r.running or show_all):
-            continue
-        cmd = " ".join(r.command or ["sh"])
-        cmd = '"' + (cmd[:17] + "…" if len(cmd) > 18 else cmd) + '"'
-        status = f"Up {_ago(r.started or time.time())[:-4]}" if r.running else "Exited (137)"
-        rows.append((r.id[:12], r.image, cmd, _ago(r.created or time.time()), status, "", r.name))
-    if quiet:
-        print("\n".join(r[0] for r in rows[1:]))
-        return 0
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    p = argparse.ArgumentParser(prog="docker ps", usage="docker ps [OPTIONS]",
+                                description="List containers (running ones; -a for all).")
+    p.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the ids")
+    p.add_argument("--no-trunc", action="store_true", help="whole ids and commands")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="name=, id= or status=running|exited")
+    p.add_argument("--format", default=None, help="a Go template such as '{{.Names}}' or 'table {{.ID}}\\t{{.Names}}'")
+    a = p.parse_args(argv)
+    keep = ps_filter(a.filter)
+    recs = [r for r in containers.list_all(lab.state, node.name) if (r.running or a.all) and keep(r)]
+    rows = [ps_fields(r, a.no_trunc) for r in recs]
+    out = render_ps(rows, "{{.ID}}" if a.quiet else (a.format or PS_DEFAULT))
+    if out:
+        print(out)
     return 0
 
 
