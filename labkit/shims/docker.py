@@ -25,7 +25,6 @@ from . import current, run
 if TYPE_CHECKING:
     from ..lab import Lab
     from ..node import Node
-    from ..state import LabState
 
 RUN_HELP = """Run a command in a new container.
 
@@ -95,15 +94,25 @@ def _get(lab: Lab, node: Node, name: str) -> containers.Container:
 
 
 def cmd_exec(lab: Lab, node: Node, argv: list[str]) -> int:
-    opts = []
-    while argv and argv[0].startswith("-"):
-        opts.append(argv.pop(0))
-    if len(argv) < 2:
+    p = argparse.ArgumentParser(prog="docker exec", usage="docker exec [OPTIONS] CONTAINER COMMAND [ARG...]",
+                                description="Run a command in a running container.")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open (it always is here)")
+    p.add_argument("-t", "--tty", action="store_true", help="accepted: the command gets this terminal")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="set an environment variable for the command")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    a = p.parse_args(argv)
+    if not a.command:
         raise LabError('"docker exec" requires at least 2 arguments.')
-    rec = _get(lab, node, argv[0])
+    for kv in a.env:
+        if "=" not in kv or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", kv.partition("=")[0]):
+            raise LabError(f"invalid environment variable: {kv} (give NAME=VALUE)")
+    rec = _get(lab, node, a.container)
     if not rec.running:
         raise LabError(f"Error response from daemon: Container {rec.id[:12]} is not running")
-    return subprocess.call(netns.nsexec_argv(rec.netns, argv[1:], node.view(hostname=rec.id[:12])))
+    command = ["env", "--", *a.env, *a.command] if a.env else a.command
+    return subprocess.call(netns.nsexec_argv(rec.netns, command, node.view(hostname=rec.id[:12])))
 
 
 # `docker ps --format` fields and their column titles (a `table ...` format prints the titles)
@@ -180,15 +189,20 @@ def cmd_ps(lab: Lab, node: Node, argv: list[str]) -> int:
 
 
 def cmd_rm(lab: Lab, node: Node, argv: list[str]) -> int:
-    force = any(a in ("-f", "--force") for a in argv)
+    p = argparse.ArgumentParser(prog="docker rm", usage="docker rm [OPTIONS] CONTAINER [CONTAINER...]",
+                                description="Remove one or more containers.")
+    p.add_argument("-f", "--force", action="store_true", help="stop a running container first")
+    p.add_argument("-v", "--volumes", action="store_true", help="accepted (a lab container has no volumes)")
+    p.add_argument("names", nargs="+", metavar="CONTAINER")
+    a = p.parse_args(argv)
     rc = 0
-    for name in [a for a in argv if not a.startswith("-")]:
+    for name in a.names:
         rec = containers.get(lab.state, node.name, name)
         if rec is None:
             print(f"Error response from daemon: No such container: {name}", file=sys.stderr)
             rc = 1
             continue
-        if rec.running and not force:
+        if rec.running and not a.force:
             print(f"Error response from daemon: You cannot remove a running container {rec.id}. "
                   "Stop the container before attempting removal or force remove", file=sys.stderr)
             rc = 1
@@ -198,18 +212,26 @@ def cmd_rm(lab: Lab, node: Node, argv: list[str]) -> int:
     return rc
 
 
-def _each_container(action: Callable[[LabState, str, str], object]) -> Callable[[Lab, Node, list[str]], int]:
-    """`docker stop|start NAME...`: the action on each named container, echoing its name."""
-    def cmd(lab: Lab, node: Node, argv: list[str]) -> int:
-        for name in [a for a in argv if not a.startswith("-")]:
-            action(lab.state, node.name, _get(lab, node, name).name)
-            print(name)
-        return 0
-    return cmd
+def cmd_stop(lab: Lab, node: Node, argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="docker stop", usage="docker stop [OPTIONS] CONTAINER [CONTAINER...]",
+                                description="Stop one or more running containers.")
+    p.add_argument("-t", "--time", type=int, default=10,
+                   help="accepted: a lab container's processes are killed at once")
+    p.add_argument("names", nargs="+", metavar="CONTAINER")
+    for name in p.parse_args(argv).names:
+        containers.stop(lab.state, node.name, _get(lab, node, name).name)
+        print(name)
+    return 0
 
 
-cmd_stop = _each_container(containers.stop)
-cmd_start = _each_container(containers.start)
+def cmd_start(lab: Lab, node: Node, argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="docker start", usage="docker start CONTAINER [CONTAINER...]",
+                                description="Start one or more stopped containers (detached).")
+    p.add_argument("names", nargs="+", metavar="CONTAINER")
+    for name in p.parse_args(argv).names:
+        containers.start(lab.state, node.name, _get(lab, node, name).name)
+        print(name)
+    return 0
 
 
 def inspect_view(rec: containers.Container) -> dict:

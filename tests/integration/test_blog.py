@@ -292,3 +292,19 @@ def test_docker_run_it_sh(blog_lab):
     assert re.search(r"eth0\s+inet 10\.108\.\d+\.2/24", r.stdout)
     assert "box" not in sh(lab, "node1", "docker ps -a")  # --rm
     assert "IMAGE is accepted and not pulled" in sh(lab, "node1", "docker run --help")
+
+
+def test_docker_options_a_debugging_session_types(blog_lab):
+    """Options are parsed as docker parses them: `exec -e`, `stop -t 1` (the 1 is not a
+    container), `ps --format/--filter`; one this lab does not have is refused, not ignored."""
+    lab = blog_lab()
+    walkthrough(lab)
+    sh(lab, "node1", RUN_C1)
+    assert sh(lab, "node1", "docker exec -e WHO=lab -it c1 sh -c 'echo $WHO'").strip() == "lab"
+    assert sh(lab, "node1", "docker ps --format '{{.Names}} {{.State}}'").strip() == "c1 running"
+    assert sh(lab, "node1", "docker stop -t 1 c1").strip() == "c1"
+    assert sh(lab, "node1", "docker ps -a --filter status=exited --format '{{.Names}}'").strip() == "c1"
+    assert sh(lab, "node1", "docker ps -q") == ""
+    r = lab.sh("node1", "docker exec -d c1 true")
+    assert r.returncode == 2 and "unrecognized arguments: -d" in r.stderr
+    assert sh(lab, "node1", "docker rm -fv c1").strip() == "c1"
