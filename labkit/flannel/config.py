@@ -22,6 +22,7 @@ The small Go-JSON helpers at the top (``go_json_parse``, ``go_json_string``,
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -487,9 +488,11 @@ _ATTR = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_ip4(text: str) -> IPv4Address:
     """flannel's ip.ParseIP4: any IP Go can parse, as long as it is IPv4
-    (an IPv4-mapped IPv6 address counts). Messages are flannel's."""
+    (an IPv4-mapped IPv6 address counts). Messages are flannel's. (Remembered: every
+    peer's PublicIP is read at every listing; an IPv4Address never changes.)"""
     try:
         return IPv4Address(text)
     except ValueError:

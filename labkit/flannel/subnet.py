@@ -16,6 +16,7 @@ that a Decision asks for.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import posixpath
@@ -100,8 +101,11 @@ def subnet_key(prefix: str, subnet: IPv4Network, ipv6_subnet: IPv6Network | None
     return _go_path_join(prefix, "subnets", subnet_key_name(subnet, ipv6_subnet))
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_subnet_key_dual(key: str) -> tuple[IPv4Network, IPv6Network | None] | None:
-    """flannel's ParseSubnetKey: both halves of a key, or None.
+    """flannel's ParseSubnetKey: both halves of a key, or None. (Remembered: every lease key
+    is read again at each listing and watch event, and the answer, made of immutable
+    networks, never changes.)
 
     The regex is anchored at the end only, so a full key with its prefix
     works. The prefix length must fit in 5 bits (0..31; a /32 key is

@@ -63,16 +63,38 @@ def _iptables(*args: str) -> int:
     return subprocess.run(["iptables", "-w", *args], capture_output=True).returncode
 
 
+def rule_words(line: str) -> list[str]:
+    """The words of one `iptables -S` line, as shlex.split reads them (ValueError when it
+    cannot). shlex reads a character at a time, and every resync lists every rule of
+    docker's and flannel's on every node: here a line is split on whitespace, and on double
+    quotes that stand alone around a word (iptables' --comment "..."); anything else
+    (backslashes, single quotes, a quote inside a word) still goes to shlex."""
+    if "\\" not in line and "'" not in line:
+        parts = line.split('"')
+        last = len(parts) - 1
+        if len(parts) % 2 == 1 and all((parts[i - 1][-1:].isspace() or (i == 1 and not parts[0])) and
+                                       (parts[i + 1][:1].isspace() or (i + 1 == last and not parts[last]))
+                                       for i in range(1, last, 2)):
+            words: list[str] = []
+            for i, part in enumerate(parts):
+                if i % 2:
+                    words.append(part)
+                else:
+                    words.extend(part.split())
+            return words
+    import shlex
+    return shlex.split(line)
+
+
 def _listing(table: str) -> set[tuple[str, ...]]:
     """`iptables -t TABLE -S`'s rules as token tuples (chain, spec...), quotes removed, and
     each chain as a 1-tuple (chain,)."""
-    import shlex
     r = subprocess.run(["iptables", "-w", "-t", table, "-S"], capture_output=True, text=True)
     out: set[tuple[str, ...]] = set()
     for line in r.stdout.splitlines() if r.returncode == 0 else []:
         if line.startswith(("-A ", "-N ", "-P ")):
             try:
-                words = shlex.split(line)
+                words = rule_words(line)
             except ValueError:
                 continue
             out.add(tuple(words[1:]) if words[0] == "-A" else (words[1],))
