@@ -63,10 +63,26 @@ class SubnetAlreadyExists(Exception):
         return "subnet already exists"
 
 
+# grpc's Python layer waits for an answer in slices of 0.1 s (grpc._common.wait), so that a
+# signal handler of the main thread is never held up for long (grpc issue 19464, for
+# platforms where a lock wait cannot be interrupted). On Linux a signal interrupts a lock wait
+# anyway, and flanneld's watch thread waits on its stream for as long as flanneld runs: ten
+# wake-ups a second in each of a lab's flanneld were 40% of an idle flanneld's CPU.
+GRPC_WAIT_SLICE = 3600.0
+
+
+def quiet_grpc_waits() -> None:
+    """Let grpc's blocking waits sleep until they are woken (see GRPC_WAIT_SLICE); this
+    process only (flanneld), not the lab's own process or a notebook's kernel."""
+    import grpc._common
+    grpc._common.MAXIMUM_WAIT_TIMEOUT = GRPC_WAIT_SLICE
+
+
 def connect(endpoints: str) -> Etcd3Client:
     """A python-etcd3 client for the first endpoint of `-etcd-endpoints` that answers."""
     from ..etcdpb import import_etcd3
     etcd3 = import_etcd3()
+    quiet_grpc_waits()
     last: Exception | None = None
     for ep in endpoints.split(","):
         u = urllib.parse.urlparse(ep.strip())
