@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import netns
 from ..docker import containers
@@ -25,6 +25,7 @@ from . import current, run
 if TYPE_CHECKING:
     from ..lab import Lab
     from ..node import Node
+    from ..state import LabState
 
 RUN_HELP = """Run a command in a new container.
 
@@ -212,26 +213,26 @@ def cmd_rm(lab: Lab, node: Node, argv: list[str]) -> int:
     return rc
 
 
-def cmd_stop(lab: Lab, node: Node, argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="docker stop", usage="docker stop [OPTIONS] CONTAINER [CONTAINER...]",
-                                description="Stop one or more running containers.")
-    p.add_argument("-t", "--time", type=int, default=10,
-                   help="accepted: a lab container's processes are killed at once")
-    p.add_argument("names", nargs="+", metavar="CONTAINER")
-    for name in p.parse_args(argv).names:
-        containers.stop(lab.state, node.name, _get(lab, node, name).name)
-        print(name)
-    return 0
+def _each_container(verb: str, action: Callable[[LabState, str, str], object], description: str,
+                    *options: tuple[tuple[str, ...], dict[str, Any]]) -> Callable[[Lab, Node, list[str]], int]:
+    """`docker stop|start [OPTIONS] NAME...`: the action on each named container, echoing its name."""
+    def cmd(lab: Lab, node: Node, argv: list[str]) -> int:
+        p = argparse.ArgumentParser(prog=f"docker {verb}", usage=f"docker {verb} [OPTIONS] CONTAINER [CONTAINER...]",
+                                    description=description)
+        for flags, kw in options:
+            p.add_argument(*flags, **kw)
+        p.add_argument("names", nargs="+", metavar="CONTAINER")
+        for name in p.parse_args(argv).names:
+            action(lab.state, node.name, _get(lab, node, name).name)
+            print(name)
+        return 0
+    return cmd
 
 
-def cmd_start(lab: Lab, node: Node, argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="docker start", usage="docker start CONTAINER [CONTAINER...]",
-                                description="Start one or more stopped containers (detached).")
-    p.add_argument("names", nargs="+", metavar="CONTAINER")
-    for name in p.parse_args(argv).names:
-        containers.start(lab.state, node.name, _get(lab, node, name).name)
-        print(name)
-    return 0
+cmd_stop = _each_container("stop", containers.stop, "Stop one or more running containers.",
+                           (("-t", "--time"), {"type": int, "default": 10,
+                                               "help": "accepted: a lab container's processes are killed at once"}))
+cmd_start = _each_container("start", containers.start, "Start one or more stopped containers (detached).")
 
 
 def inspect_view(rec: containers.Container) -> dict:
