@@ -53,6 +53,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 
+class _IntermixedParser(_Parser):
+    """A command whose trailing words may follow its options, as tcpdump's filter does
+    (`labkit capture master eth0 -c 5 udp port 8472`); plain argparse reads the filter as
+    unrecognized arguments once an option came between IFACE and it."""
+
+    _mixing = False
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        if self._mixing:   # parse_known_intermixed_args calls back into this method
+            return super().parse_known_args(args, namespace)
+        self._mixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
+
+
 def _progress(msg: str) -> None:
     clear = "\r\x1b[K" if sys.stdout.isatty() else ""   # over a progress bar (tally.TerminalBar)
     print(f"{clear}[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -449,8 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
+            parser_class: type[_Parser] = _Parser) -> argparse.ArgumentParser:
+        sub._parser_class = parser_class   # argparse's own hook, set per command
         sp = sub.add_parser(name, help=help_, description=help_)
+        sub._parser_class = _Parser
         sp.add_argument("--name", default=DEFAULT_NAME, help=f"which lab (default: {DEFAULT_NAME})")
         sp.set_defaults(fn=fn)
         return sp
@@ -600,10 +621,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("down", cmd_down, "remove the lab (everything it created)")
     add("clean", cmd_down, "remove everything the lab owns, even after a crash (idempotent)")
     cp = add("capture", cmd_capture, "capture packets on a node's (or container's) interface, decoded "
-                                     "layer by layer (VXLAN on UDP 8472 included)")
+                                     "layer by layer (VXLAN on UDP 8472 included)", _IntermixedParser)
     cp.add_argument("target", help="node or NODE/CONTAINER")
     cp.add_argument("iface", help="interface, e.g. eth0, flannel.1, docker0")
-    cp.add_argument("filter", nargs="*", help="BPF filter (tcpdump syntax) right after IFACE, e.g. udp port 8472")
+    cp.add_argument("filter", nargs="*", default=[],
+                    help="BPF filter (tcpdump syntax) after IFACE, before or after the options, e.g. udp port 8472")
     cp.add_argument("-f", "--filter", dest="expr", metavar="EXPR", help="the BPF filter as one argument")
     cp.add_argument("-c", "--count", type=int, default=10, help="stop after this many packets (default 10)")
     cp.add_argument("-t", "--timeout", type=float, default=5.0, help="stop after this many seconds (default 5)")
