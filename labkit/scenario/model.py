@@ -465,7 +465,8 @@ def load(name_or_path: str) -> Scenario:
         path = Path(name_or_path)
     else:
         if not re.match(NAME_RE, name_or_path):
-            raise LabError(f"invalid scenario name {name_or_path!r}: lower-case letters, digits and '-'")
+            raise LabError(f"invalid scenario name {name_or_path!r}: give a name of 2-48 lower-case letters, "
+                           f"digits and '-' (labkit scenario list), or the path of a scenario file ending in .yaml")
         found = available()
         if name_or_path not in found:
             raise LabError(f"no scenario called {name_or_path!r} (labkit scenario list shows them: "

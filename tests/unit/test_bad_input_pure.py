@@ -125,3 +125,10 @@ def test_a_scenario_file_from_a_bundle_is_refused_before_the_bundle_is_read(tmp_
                            env={**os.environ, "PYTHONPATH": root})
         assert r.returncode == 1 and words in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_scenario_argument_that_is_neither_a_name_nor_a_yaml_file_says_what_is_expected():
+    from labkit.scenario import model
+    with pytest.raises(LabError) as e:
+        model.load("/etc/passwd")
+    assert "or the path of a scenario file ending in .yaml" in str(e.value)
