@@ -150,9 +150,9 @@ def ps_filter(filters: list[str]) -> Callable[[containers.Container], bool]:
 
     def ok(r: containers.Container) -> bool:
         state = "running" if r.running else "exited"
-        return (all(any(v in r.name for v in want["name"]) for _ in [0] if "name" in want)
-                and all(any(r.id.startswith(v) for v in want["id"]) for _ in [0] if "id" in want)
-                and all(state in want["status"] for _ in [0] if "status" in want))
+        return (("name" not in want or any(v in r.name for v in want["name"]))
+                and ("id" not in want or any(r.id.startswith(v) for v in want["id"]))
+                and ("status" not in want or state in want["status"]))
     return ok
 
 
