@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from . import netns
+from . import netns, rtdump
 from .errors import LabError
 from .lab import Lab, clean
 from .node import Node
@@ -413,41 +413,29 @@ class _PatientLab(Lab):
 
 def sample_pings(lab: Lab, count: int = 10, seed: int = 0) -> tuple[int, int]:
     """Ping from `count` random nodes to another random node's docker0 address (across
-    the overlay, VXLAN-encapsulated); returns (passed, tried)."""
+    the overlay, VXLAN-encapsulated), all at once (one after another they were most of the
+    time between a converged mesh and the end of the check); returns (passed, tried)."""
+    import concurrent.futures
     rng = random.Random(seed)
     nodes = lab.nodes
-    tried = passed = 0
+    pairs = []
     for _ in range(min(count, len(nodes) * (len(nodes) - 1))):
         a, b = rng.sample(nodes, 2)
         target = b.subnet_env().get("FLANNEL_SUBNET", "").split("/")[0]
-        if not target:
-            continue
-        tried += 1
-        r = a.sh(["ping", "-c", "1", "-W", "2", target], timeout=10)
-        passed += r.returncode == 0
-    return passed, tried
-
-
-def _vxlan_peers(ns: str, vni: int) -> dict[str, int]:
-    """On one node: how many peers flanneld has programmed, per kind of kernel object:
-    routes via flannel.1, PERMANENT ARP entries and FDB entries (with a remote address) on it.
-    Read with `ip`/`bridge` (two processes): parsing 3 x 99 entries per node through pyroute2
-    took the bench longer than the bring-up it measures."""
-    dev = f"flannel.{vni}"
-    r = subprocess.run(["ip", "-n", ns, "-batch", "-"],
-                       input=f"route show dev {dev}\nneigh show dev {dev} nud permanent\n",
-                       capture_output=True, text=True, timeout=60)
-    lines = r.stdout.splitlines() if r.returncode == 0 else []
-    f = subprocess.run(["bridge", "-n", ns, "fdb", "show", "dev", dev], capture_output=True, text=True, timeout=60)
-    return {"routes": sum(" via " in x for x in lines), "arp": sum(" lladdr " in x for x in lines),
-            "fdb": sum(" dst " in x for x in f.stdout.splitlines()) if f.returncode == 0 else 0}
+        if target:
+            pairs.append((a, target))
+    if not pairs:
+        return 0, 0
+    with concurrent.futures.ThreadPoolExecutor(len(pairs)) as pool:
+        codes = list(pool.map(lambda p: p[0].sh(["ping", "-c", "1", "-W", "2", p[1]], timeout=10).returncode, pairs))
+    return sum(c == 0 for c in codes), len(pairs)
 
 
 def mesh(lab: Lab) -> dict[str, Any]:
     """Convergence of a vxlan lab: every node has a route, an ARP and an FDB entry for every
     peer. Returns how many nodes are complete and the fewest of each kind on any node."""
     want = len(lab.nodes) - 1
-    per = {n.name: _vxlan_peers(n.ns, lab.spec.vni or 1) for n in lab.nodes}
+    per = {n.name: rtdump.vxlan_peers(n.ns, f"flannel.{lab.spec.vni or 1}") for n in lab.nodes}
     fewest = {k: min(p[k] for p in per.values()) for k in ("routes", "arp", "fdb")}
     complete = sum(all(p[k] >= want for k in fewest) for p in per.values())
     return {"peers_each": want, "nodes_complete": complete, "nodes": len(per), "fewest": fewest,

@@ -18,7 +18,6 @@ import ipaddress
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import netns, tally, transcript
+from . import netns, rtdump, tally, transcript
 from .capture import MAX_PING_COUNT, Capture, capture
 from .docker import containers
 from .docker.containers import Container
@@ -676,7 +675,7 @@ class Lab:
         own = node.subnet_env().get("FLANNEL_SUBNET")
         own_net = ipaddress.IPv4Interface(own).network if own else None
 
-        keys = _gateway_routes(node.ns, net)
+        keys = rtdump.gateway_routes(node.ns, int(net.network_address), net.prefixlen)
         if own_net:
             keys.discard((int(own_net.network_address), own_net.prefixlen))
         if self.spec.backend == "vxlan":
@@ -992,35 +991,6 @@ class Connectivity(dict[tuple[str, str], bool]):
 def _last_words(svc: Service, n: int) -> list[str]:
     """The last `n` lines a service itself logged (the service manager's journal lines left out)."""
     return [line for line in svc.log().strip().splitlines() if " systemd[1]: " not in line][-n:]
-
-
-def _gateway_routes(ns: str, net: ipaddress.IPv4Network) -> set[tuple[int, int]]:
-    """The main table's routes into `net` that have a gateway, from `ip -j route` (parsing
-    hundreds of routes through pyroute2 took seconds per node in a 250-node lab)."""
-    r = subprocess.run(["ip", "-n", ns, "-4", "-j", "route", "show", "table", "main"], capture_output=True,
-                       text=True, timeout=60)
-    return gateway_keys(json.loads(r.stdout or "[]") if r.returncode == 0 else [], net)
-
-
-def gateway_keys(routes: list[dict[str, Any]], net: ipaddress.IPv4Network) -> set[tuple[int, int]]:
-    """(address as int, prefix length) of each destination inside `net` of the routes (`ip -j
-    route` objects) that have a gateway: inet_aton and shifts, since ipaddress's parsing and
-    objects were most of the convergence check's CPU (10,000 routes per check at 100 nodes)."""
-    out: set[tuple[int, int]] = set()
-    base, plen = int(net.network_address), net.prefixlen
-    for route in routes:
-        dst = route.get("dst", "")
-        if not route.get("gateway") or dst in ("", "default"):
-            continue
-        addr, _, length = dst.partition("/")
-        try:
-            ip, dlen = int.from_bytes(socket.inet_aton(addr), "big"), int(length or 32)
-        except (OSError, ValueError):
-            continue
-        if addr.count(".") == 3 and plen <= dlen <= 32 and (ip ^ base) >> (32 - plen) == 0 \
-                and ip & ((1 << (32 - dlen)) - 1) == 0:
-            out.add((ip, dlen))
-    return out
 
 
 def clean(name: str) -> list[str]:
