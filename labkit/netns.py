@@ -8,6 +8,8 @@ the rule "never touch the root namespace" has one place to hold:
   (``flags=0``: a typo is an error, never a new namespace), reused per namespace,
   and always from one worker thread, because pyroute2's sync API refuses to run on a
   thread that already has an asyncio loop (a Jupyter kernel's main thread);
+* the convergence checks' read-only dumps (``labkit/rtdump.py``) use a plain netlink
+  socket opened inside the namespace the same way (``route_socket``);
 * commands run through ``labkit.nsexec`` with an argv list, never a shell string.
 """
 from __future__ import annotations
@@ -201,6 +203,24 @@ def _socket_in(ns: str) -> Any:
     from pyroute2 import IPRoute
     with _thread_in(ns, "to open a netlink socket"):
         return IPRoute()
+
+
+def route_socket(ns: str) -> Any:
+    """A plain NETLINK_ROUTE socket bound to namespace `ns` (this thread steps into it to
+    open the socket, and back): for labkit/rtdump.py's read-only dumps, without pyroute2."""
+    import socket
+    with _thread_in(ns, "to open a netlink socket"):
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)  # 0: NETLINK_ROUTE
+
+
+def ifindex(ns: str, ifname: str) -> int | None:
+    """The index of device `ifname` in namespace `ns`, or None if there is no such device."""
+    import socket
+    with _thread_in(ns, "to look up a device"):
+        try:
+            return socket.if_nametoindex(ifname)
+        except OSError:
+            return None
 
 
 PRUNE_EVERY = 1.0

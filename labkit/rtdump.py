@@ -5,22 +5,23 @@ big lab, again and again, how many peers it has a route, an ARP entry and an FDB
 Asked through ``ip``/``bridge`` that was two or three processes per node per round (5-6
 CPU-ms a node, about a second per round at 100 nodes, taken from the flanneld processes
 being measured); through pyroute2 it was worse (its message objects). Here a thread steps
-into the node's namespace, opens a plain NETLINK_ROUTE socket (it stays bound to that
-namespace), steps back, sends one dump request (``RTM_GETROUTE`` or ``RTM_GETNEIGH``, as
-``ip route``/``ip neigh``/``bridge fdb`` send) and unpacks only the fields the checks need.
+into the node's namespace, opens a plain NETLINK_ROUTE socket (``netns.route_socket``: it
+stays bound to that namespace), steps back, sends one dump request (``RTM_GETROUTE`` or
+``RTM_GETNEIGH``, as ``ip route``/``ip neigh``/``bridge fdb`` send) and unpacks only the
+fields the checks need.
 Read-only: nothing here changes a namespace.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from .netns import _thread_in
+from . import netns
 
-NETLINK_ROUTE = 0
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWROUTE, RTM_GETROUTE, RTM_NEWNEIGH, RTM_GETNEIGH = 24, 26, 28, 30
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
@@ -62,43 +63,52 @@ def _attrs(buf: bytes, offset: int, end: int) -> dict[int, bytes]:
     return out
 
 
-def _dump(ns: str, msg_type: int, header: bytes) -> Iterator[tuple[int, bytes, int, int]]:
-    """Every message of one dump in namespace `ns`: (type, buffer, where its body starts,
-    where it ends).
-    Raises OSError with the kernel's errno if it answers with an error."""
-    with _thread_in(ns, "to read its tables"):
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+@contextlib.contextmanager
+def _socket(ns: str) -> Iterator[socket.socket]:
+    """A netlink socket inside namespace `ns` for one or more dumps, closed afterwards."""
+    sock = netns.route_socket(ns)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         sock.bind((0, 0))
-        name = sock.getsockname()[0]
-        request = _NLMSG.pack(_NLMSG.size + len(header), msg_type, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + header
-        sock.send(request)
-        while True:
-            buf = sock.recv(1 << 16)
-            offset = 0
-            while offset + _NLMSG.size <= len(buf):
-                length, kind, _flags, seq, port = _NLMSG.unpack_from(buf, offset)
-                if length < _NLMSG.size:
-                    return
-                if seq == 1 and port == name:
-                    if kind == NLMSG_DONE:
-                        return
-                    if kind == NLMSG_ERROR:
-                        err = -struct.unpack_from("=i", buf, offset + _NLMSG.size)[0]
-                        if err:
-                            raise OSError(err, os.strerror(err))
-                        return
-                    yield kind, buf, offset + _NLMSG.size, offset + length
-                offset += (length + 3) & ~3
+        yield sock
     finally:
         sock.close()
 
 
+def _dump(sock: socket.socket, msg_type: int, header: bytes) -> Iterator[tuple[int, bytes, int, int]]:
+    """Every message of one dump on `sock`: (type, buffer, where its body starts, where it
+    ends). Raises OSError with the kernel's errno if it answers with an error."""
+    port = sock.getsockname()[0]
+    seq = int.from_bytes(os.urandom(2), "big") + 1
+    sock.send(_NLMSG.pack(_NLMSG.size + len(header), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + header)
+    while True:
+        buf = sock.recv(1 << 16)
+        offset = 0
+        while offset + _NLMSG.size <= len(buf):
+            length, kind, _flags, got_seq, got_port = _NLMSG.unpack_from(buf, offset)
+            if length < _NLMSG.size:
+                return
+            if got_seq == seq and got_port == port:
+                if kind == NLMSG_DONE:
+                    return
+                if kind == NLMSG_ERROR:
+                    err = -struct.unpack_from("=i", buf, offset + _NLMSG.size)[0]
+                    if err:
+                        raise OSError(err, os.strerror(err))
+                    return
+                yield kind, buf, offset + _NLMSG.size, offset + length
+            offset += (length + 3) & ~3
+
+
 def routes(ns: str) -> list[Route]:
     """The IPv4 routes of every table in namespace `ns` (as `ip route show table all`)."""
+    with _socket(ns) as sock:
+        return _routes(sock)
+
+
+def _routes(sock: socket.socket) -> list[Route]:
     out = []
-    for kind, buf, at, end in _dump(ns, RTM_GETROUTE, _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)):
+    for kind, buf, at, end in _dump(sock, RTM_GETROUTE, _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)):
         if kind != RTM_NEWROUTE:
             continue
         family, dst_len, _src, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(buf, at)
@@ -116,8 +126,13 @@ def routes(ns: str) -> list[Route]:
 def neighbours(ns: str, family: int = socket.AF_INET) -> list[Neighbour]:
     """The neighbour entries of namespace `ns`: ARP (AF_INET) or the bridge FDB (AF_BRIDGE,
     as `bridge fdb show`; a VXLAN device's remote VTEPs are there with NDA_DST)."""
+    with _socket(ns) as sock:
+        return _neighbours(sock, family)
+
+
+def _neighbours(sock: socket.socket, family: int) -> list[Neighbour]:
     out = []
-    for kind, buf, at, end in _dump(ns, RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0)):
+    for kind, buf, at, end in _dump(sock, RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0)):
         if kind != RTM_NEWNEIGH:
             continue
         fam, ifindex, state, _flags, _type = _NDMSG.unpack_from(buf, at)
@@ -125,15 +140,6 @@ def neighbours(ns: str, family: int = socket.AF_INET) -> list[Neighbour]:
             continue
         out.append(Neighbour(ifindex, state, _attrs(buf, at + _NDMSG.size, end).get(NDA_DST)))
     return out
-
-
-def ifindex(ns: str, name: str) -> int | None:
-    """The index of device `name` in namespace `ns`, or None if it has none."""
-    with _thread_in(ns, "to look up a device"):
-        try:
-            return socket.if_nametoindex(name)
-        except OSError:
-            return None
 
 
 def gateway_routes(ns: str, base: int, plen: int) -> set[tuple[int, int]]:
@@ -148,9 +154,12 @@ def gateway_routes(ns: str, base: int, plen: int) -> set[tuple[int, int]]:
 def vxlan_peers(ns: str, dev: str) -> dict[str, int]:
     """On one node, how many peers flanneld has programmed on VXLAN device `dev`: routes via
     it with a gateway, PERMANENT ARP entries on it, FDB entries on it with a remote VTEP."""
-    idx = ifindex(ns, dev)
+    idx = netns.ifindex(ns, dev)
     if idx is None:
         return {"routes": 0, "arp": 0, "fdb": 0}
-    return {"routes": sum(r.oif == idx and r.gateway is not None and r.table == RT_TABLE_MAIN for r in routes(ns)),
-            "arp": sum(n.ifindex == idx and n.state & NUD_PERMANENT != 0 for n in neighbours(ns)),
-            "fdb": sum(n.ifindex == idx and n.dst is not None for n in neighbours(ns, AF_BRIDGE))}
+    with _socket(ns) as sock:   # one socket, three dumps
+        return {"routes": sum(r.oif == idx and r.gateway is not None and r.table == RT_TABLE_MAIN
+                              for r in _routes(sock)),
+                "arp": sum(n.ifindex == idx and n.state & NUD_PERMANENT != 0
+                           for n in _neighbours(sock, socket.AF_INET)),
+                "fdb": sum(n.ifindex == idx and n.dst is not None for n in _neighbours(sock, AF_BRIDGE))}
