@@ -295,7 +295,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
             _progress(message)
     res: dict[str, Any]
     if a.kind == "scale":
-        res = bench.scale(a.sizes, name=a.name, progress=progress, bringup_runs=0 if a.no_bringup else 3)
+        res = bench.scale(a.sizes, name=a.name, progress=progress, pings=a.pings,
+                          bringup_runs=0 if a.no_bringup else 3)
         print(bench.format_scale(res), file=human)
     else:
         backends = [b.strip() for b in a.backends.split(",") if b.strip()]
@@ -598,6 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="throughput: skip the hand-built reference overlay (labkit/reference.py)")
     bn.add_argument("--sizes", type=bench_args.sizes, default=[10, 50, 100],
                     help=f"scale: node counts, comma-separated, each 1 to {MAX_NODES} (default 10,50,100)")
+    bn.add_argument("--pings", type=bench_args.number_in(int, 0, 1000), default=10,
+                    help="scale: cross-node pings per size, 0 to 1000 (default 10)")
     bn.add_argument("--no-bringup", action="store_true",
                     help="scale: skip the 2-node bring-up to a first ping (library and CLI, 3 pairs)")
     bn.add_argument("--json", action="store_true", help="also print the figures as JSON")

@@ -22,3 +22,12 @@ def test_a_capture_without_a_filter_and_a_missing_interface(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "required: iface (" in err and len(err.splitlines()) == 1
+
+
+def test_bench_scale_takes_the_scripts_pings(capsys):
+    """`labkit bench scale --pings N` as bench/bench_scale.py takes it (it was 'unrecognized')."""
+    assert build_parser().parse_args(["bench", "scale", "--pings", "0"]).pings == 0
+    assert build_parser().parse_args(["bench", "scale"]).pings == 10
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "scale", "--pings", "1001"])
+    assert "give a number from 0 to 1000" in capsys.readouterr().err
