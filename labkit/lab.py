@@ -476,6 +476,10 @@ class Lab:
                         self._count_restart("subnet already exists")
                         svc.start()
                         continue
+                    if not tail:   # it died before its first line: say what can still be seen
+                        gone = not netns.exists(node.ns)
+                        raise LabError(f"flanneld on {name} exited before writing a log line"
+                                       + (f": the node's network namespace {node.ns} is gone" if gone else ""))
                     raise LabError(f"flanneld on {name} exited:\n" + "\n".join(tail))
             if time.monotonic() > deadline:
                 late = list(pending)

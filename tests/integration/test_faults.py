@@ -394,6 +394,27 @@ def test_sigterm_of_up_removes_the_half_built_lab(step, lab_name_ct):
     nothing_left(name)
 
 
+@pytest.mark.timeout(60)
+def test_a_node_namespace_deleted_before_its_flanneld_starts_is_named(lab_name_ct):
+    """A flanneld that dies before its first log line (here: its node's namespace was deleted
+    under the lab) gave "flanneld on node1 exited:" and nothing after the colon."""
+    from labkit import netns
+    from labkit.errors import LabError
+    from labkit.lab import Lab
+    from labkit.spec import LabSpec
+
+    class Sabotaged(Lab):
+        def start_flanneld(self, nodes=None, *args, **kwargs):
+            netns.delete(self.node("node1").ns)
+            return super().start_flanneld(nodes, *args, **kwargs)
+
+    with pytest.raises(LabError) as err:
+        Sabotaged(LabSpec(name=lab_name_ct, nodes=2)).up()
+    assert str(err.value) == (f"flanneld on node1 exited before writing a log line: the node's network "
+                              f"namespace {lab_name_ct}-node1 is gone")
+    nothing_left(lab_name_ct)
+
+
 def test_a_convergence_timeout_says_what_the_node_behind_is_doing(lab):
     """When the mesh does not converge, the error names the node furthest behind, whether its
     flanneld runs, and that flanneld's last lines (a big bench removes the lab on failure,
