@@ -138,11 +138,16 @@ def cmd_status(a: argparse.Namespace) -> int:
     if not st.etcd_ok:
         print(f"WARNING: {st.etcd_error}: leases and the config in etcd are unknown, IN RANGE cannot "
               f"be judged (is etcd running? labkit service master etcd status --name {st.name})")
+    for n in st.nodes:
+        if n.namespace_gone:
+            print(f"WARNING: network namespace {n.namespace} of node {n.name} no longer exists (deleted "
+                  f"under the lab?): its kernel cannot be read; `labkit down --name {st.name}` removes the lab")
     rows = [["NODE", "NAMESPACE", "PUBLIC IP", "SUBNET", "VTEP MAC", "DOCKER0", "IN RANGE",
              "FLANNELD", "DOCKER", "CONTAINERS"]]
     shown, note = _status_nodes(st.nodes, a.all)
     for n in shown:
-        rows.append([n.name, n.namespace, n.public_ip, n.subnet or "-", n.vtep_mac or "-",
+        rows.append([n.name, n.namespace + (" (gone)" if n.namespace_gone else ""), n.public_ip,
+                     n.subnet or "-", n.vtep_mac or "-",
                      n.docker0 or "-", {True: "yes", False: "NO", None: "?"}[n.in_range],
                      n.services["flanneld"], n.services["docker"],
                      " ".join(f"{c.name}={c.ip or 'stopped'}" for c in n.containers) or "-"])
@@ -155,7 +160,8 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def _healthy(n: NodeStatus) -> bool:
-    return (n.in_range is True and n.services.get("flanneld") == "active" and n.services.get("docker") == "active"
+    return (not n.namespace_gone and n.in_range is True and n.services.get("flanneld") == "active"
+            and n.services.get("docker") == "active"
             and all(c.running for c in n.containers))
 
 

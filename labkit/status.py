@@ -209,6 +209,7 @@ class NodeStatus:
     kernel: dict = field(default_factory=dict)
     segment: int = 0                   # the underlay segment its cable is plugged into
     uplink: dict | None = None         # its NIC on the cluster network (eth0): name, addresses, mtu, up
+    namespace_gone: bool = False       # its namespace's name was deleted under the lab (`ip netns del`)
 
     def to_dict(self, kernel: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "namespace": self.namespace, "public_ip": self.public_ip,
@@ -216,7 +217,7 @@ class NodeStatus:
              "docker0": self.docker0, "docker0_in_network": self.docker0_in_network,
              "in_range": self.in_range, "services": dict(self.services),
              "subnet_env": dict(self.subnet_env), "containers": [c.to_dict() for c in self.containers],
-             "segment": self.segment, "uplink": self.uplink}
+             "segment": self.segment, "uplink": self.uplink, "namespace_gone": self.namespace_gone}
         if kernel:
             d["kernel"] = self.kernel
         return d
@@ -276,16 +277,22 @@ def lab_status(lab: Lab) -> LabStatus:
     nodes = []
     for node in lab.nodes:
         subnet_env = node.subnet_env()
-        sn, lease = own_lease(leases, subnet_env, flanneld_public_ip(node))
+        gone = not netns.exists(node.ns)
+        sn, lease = own_lease(leases, subnet_env, str(node.public_ip) if gone else flanneld_public_ip(node))
         data = (lease or {}).get("BackendData") or {}
         vni = data.get("VNI", lab.spec.vni or 1)
         # the backend the node runs is the one its lease says (udp writes no BackendType)
         backend = (lease or {}).get("BackendType") or ("udp" if lease else lab.spec.backend)
         device = device_name(backend, vni) or ""  # host-gw has no device
-        kern, uplink = netns.netlink.call(node.ns, _node_kernel, device, lab.uplink(node.name))
+        kern: dict[str, Any]
+        uplink: dict[str, Any] | None
+        if gone:   # nothing of its kernel can be read by name (its processes may still run in it)
+            kern, uplink = {"device": None, "arp": [], "fdb": [], "routes": [], "docker0": []}, None
+        else:
+            kern, uplink = netns.netlink.call(node.ns, _node_kernel, device, lab.uplink(node.name))
         docker0 = kern["docker0"][0] if kern["docker0"] else None
         in_net = bool(docker0 and ipaddress.IPv4Interface(docker0).ip in network)
-        in_range = None if etcd_error is not None else docker0_in_range(docker0, sn, str(network))
+        in_range = None if etcd_error is not None or gone else docker0_in_range(docker0, sn, str(network))
         nodes.append(NodeStatus(
             name=node.name, namespace=node.ns, public_ip=str(node.public_ip), subnet=sn,
             vtep_mac=data.get("VtepMAC"), lease=lease, docker0=docker0, docker0_in_network=in_net,
@@ -293,7 +300,7 @@ def lab_status(lab: Lab) -> LabStatus:
             subnet_env=subnet_env,
             containers=[ContainerStatus(r.name, r.ip, r.running, r.veth if r.running else None)
                         for r in lab.containers(node.name)],
-            kernel=kern, segment=lab.spec.segment_of(node.index), uplink=uplink))
+            kernel=kern, segment=lab.spec.segment_of(node.index), uplink=uplink, namespace_gone=gone))
     spec = lab.spec
     router = lab.state.netns("router") if spec.has_router else None
     legs: list[str | None] = [None] * spec.segments

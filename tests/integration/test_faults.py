@@ -415,6 +415,28 @@ def test_a_node_namespace_deleted_before_its_flanneld_starts_is_named(lab_name_c
     nothing_left(lab_name_ct)
 
 
+@pytest.mark.timeout(60)
+def test_status_of_a_lab_whose_node_namespace_was_deleted_shows_the_node(lab_name_ct):
+    """`ip netns del` of a node's namespace under a running lab: `status` failed with "network
+    namespace ... does not exist". It now shows every node, that one marked, and `down` still
+    removes everything (the namespace lives on, unnamed, while the node's processes run)."""
+    from labkit import netns
+    from labkit.lab import Lab
+    from labkit.spec import LabSpec
+    name = lab_name_ct
+    Lab(LabSpec(name=name, nodes=3)).up()
+    netns.delete(f"{name}-node1")
+    st = Lab.attach(name).status()
+    assert [(n.name, n.namespace_gone) for n in st.nodes] == [("master", False), ("node1", True), ("node2", False)]
+    assert st.node("node1").in_range is None and st.node("node2").in_range is True
+    r = labkit("status", "--name", name)
+    assert r.returncode == 0, r.stderr
+    assert f"WARNING: network namespace {name}-node1 of node node1 no longer exists" in r.stdout
+    assert f"{name}-node1 (gone)" in r.stdout
+    assert labkit("down", "--name", name).returncode == 0
+    nothing_left(name)
+
+
 def test_a_convergence_timeout_says_what_the_node_behind_is_doing(lab):
     """When the mesh does not converge, the error names the node furthest behind, whether its
     flanneld runs, and that flanneld's last lines (a big bench removes the lab on failure,
