@@ -516,6 +516,7 @@ class Lab:
         namespaces and record) and the lab is left as it was.
         """
         new = dataclasses.replace(self.spec, nodes=self.spec.nodes + 1).validate()
+        self._check_whole("add-node")
         node = Node(self.state, new, len(self.nodes))
         self._adopt(new)
         self.nodes.append(node)
@@ -689,7 +690,18 @@ class Lab:
         return len(peers_handled(self.spec.backend, node.service("flanneld").log(), routed) - {own_net})
 
     # -- reconfiguration -------------------------------------------------------------------
+    def _check_whole(self, doing: str) -> None:
+        """Refuse `doing` on a lab whose node namespace was deleted under it (`ip netns del`):
+        the change would stop halfway, at the first step that needs that node."""
+        gone = [n for n in self.nodes if not netns.exists(n.ns)]
+        if gone:
+            raise LabError(f"{doing} needs every node, and the network namespace of "
+                           f"{', '.join(f'{n.name} ({n.ns})' for n in gone)} no longer exists (deleted under "
+                           f"the lab?): nothing was changed; rebuild it with `labkit down --name {self.spec.name}`, "
+                           "then `labkit up`")
+
     def _check_reconfigurable(self, new: LabSpec) -> None:
+        self._check_whole("reconfigure")
         fixed = [f.name for f in dataclasses.fields(LabSpec)
                  if f.name not in RECONFIGURABLE and getattr(new, f.name) != getattr(self.spec, f.name)]
         if fixed:

@@ -181,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         enter(netns, binds, etc, hostname)
+    except FileNotFoundError as e:
+        gone = e.filename == os.path.join(NETNS_DIR, netns)
+        print(f"nsexec: network namespace {netns} does not exist" if gone else f"nsexec: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"nsexec: {e}", file=sys.stderr)
         return 1
