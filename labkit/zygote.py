@@ -53,7 +53,7 @@ def _child(req: dict[str, Any]) -> None:
     """In the forked child: become the service, never return."""
     try:
         os.setsid()
-        from .nsexec import enter
+        from .nsexec import NETNS_DIR, enter
         view = req.get("view", [])
         binds, etc, hostname = [], None, None
         for flag, value in zip(view[::2], view[1::2]):
@@ -63,12 +63,21 @@ def _child(req: dict[str, Any]) -> None:
                 etc = tuple(value.split(":", 1))
             elif flag == "--hostname":
                 hostname = value
-        enter(req["netns"], binds, etc, hostname)
+        # the service's log first, so that a failure to enter its node is told there too
         log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
+        try:
+            enter(req["netns"], binds, etc, hostname)
+        except FileNotFoundError as e:
+            if e.filename != os.path.join(NETNS_DIR, req["netns"]):
+                raise
+            sys.stderr.write(f"labkit: cannot start {req.get('name', 'the service')}: network namespace "
+                             f"{req['netns']} does not exist\n")
+            sys.stderr.flush()
+            os._exit(1)
         os.environ.clear()
         os.environ.update(req.get("env") or {})
         os.chdir(req.get("cwd") or "/")
