@@ -19,6 +19,7 @@ It imports nothing heavy, so starting a daemon through it costs one interpreter 
 Usage: ``python -m labkit.nsexec NETNS [--bind SRC:DST]... [--etc UPPER:WORK] [--hostname H] -- PROG ARGS...``
 """
 import ctypes
+import errno
 import os
 import re
 import sys
@@ -108,6 +109,16 @@ def _hide_homes() -> None:
         os.chdir("/root")
 
 
+class NoNamespace(FileNotFoundError):
+    """There is no network namespace of that name (deleted under the lab, `ip netns del`)."""
+
+    def __init__(self, netns: str) -> None:
+        super().__init__(errno.ENOENT, f"network namespace {netns} does not exist")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 def enter(netns: str, binds: Iterable[tuple[str, str]] = (), etc: tuple[str, str] | None = None,
           hostname: str | None = None) -> None:
     """Move the calling process into `netns` with a private view of `binds`.
@@ -118,7 +129,10 @@ def enter(netns: str, binds: Iterable[tuple[str, str]] = (), etc: tuple[str, str
     own work dir inside work_parent.
     """
     sandboxed = os.path.exists(SANDBOX_MARKER)
-    fd = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NoNamespace(netns) from None
     try:
         _check(_libc.setns(fd, CLONE_NEWNET), f"setns {netns}")
     finally:
@@ -181,10 +195,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         enter(netns, binds, etc, hostname)
-    except FileNotFoundError as e:
-        gone = e.filename == os.path.join(NETNS_DIR, netns)
-        print(f"nsexec: network namespace {netns} does not exist" if gone else f"nsexec: {e}", file=sys.stderr)
-        return 1
     except OSError as e:
         print(f"nsexec: {e}", file=sys.stderr)
         return 1

@@ -53,7 +53,7 @@ def _child(req: dict[str, Any]) -> None:
     """In the forked child: become the service, never return."""
     try:
         os.setsid()
-        from .nsexec import NETNS_DIR, enter
+        from .nsexec import NoNamespace, enter
         view = req.get("view", [])
         binds, etc, hostname = [], None, None
         for flag, value in zip(view[::2], view[1::2]):
@@ -71,11 +71,8 @@ def _child(req: dict[str, Any]) -> None:
         os.dup2(log, 2)
         try:
             enter(req["netns"], binds, etc, hostname)
-        except FileNotFoundError as e:
-            if e.filename != os.path.join(NETNS_DIR, req["netns"]):
-                raise
-            sys.stderr.write(f"labkit: cannot start {req.get('name', 'the service')}: network namespace "
-                             f"{req['netns']} does not exist\n")
+        except NoNamespace as e:
+            sys.stderr.write(f"labkit: cannot start {req.get('name', 'the service')}: {e}\n")
             sys.stderr.flush()
             os._exit(1)
         os.environ.clear()
