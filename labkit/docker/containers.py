@@ -72,6 +72,11 @@ def _record_path(state: LabState, node: str, name: str) -> str:
     return os.path.join(_records_dir(state, node), name + ".json")
 
 
+def log_path(state: LabState, node: str, name: str) -> str:
+    """Where a container's main process writes (stdout and stderr): what `docker logs` reads."""
+    return os.path.join(_records_dir(state, node), name + ".log")
+
+
 def _write(path: str, rec: Container) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w") as f:
@@ -179,7 +184,7 @@ def _start(state: LabState, node: str, rec: Container) -> Container:
         rec.mtu, rec.started, rec.pid = info["mtu"], time.time(), None
         if rec.command:
             os.makedirs(_records_dir(state, node), exist_ok=True)
-            log = open(_record_path(state, node, rec.name)[:-5] + ".log", "ab")
+            log = open(log_path(state, node, rec.name), "ab")
             proc = subprocess.Popen(netns.nsexec_argv(ns, rec.command), stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             log.close()
@@ -234,6 +239,10 @@ def remove(state: LabState, node: str, name: str) -> None:
         raise LabError(f"Error response from daemon: No such container: {name}")
     stop(state, node, rec.name)
     os.unlink(_record_path(state, node, rec.name))
+    try:   # a new container of the same name starts with an empty log, as in docker
+        os.unlink(log_path(state, node, rec.name))
+    except FileNotFoundError:
+        pass
 
 
 def stop_all(state: LabState, node: str) -> None:

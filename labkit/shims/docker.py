@@ -1,6 +1,7 @@
 """`docker` inside a lab node: the commands the blog (and a flannel debugging session) uses.
 
-run -d / run -it, exec, ps [-a -q --filter --format], rm -f, stop, start, inspect -f '{{.NetworkSettings.IPAddress}}'.
+run -d / run -it, exec, ps [-a -q --filter --format], rm -f, stop, start, inspect -f '{{.NetworkSettings.IPAddress}}',
+logs [-f] [-n N].
 A lab container is a network namespace on docker0 sharing the node's files; the
 image name is accepted and not used (see `docker run --help`).
 """
@@ -284,8 +285,68 @@ def cmd_inspect(lab: Lab, node: Node, argv: list[str]) -> int:
     return 0
 
 
+def _tail(value: str) -> int | None:
+    """--tail: "all" (None) or a number of lines."""
+    if value == "all":
+        return None
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f'invalid value for "tail": {value!r} (a number of lines, or "all")')
+    return int(value)
+
+
+def _process_alive(pid: int) -> bool:
+    """The container's main process still runs (not gone, not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def cmd_logs(lab: Lab, node: Node, argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="docker logs", usage="docker logs [OPTIONS] CONTAINER",
+                                description="Fetch the logs of a container: what its command wrote.")
+    p.add_argument("-f", "--follow", action="store_true", help="follow log output until the container stops")
+    p.add_argument("-n", "--tail", type=_tail, default=None, help='lines to show from the end (default "all")')
+    p.add_argument("name", metavar="CONTAINER")
+    a = p.parse_args(argv)
+    rec = _get(lab, node, a.name)
+    path = containers.log_path(lab.state, node.name, rec.name)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:   # started without a command of its own: nothing written
+        data = b""
+    lines = data.splitlines(keepends=True)
+    if a.tail is not None:
+        lines = lines[len(lines) - a.tail:] if a.tail else []
+    out = sys.stdout.buffer
+    out.write(b"".join(lines))
+    out.flush()
+    pos = len(data)
+    try:
+        while a.follow:
+            now = containers.get(lab.state, node.name, rec.name) or rec
+            running = now.running and (now.pid is None or _process_alive(now.pid))
+            try:
+                with open(path, "rb") as f:
+                    f.seek(pos)
+                    more = f.read()
+            except FileNotFoundError:
+                more = b""
+            out.write(more)
+            out.flush()
+            pos += len(more)
+            if not running:
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "exec": cmd_exec, "ps": cmd_ps, "rm": cmd_rm, "stop": cmd_stop, "start": cmd_start,
-            "inspect": cmd_inspect}
+            "inspect": cmd_inspect, "logs": cmd_logs}
 
 
 def main(argv: list[str]) -> int:

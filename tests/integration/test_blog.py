@@ -308,3 +308,14 @@ def test_docker_options_a_debugging_session_types(blog_lab):
     r = lab.sh("node1", "docker exec -d c1 true")
     assert r.returncode == 2 and "unrecognized arguments: -d" in r.stderr
     assert sh(lab, "node1", "docker rm -fv c1").strip() == "c1"
+    # docker logs: what the command wrote; -f ends when the command does; --tail; a new
+    # container of a removed one's name starts with an empty log
+    sh(lab, "node1", "docker run -d --name w busybox sh -c 'echo one; echo two; sleep 0.3; echo three'")
+    assert sh(lab, "node1", "docker logs -f w") == "one\ntwo\nthree\n"
+    assert sh(lab, "node1", "docker logs --tail 1 w") == "three\n"
+    assert sh(lab, "node1", "docker logs -n 0 w") == ""
+    r = lab.sh("node1", "docker logs --tail x w")
+    assert r.returncode == 2 and 'invalid value for "tail"' in r.stderr
+    sh(lab, "node1", "docker rm -f w")
+    sh(lab, "node1", "docker run -d --name w busybox echo fresh")
+    assert sh(lab, "node1", "docker logs -f w") == "fresh\n"
