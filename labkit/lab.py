@@ -701,7 +701,6 @@ class Lab:
                            "then `labkit up`")
 
     def _check_reconfigurable(self, new: LabSpec) -> None:
-        self._check_whole("reconfigure")
         fixed = [f.name for f in dataclasses.fields(LabSpec)
                  if f.name not in RECONFIGURABLE and getattr(new, f.name) != getattr(self.spec, f.name)]
         if fixed:
@@ -767,6 +766,7 @@ class Lab:
         """
         new_spec.check_kernel().validate()
         self._check_reconfigurable(new_spec)
+        self._check_whole("reconfigure")   # the plan is pure; carrying it out needs every node
         steps = self._steps(new_spec, clean, revoke, timeout)
         say = progress or (lambda done, total, text: self.progress(f"[{done + 1}/{total}] {text}"))
         result = ReconfigureResult(old=self.spec, new=new_spec)

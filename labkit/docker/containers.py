@@ -47,6 +47,10 @@ class Container:
     mtu: int | None = None
     started: float | None = None
     pid: int | None = None         # the command's process (None: no command)
+    exit_code: int | None = None   # how its command last ended (137: stopped by docker stop)
+    auto_remove: bool = False      # run --rm: removed when its command ends
+    restart_count: int = 0         # restarts by its policy in a row (each one waits twice as long)
+    restart_at: float | None = None  # stopped, to be started again by its policy at this time
     running: bool = False
 
     @classmethod
@@ -75,6 +79,11 @@ def _record_path(state: LabState, node: str, name: str) -> str:
 def log_path(state: LabState, node: str, name: str) -> str:
     """Where a container's main process writes (stdout and stderr): what `docker logs` reads."""
     return os.path.join(_records_dir(state, node), name + ".log")
+
+
+def exit_path(state: LabState, node: str, name: str) -> str:
+    """Where the wrapper around a container's command writes its exit status."""
+    return os.path.join(_records_dir(state, node), name + ".exit")
 
 
 def _write(path: str, rec: Container) -> None:
@@ -184,22 +193,29 @@ def _start(state: LabState, node: str, rec: Container) -> Container:
         rec.mtu, rec.started, rec.pid = info["mtu"], time.time(), None
         if rec.command:
             os.makedirs(_records_dir(state, node), exist_ok=True)
+            status = exit_path(state, node, rec.name)
+            if os.path.exists(status):
+                os.unlink(status)
             log = open(log_path(state, node, rec.name), "ab")
-            proc = subprocess.Popen(netns.nsexec_argv(ns, rec.command), stdin=subprocess.DEVNULL,
+            # a shell waits for the command and writes its exit status, which dockerd reads
+            # when it sees the container's main process gone (`reap`): `docker ps` says
+            # "Exited (N)" as docker does, and a restart policy can look at N
+            argv = ["sh", "-c", '"$@"; echo $? > "$0"', status, *rec.command]
+            proc = subprocess.Popen(netns.nsexec_argv(ns, argv), stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             log.close()
             rec.pid = proc.pid
     except Exception:
         netns.delete(ns)
         raise
-    rec.running = True
+    rec.running, rec.restart_at = True, None
     _write(_record_path(state, node, rec.name), rec)
     return rec
 
 
 def run(state: LabState, node: str, name: str, command: list[str] | None = None,
-        restart: str = "no", image: str = "busybox") -> Container:
-    """`docker run -d --name NAME [--restart R] IMAGE [CMD...]` (the image is not used)."""
+        restart: str = "no", image: str = "busybox", auto_remove: bool = False) -> Container:
+    """`docker run -d --name NAME [--restart R] [--rm] IMAGE [CMD...]` (the image is not used)."""
     check_container_name(name)
     if by_name(state, node, name) is not None:
         raise LabError(f'docker: Error response from daemon: Conflict. The container name "/{name}" '
@@ -208,15 +224,19 @@ def run(state: LabState, node: str, name: str, command: list[str] | None = None,
     ns = container_netns(state, node, name)
     cid = hashlib.sha256(f"{ns}/{time.time()}".encode()).hexdigest()
     rec = Container(name=name, id=cid, image=image, node=node, netns=ns, command=list(command or []),
-                    restart=restart, created=time.time())
+                    restart=restart, created=time.time(), auto_remove=auto_remove)
     return _start(state, node, rec)
 
 
-def stop(state: LabState, node: str, name: str) -> None:
-    """The container's processes and namespace go; its record stays (docker ps -a)."""
+def stop(state: LabState, node: str, name: str, exit_code: int = 137) -> None:
+    """The container's processes and namespace go; its record stays (docker ps -a).
+    `exit_code`: 137 when docker stops it (its command killed), else how its command ended."""
     rec = get(state, node, name)
     if rec is None:
         raise LabError(f"Error response from daemon: No such container: {name}")
+    if rec.running:
+        rec.exit_code = exit_code
+    rec.restart_at = None   # a `docker stop` also ends a pending restart
     netns.delete(rec.netns)  # its veth goes with it, and leaves docker0
     rec.running, rec.ip, rec.pid = False, None, None
     _write(_record_path(state, node, rec.name), rec)  # `name` may be an id prefix
@@ -239,16 +259,79 @@ def remove(state: LabState, node: str, name: str) -> None:
         raise LabError(f"Error response from daemon: No such container: {name}")
     stop(state, node, rec.name)
     os.unlink(_record_path(state, node, rec.name))
-    try:   # a new container of the same name starts with an empty log, as in docker
-        os.unlink(log_path(state, node, rec.name))
-    except FileNotFoundError:
-        pass
+    for path in (log_path(state, node, rec.name), exit_path(state, node, rec.name)):
+        try:   # a new container of the same name starts with an empty log, as in docker
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def stop_all(state: LabState, node: str) -> None:
     for rec in list_all(state, node):
         if rec.running:
             stop(state, node, rec.name)
+
+
+RESTART_DELAY_FIRST, RESTART_DELAY_MAX = 0.1, 60.0
+
+
+def process_gone(pid: int) -> bool:
+    """The process has ended (no such process, or a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def records_stamp(state: LabState, node: str) -> int | None:
+    """The records folder's mtime: any record (or exit status) written changes it."""
+    try:
+        return os.stat(_records_dir(state, node)).st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def reap(state: LabState, node: str) -> tuple[list[str], bool]:
+    """What dockerd does when a container's main process ends: the container stops (its
+    namespace goes) with the command's exit status; `--rm` removes it, and the restart
+    policy (always, unless-stopped, on-failure with a status other than 0) starts it
+    again. Returns a line for dockerd's log per container handled, and whether anything
+    is left to watch (a running command, a pending restart)."""
+    said = []
+    now = time.time()
+    for rec in list_all(state, node):
+        if not rec.running and rec.restart_at is not None and rec.restart_at <= now:
+            rec.restart_at = None
+            _start(state, node, rec)
+            said.append(f"container {rec.name} restarted (--restart {rec.restart}, restart {rec.restart_count})")
+            continue
+        if not rec.running or rec.pid is None or not process_gone(rec.pid):
+            continue
+        try:
+            with open(exit_path(state, node, rec.name)) as f:
+                code = int(f.read().strip())
+        except (OSError, ValueError):   # killed before the shell could write it
+            code = 137
+        if rec.auto_remove:
+            remove(state, node, rec.name)
+            said.append(f"container {rec.name} exited with status {code}: removed (--rm)")
+            continue
+        ran = now - (rec.started or now)
+        stop(state, node, rec.name, exit_code=code)
+        if rec.restart in ("always", "unless-stopped") or (rec.restart == "on-failure" and code != 0):
+            # docker's back-off: 100 ms, doubling, at most a minute; reset after 10 s of running
+            stopped = get(state, node, rec.name) or rec
+            stopped.restart_count = 0 if ran >= 10 else rec.restart_count + 1
+            delay = min(RESTART_DELAY_MAX, RESTART_DELAY_FIRST * 2 ** max(0, stopped.restart_count - 1))
+            stopped.restart_at = now + delay
+            _write(_record_path(state, node, rec.name), stopped)
+            said.append(f"container {rec.name} exited with status {code}: restarting in {delay:g}s "
+                        f"(--restart {rec.restart})")
+        else:
+            said.append(f"container {rec.name} exited with status {code}")
+    watching = any((r.running and r.pid is not None) or r.restart_at is not None for r in list_all(state, node))
+    return said, watching
 
 
 def restart_policy_start(state: LabState, node: str) -> list[Container]:

@@ -3,7 +3,8 @@
 run -d / run -it, exec, ps [-a -q --filter --format], rm -f, stop, start, inspect -f '{{.NetworkSettings.IPAddress}}',
 logs [-f] [-n N].
 A lab container is a network namespace on docker0 sharing the node's files; the
-image name is accepted and not used (see `docker run --help`).
+image name is accepted and not used (see `docker run --help`). When a detached
+container's command ends, the node's dockerd stops it (labkit/docker/containers.py reap).
 """
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def cmd_run(lab: Lab, node: Node, argv: list[str]) -> int:
         raise LabError(f'docker: invalid restart policy "{a.restart}".')
     if a.detach:
         rec = containers.run(lab.state, node.name, name, a.command or ["sleep", "infinity"],
-                             restart=a.restart, image=a.image)
+                             restart=a.restart, image=a.image, auto_remove=a.rm)
         print(rec.id)
         return 0
     rec = containers.run(lab.state, node.name, name, None, restart=a.restart, image=a.image)
@@ -133,8 +134,10 @@ def ps_fields(r: containers.Container, no_trunc: bool = False) -> dict[str, str]
             "Command": '"' + (cmd if no_trunc or len(cmd) <= 18 else cmd[:17] + "…") + '"',
             "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(created)),
             "RunningFor": _ago(created),
-            "Status": f"Up {_ago(r.started or time.time())[:-4]}" if r.running else "Exited (137)",
-            "Ports": "", "Names": r.name, "Networks": "bridge", "State": "running" if r.running else "exited",
+            "Status": f"Up {_ago(r.started or time.time())[:-4]}" if r.running
+            else f"{'Restarting' if r.restart_at else 'Exited'} ({137 if r.exit_code is None else r.exit_code})",
+            "Ports": "", "Names": r.name, "Networks": "bridge",
+            "State": "running" if r.running else "restarting" if r.restart_at else "exited",
             "Labels": "", "Mounts": ""}
 
 
@@ -241,7 +244,8 @@ def inspect_view(rec: containers.Container) -> dict:
     running = rec.running
     return {
         "Id": rec.id, "Name": "/" + rec.name, "Image": rec.image,
-        "State": {"Running": running, "Status": "running" if running else "exited"},
+        "State": {"Running": running, "Status": "running" if running else "exited",
+                  "ExitCode": 0 if running else (137 if rec.exit_code is None else rec.exit_code)},
         "Config": {"Cmd": rec.command or ["sh"], "Image": rec.image},
         "HostConfig": {"RestartPolicy": {"Name": rec.restart}},
         "NetworkSettings": {
@@ -294,15 +298,6 @@ def _tail(value: str) -> int | None:
     return int(value)
 
 
-def _process_alive(pid: int) -> bool:
-    """The container's main process still runs (not gone, not a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def cmd_logs(lab: Lab, node: Node, argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="docker logs", usage="docker logs [OPTIONS] CONTAINER",
                                 description="Fetch the logs of a container: what its command wrote.")
@@ -327,7 +322,7 @@ def cmd_logs(lab: Lab, node: Node, argv: list[str]) -> int:
     try:
         while a.follow:
             now = containers.get(lab.state, node.name, rec.name) or rec
-            running = now.running and (now.pid is None or _process_alive(now.pid))
+            running = now.running and (now.pid is None or not containers.process_gone(now.pid))
             try:
                 with open(path, "rb") as f:
                     f.seek(pos)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.helpers import ROOT, labkit, sh
+from tests.helpers import ROOT, labkit, sh, wait_for
 
 SET_CONFIG = """etcdctl set /flannel/network/config '{"Network":"10.108.0.0/16","Backend": {"Type": "vxlan"}}'"""
 RESTART = "systemctl restart flanneld docker"
@@ -319,3 +319,34 @@ def test_docker_options_a_debugging_session_types(blog_lab):
     sh(lab, "node1", "docker rm -f w")
     sh(lab, "node1", "docker run -d --name w busybox echo fresh")
     assert sh(lab, "node1", "docker logs -f w") == "fresh\n"
+
+
+def test_a_detached_containers_command_ends_as_in_docker(blog_lab):
+    """dockerd looks every second for containers whose command ended: the container stops
+    with the command's status and its namespace goes; --rm removes it; a restart policy
+    starts it again (docker's back-off), until `docker stop`. It used to stay "Up" forever."""
+    lab = blog_lab()
+    walkthrough(lab)
+    node_ns = lab.node("node1").ns
+
+    def state(name):
+        return sh(lab, "node1", f"docker inspect -f '{{{{.State.Status}}}} {{{{.State.ExitCode}}}}' {name}").strip()
+
+    def names():
+        return sh(lab, "node1", "docker ps -a --format '{{.Names}}'").split()
+    sh(lab, "node1", "docker run -d --name e busybox sh -c 'exit 3'")
+    sh(lab, "node1", "docker run -d --rm --name r busybox true")
+    sh(lab, "node1", "docker run -d --restart on-failure --name f busybox sh -c 'echo try; exit 1'")
+    sh(lab, "node1", "docker run -d --restart on-failure --name ok busybox true")
+    wait_for(lambda: state("e") == "exited 3", what="e to exit with status 3")
+    assert f"{node_ns}-e" not in sh(lab, "node1", "ip netns list")
+    assert "Exited (3)" in sh(lab, "node1", "docker ps -a --filter name=e --format '{{.Status}}'")
+    wait_for(lambda: "r" not in names(), what="r to be removed (--rm)")
+    wait_for(lambda: state("ok") == "exited 0", what="ok to exit with 0 and stay down (on-failure)")
+    wait_for(lambda: sh(lab, "node1", "docker logs f").count("try") >= 2, what="f to be started again")
+    sh(lab, "node1", "docker stop f")
+    tries = sh(lab, "node1", "docker logs f").count("try")
+    time.sleep(2.5)   # no restart after a docker stop
+    assert sh(lab, "node1", "docker logs f").count("try") == tries and state("f").startswith("exited")
+    assert "restarting in 0.1s (--restart on-failure)" in lab.service("node1", "docker").log()
+    sh(lab, "node1", "docker rm -f e f ok")

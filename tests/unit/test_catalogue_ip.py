@@ -174,7 +174,11 @@ def test_container_record_keeps_its_json_on_disk():
     on_disk = {"name": "c1", "id": "ab" * 32, "image": "busybox", "node": "node1", "netns": "lab-node1-c1",
                "command": ["sleep", "infinity"], "restart": "no", "created": 1.5, "veth": "veth1234567",
                "ip": "10.108.3.2", "gateway": "10.108.3.1", "prefixlen": 24, "mtu": 1450, "started": 2.5,
-               "pid": 77}
+               "pid": 77, "exit_code": 3, "auto_remove": True, "restart_count": 2, "restart_at": 9.5}
     rec = Container.from_json(dict(on_disk, running=True))   # a stray "running" is not stored
     assert rec.ip == "10.108.3.2" and rec.running is False
     assert rec.to_json() == on_disk and list(rec.to_json()) == list(on_disk)
+    # a record written before exit codes and restart back-off were kept still loads
+    old = {k: v for k, v in on_disk.items() if k not in ("exit_code", "auto_remove", "restart_count", "restart_at")}
+    rec = Container.from_json(old)
+    assert (rec.exit_code, rec.auto_remove, rec.restart_count, rec.restart_at) == (None, False, 0, None)
