@@ -142,7 +142,7 @@ def ps_fields(r: containers.Container, no_trunc: bool = False) -> dict[str, str]
 
 
 def ps_filter(filters: list[str]) -> Callable[[containers.Container], bool]:
-    """`--filter name=X|id=X|status=running|exited`: docker matches a name or id as a part
+    """`--filter name=X|id=X|status=running|restarting|exited`: docker matches a name or id as a part
     (name) or a prefix (id); several values of one key are alternatives."""
     want: dict[str, list[str]] = {}
     for f in filters:
@@ -153,7 +153,7 @@ def ps_filter(filters: list[str]) -> Callable[[containers.Container], bool]:
         want.setdefault(key, []).append(value)
 
     def ok(r: containers.Container) -> bool:
-        state = "running" if r.running else "exited"
+        state = "running" if r.running else "restarting" if r.restart_at else "exited"
         return (("name" not in want or any(v in r.name for v in want["name"]))
                 and ("id" not in want or any(r.id.startswith(v) for v in want["id"]))
                 and ("status" not in want or state in want["status"]))
@@ -181,11 +181,13 @@ def cmd_ps(lab: Lab, node: Node, argv: list[str]) -> int:
     p.add_argument("-q", "--quiet", action="store_true", help="only the ids")
     p.add_argument("--no-trunc", action="store_true", help="whole ids and commands")
     p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="name=, id= or status=running|exited")
+                   help="name=, id= or status=running|restarting|exited")
     p.add_argument("--format", default=None, help="a Go template such as '{{.Names}}' or 'table {{.ID}}\\t{{.Names}}'")
     a = p.parse_args(argv)
     keep = ps_filter(a.filter)
-    recs = [r for r in containers.list_all(lab.state, node.name) if (r.running or a.all) and keep(r)]
+    # as docker's, the default list has the containers that run and those about to restart
+    recs = [r for r in containers.list_all(lab.state, node.name)
+            if (r.running or r.restart_at is not None or a.all) and keep(r)]
     rows = [ps_fields(r, a.no_trunc) for r in recs]
     out = render_ps(rows, "{{.ID}}" if a.quiet else (a.format or PS_DEFAULT))
     if out:

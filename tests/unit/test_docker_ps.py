@@ -43,3 +43,15 @@ def test_filters():
         docker.ps_filter(["label=x"])
     with pytest.raises(LabError, match="invalid filter 'name'"):
         docker.ps_filter(["name"])
+
+
+def test_an_ended_command_shows_its_status_and_a_pending_restart_is_restarting():
+    import dataclasses
+    _, down = _recs()
+    ended = dataclasses.replace(down, exit_code=3)
+    waiting = dataclasses.replace(down, exit_code=1, restart="on-failure", restart_at=time.time() + 0.4)
+    assert docker.ps_fields(ended)["Status"] == "Exited (3)" and docker.ps_fields(ended)["State"] == "exited"
+    assert (docker.ps_fields(waiting)["Status"], docker.ps_fields(waiting)["State"]) == ("Restarting (1)", "restarting")
+    assert docker.ps_fields(down)["Status"] == "Exited (137)"    # stopped by docker stop (no status kept)
+    assert [docker.ps_filter([f])(r) for f in ("status=restarting", "status=exited") for r in (ended, waiting)] == \
+        [False, True, True, False]
