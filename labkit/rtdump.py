@@ -21,19 +21,27 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from . import netns
+from .flannel.ip import AF_BRIDGE, NUD_PERMANENT, RT_TABLE_MAIN
+from .flannel.netlink import (
+    NDA_DST,
+    NDMSG,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+    NLMSGHDR,
+    RTA_DST,
+    RTA_GATEWAY,
+    RTA_OIF,
+    RTA_TABLE,
+    RTM_NEWNEIGH,
+    RTM_NEWROUTE,
+    RTMSG,
+    error_of,
+    messages,
+)
 
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-RTM_NEWROUTE, RTM_GETROUTE, RTM_NEWNEIGH, RTM_GETNEIGH = 24, 26, 28, 30
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-AF_BRIDGE = 7
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
-NDA_DST = 1
-RT_TABLE_MAIN = 254
-NUD_PERMANENT = 0x80
-
-_NLMSG = struct.Struct("=IHHII")      # length, type, flags, sequence, port
-_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
-_NDMSG = struct.Struct("=BxxxiHBB")   # family, (pad), ifindex, state, flags, type
+NLMSG_DONE = 3
+RTM_GETROUTE, RTM_GETNEIGH = 26, 30
+NLM_F_DUMP = 0x300
 _RTA = struct.Struct("=HH")           # length, type
 
 
@@ -68,6 +76,7 @@ def _socket(ns: str) -> Iterator[socket.socket]:
     """A netlink socket inside namespace `ns` for one or more dumps, closed afterwards."""
     sock = netns.route_socket(ns)
     try:
+        sock.settimeout(10)   # a dump answers in milliseconds: never wait forever on the kernel
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         sock.bind((0, 0))
         yield sock
@@ -80,24 +89,22 @@ def _dump(sock: socket.socket, msg_type: int, header: bytes) -> Iterator[tuple[i
     ends). Raises OSError with the kernel's errno if it answers with an error."""
     port = sock.getsockname()[0]
     seq = int.from_bytes(os.urandom(2), "big") + 1
-    sock.send(_NLMSG.pack(_NLMSG.size + len(header), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + header)
+    sock.send(NLMSGHDR.pack(NLMSGHDR.size + len(header), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + header)
     while True:
         buf = sock.recv(1 << 16)
-        offset = 0
-        while offset + _NLMSG.size <= len(buf):
-            length, kind, _flags, got_seq, got_port = _NLMSG.unpack_from(buf, offset)
-            if length < _NLMSG.size:
+        if len(buf) < NLMSGHDR.size:
+            return
+        for off, length, kind, got_seq, got_port in messages(buf):
+            if got_seq != seq or got_port != port:
+                continue
+            if kind == NLMSG_DONE:
                 return
-            if got_seq == seq and got_port == port:
-                if kind == NLMSG_DONE:
-                    return
-                if kind == NLMSG_ERROR:
-                    err = -struct.unpack_from("=i", buf, offset + _NLMSG.size)[0]
-                    if err:
-                        raise OSError(err, os.strerror(err))
-                    return
-                yield kind, buf, offset + _NLMSG.size, offset + length
-            offset += (length + 3) & ~3
+            if kind == NLMSG_ERROR:
+                err = error_of(buf, off)
+                if err:
+                    raise OSError(err, os.strerror(err))
+                return
+            yield kind, buf, off + NLMSGHDR.size, off + length
 
 
 def routes(ns: str) -> list[Route]:
@@ -108,13 +115,13 @@ def routes(ns: str) -> list[Route]:
 
 def _routes(sock: socket.socket) -> list[Route]:
     out = []
-    for kind, buf, at, end in _dump(sock, RTM_GETROUTE, _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)):
+    for kind, buf, at, end in _dump(sock, RTM_GETROUTE, RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)):
         if kind != RTM_NEWROUTE:
             continue
-        family, dst_len, _src, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(buf, at)
+        family, dst_len, _src, _tos, table, _proto, _scope, _type, _flags = RTMSG.unpack_from(buf, at)
         if family != socket.AF_INET:
             continue
-        a = _attrs(buf, at + _RTMSG.size, end)
+        a = _attrs(buf, at + RTMSG.size, end)
         dst, gw, oif = a.get(RTA_DST), a.get(RTA_GATEWAY), a.get(RTA_OIF)
         out.append(Route(int.from_bytes(dst, "big") if dst else 0, dst_len,
                          int.from_bytes(gw, "big") if gw else None,
@@ -132,13 +139,13 @@ def neighbours(ns: str, family: int = socket.AF_INET) -> list[Neighbour]:
 
 def _neighbours(sock: socket.socket, family: int) -> list[Neighbour]:
     out = []
-    for kind, buf, at, end in _dump(sock, RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0)):
+    for kind, buf, at, end in _dump(sock, RTM_GETNEIGH, NDMSG.pack(family, 0, 0, 0, 0)):
         if kind != RTM_NEWNEIGH:
             continue
-        fam, ifindex, state, _flags, _type = _NDMSG.unpack_from(buf, at)
+        fam, ifindex, state, _flags, _type = NDMSG.unpack_from(buf, at)
         if fam != family:
             continue
-        out.append(Neighbour(ifindex, state, _attrs(buf, at + _NDMSG.size, end).get(NDA_DST)))
+        out.append(Neighbour(ifindex, state, _attrs(buf, at + NDMSG.size, end).get(NDA_DST)))
     return out
 
 

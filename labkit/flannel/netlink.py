@@ -18,6 +18,7 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -81,17 +82,28 @@ def _header(msg_type: int, flags: int, body: bytes) -> bytes:
     return NLMSGHDR.pack(NLMSGHDR.size + len(body), msg_type, flags, 0, 0) + body
 
 
-def ack_errno(data: bytes, seq: int) -> int | None:
-    """The errno of the NLMSG_ERROR answering `seq` in `data` (0 = success), or None."""
+def messages(data: bytes) -> Iterator[tuple[int, int, int, int, int]]:
+    """(offset, length, type, sequence, port) of each netlink message in one datagram."""
     off = 0
     while off + NLMSGHDR.size <= len(data):
-        length, kind, _, mseq, _ = NLMSGHDR.unpack_from(data, off)
+        length, kind, _, mseq, port = NLMSGHDR.unpack_from(data, off)
         if length < NLMSGHDR.size:
-            break
-        if kind == NLMSG_ERROR and mseq == seq:
-            err: int = struct.unpack_from("=i", data, off + NLMSGHDR.size)[0]
-            return -err
+            return
+        yield off, length, kind, mseq, port
         off += (length + 3) & ~3
+
+
+def error_of(data: bytes, off: int) -> int:
+    """The errno an NLMSG_ERROR message at `off` carries (0: an acknowledgement)."""
+    err: int = struct.unpack_from("=i", data, off + NLMSGHDR.size)[0]
+    return -err
+
+
+def ack_errno(data: bytes, seq: int) -> int | None:
+    """The errno of the NLMSG_ERROR answering `seq` in `data` (0 = success), or None."""
+    for off, _, kind, mseq, _ in messages(data):
+        if kind == NLMSG_ERROR and mseq == seq:
+            return error_of(data, off)
     return None
 
 
