@@ -125,7 +125,7 @@ def kill_pids(pid_list: Iterable[int], timeout: float = 2.0) -> None:
             pass
     deadline = time.monotonic() + timeout
     while live and time.monotonic() < deadline:
-        live = [p for p in live if _alive(p)]
+        live = [p for p in live if alive(p)]
         if live:
             time.sleep(0.02)
     for pid in live:
@@ -135,7 +135,8 @@ def kill_pids(pid_list: Iterable[int], timeout: float = 2.0) -> None:
             pass
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """The process runs (it exists and is not a zombie waiting to be reaped)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]

@@ -275,15 +275,6 @@ def stop_all(state: LabState, node: str) -> None:
 RESTART_DELAY_FIRST, RESTART_DELAY_MAX = 0.1, 60.0
 
 
-def process_gone(pid: int) -> bool:
-    """The process has ended (no such process, or a zombie nobody reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def records_stamp(state: LabState, node: str) -> int | None:
     """The records folder's mtime: any record (or exit status) written changes it."""
     try:
@@ -298,15 +289,17 @@ def reap(state: LabState, node: str) -> tuple[list[str], bool]:
     policy (always, unless-stopped, on-failure with a status other than 0) starts it
     again. Returns a line for dockerd's log per container handled, and whether anything
     is left to watch (a running command, a pending restart)."""
-    said = []
+    said, watching = [], False
     now = time.time()
     for rec in list_all(state, node):
         if not rec.running and rec.restart_at is not None and rec.restart_at <= now:
             rec.restart_at = None
             _start(state, node, rec)
             said.append(f"container {rec.name} restarted (--restart {rec.restart}, restart {rec.restart_count})")
+            watching = watching or rec.pid is not None
             continue
-        if not rec.running or rec.pid is None or not process_gone(rec.pid):
+        if not rec.running or rec.pid is None or netns.alive(rec.pid):
+            watching = watching or (rec.running and rec.pid is not None) or rec.restart_at is not None
             continue
         try:
             with open(exit_path(state, node, rec.name)) as f:
@@ -328,9 +321,9 @@ def reap(state: LabState, node: str) -> tuple[list[str], bool]:
             _write(_record_path(state, node, rec.name), stopped)
             said.append(f"container {rec.name} exited with status {code}: restarting in {delay:g}s "
                         f"(--restart {rec.restart})")
+            watching = True
         else:
             said.append(f"container {rec.name} exited with status {code}")
-    watching = any((r.running and r.pid is not None) or r.restart_at is not None for r in list_all(state, node))
     return said, watching
 
 

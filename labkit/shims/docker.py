@@ -324,7 +324,7 @@ def cmd_logs(lab: Lab, node: Node, argv: list[str]) -> int:
     try:
         while a.follow:
             now = containers.get(lab.state, node.name, rec.name) or rec
-            running = now.running and (now.pid is None or not containers.process_gone(now.pid))
+            running = now.running and (now.pid is None or netns.alive(now.pid))
             try:
                 with open(path, "rb") as f:
                     f.seek(pos)
