@@ -21,9 +21,7 @@ Usage: ``python -m labkit.nsexec NETNS [--bind SRC:DST]... [--etc UPPER:WORK] [-
 import ctypes
 import errno
 import os
-import re
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 
 CLONE_NEWNS = 0x00020000
@@ -64,8 +62,32 @@ def _mountpoints() -> Iterator[str]:
     """Mount points of this mount namespace (field 5 of /proc/self/mountinfo)."""
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            raw = line.split()[4]
-            yield re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), raw)
+            yield _unescape(line.split()[4])
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash in a path as \\ooo (octal)."""
+    parts = field.split("\\")
+    out = [parts[0]]
+    for part in parts[1:]:
+        code = part[:3]
+        if len(code) == 3 and all(c in "01234567" for c in code):
+            out.append(chr(int(code, 8)) + part[3:])
+        else:
+            out.append("\\" + part)
+    return "".join(out)
+
+
+def _work_dir(parent: str) -> str:
+    """A new, empty directory in `parent` (what tempfile.mkdtemp makes, without importing
+    tempfile and the modules it pulls in: this helper starts for every command on a node)."""
+    while True:
+        path = os.path.join(parent, "w" + os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
 
 
 def _has_etc_overlay(upper: str) -> bool:
@@ -157,7 +179,7 @@ def enter(netns: str, binds: Iterable[tuple[str, str]] = (), etc: tuple[str, str
         # every overlay mount needs a work dir of its own: the kernel empties it when
         # mounting, so two processes of a node starting at once must not share one
         os.makedirs(work_parent, exist_ok=True)
-        work = tempfile.mkdtemp(prefix="w", dir=work_parent)
+        work = _work_dir(work_parent)
         opts = f"lowerdir=/etc,upperdir={upper},workdir={work}".encode()
         _check(_libc.mount(b"overlay", b"/etc", b"overlay", 0, opts), "mount overlay /etc")
     if hostname:

@@ -1,0 +1,43 @@
+"""labkit.nsexec's pure parts, and that it stays a standard-library-only script."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from labkit import netns, nsexec
+
+
+@pytest.mark.parametrize("field, path", [
+    ("/run/netns/lab-node1", "/run/netns/lab-node1"),
+    (r"/mnt/with\040space", "/mnt/with space"),
+    (r"/a\011tab\012newline", "/a\ttab\nnewline"),
+    (r"/back\134slash\134", "/back\\slash\\"),
+    (r"/not\08octal", r"/not\08octal"),          # not three octal digits: left as it is
+    (r"/short\04", r"/short\04"),
+])
+def test_mountinfo_paths_are_unescaped_as_the_kernel_escapes_them(field, path):
+    assert nsexec._unescape(field) == path
+
+
+def test_each_overlay_gets_a_new_empty_work_dir(tmp_path):
+    made = {nsexec._work_dir(str(tmp_path)) for _ in range(50)}
+    assert len(made) == 50
+    for d in made:
+        assert os.path.dirname(d) == str(tmp_path) and os.path.basename(d).startswith("w")
+        assert os.listdir(d) == [] and (os.stat(d).st_mode & 0o777) == 0o700
+
+
+def test_nsexec_runs_isolated_without_site_packages():
+    """netns.nsexec_argv starts nsexec with -I -S: it must import nothing outside the standard
+    library (no labkit package, no site-packages). Its usage line proves it started."""
+    argv = netns.nsexec_argv("x", [])[:4]
+    assert argv[1:3] == ["-I", "-S"] and argv[3] == nsexec.__file__
+    r = subprocess.run([*argv], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and r.stderr.startswith("Usage:") and "NETNS" in r.stderr, r.stderr
+    probe = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='nsexec');"
+             "bad = [m for m in sys.modules if m.split('.')[0] in ('labkit', 'pyroute2', 'grpc', 'etcd3')];"
+             "print(bad)")
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", probe, nsexec.__file__], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
