@@ -414,7 +414,10 @@ class _PatientLab(Lab):
 def sample_pings(lab: Lab, count: int = 10, seed: int = 0) -> tuple[int, int]:
     """Ping from `count` random nodes to another random node's docker0 address (across
     the overlay, VXLAN-encapsulated), all at once (one after another they were most of the
-    time between a converged mesh and the end of the check); returns (passed, tried)."""
+    time between a converged mesh and the end of the check); returns (passed, tried).
+    Each ping is started with `ip netns exec` (a network namespace is all it needs), not
+    through a node's shell (labkit.nsexec, a Python start and the node's /etc overlay):
+    0.04 s for ten instead of 0.23-0.46 s of start-up, which is not the lab's time."""
     import concurrent.futures
     rng = random.Random(seed)
     nodes = lab.nodes
@@ -427,7 +430,8 @@ def sample_pings(lab: Lab, count: int = 10, seed: int = 0) -> tuple[int, int]:
     if not pairs:
         return 0, 0
     with concurrent.futures.ThreadPoolExecutor(len(pairs)) as pool:
-        codes = list(pool.map(lambda p: p[0].sh(["ping", "-c", "1", "-W", "2", p[1]], timeout=10).returncode, pairs))
+        codes = list(pool.map(lambda p: subprocess.run(["ip", "netns", "exec", p[0].ns, "ping", "-c", "1", "-W", "2", p[1]],
+                                                       capture_output=True, timeout=10).returncode, pairs))
     return sum(c == 0 for c in codes), len(pairs)
 
 

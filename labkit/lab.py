@@ -629,13 +629,14 @@ class Lab:
         want = min(len(self.nodes), len(self.leases())) - 1
         counts: dict[str, int] = {}
         while True:
-            # a node that had every peer is not asked again until the end: in a big lab this
-            # loop's route dumps would otherwise take the CPU the flanneld processes need
-            for n in self.nodes:
-                if counts.get(n.name, -1) < want:
-                    counts[n.name] = self._peers_known(n)
+            # a node that had every peer is not asked again until the end (one more round of
+            # all of them, unless this round asked all): in a big lab this loop's route dumps
+            # would otherwise take the CPU the flanneld processes need
+            asked = [n for n in self.nodes if counts.get(n.name, -1) < want]
+            for n in asked:
+                counts[n.name] = self._peers_known(n)
             self.ticker("converge", sum(c >= want for c in counts.values()), len(self.nodes))
-            if all(c >= want for c in counts.values()):
+            if all(c >= want for c in counts.values()) and len(asked) < len(self.nodes):
                 counts = {n.name: self._peers_known(n) for n in self.nodes}   # all of them, once more
             if all(c >= want for c in counts.values()):
                 if want < len(self.nodes) - 1:

@@ -155,4 +155,5 @@ def test_bench_json_is_json_alone_on_stdout():
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert [x["nodes"] for x in res["results"]] == [2] and res["results"][0]["mesh"]["converged"]
+    assert res["results"][0]["pings_passed"] == res["results"][0]["pings_tried"] == 2   # node to peer, overlay
     assert "2 nodes" in r.stderr
