@@ -429,9 +429,12 @@ def sample_pings(lab: Lab, count: int = 10, seed: int = 0) -> tuple[int, int]:
             pairs.append((a, target))
     if not pairs:
         return 0, 0
+    def ping(pair: tuple[Node, str]) -> int:
+        argv = ["ip", "netns", "exec", pair[0].ns, "ping", "-c", "1", "-W", "2", pair[1]]
+        return subprocess.run(argv, capture_output=True, timeout=10).returncode
+
     with concurrent.futures.ThreadPoolExecutor(len(pairs)) as pool:
-        codes = list(pool.map(lambda p: subprocess.run(["ip", "netns", "exec", p[0].ns, "ping", "-c", "1", "-W", "2", p[1]],
-                                                       capture_output=True, timeout=10).returncode, pairs))
+        codes = list(pool.map(ping, pairs))
     return sum(c == 0 for c in codes), len(pairs)
 
 

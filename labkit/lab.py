@@ -195,6 +195,7 @@ class Lab:
                            f"`labkit down --name {self.spec.name}` or pick another --name")
         t0 = time.monotonic()
         try:
+            self.state.mount_tmpfs()  # before anything is written there
             self.state.create(self.spec)
             self.state.set_owner(self.built_by)
             # the underlay step also starts the zygote and etcd as soon as their namespaces
@@ -1046,7 +1047,8 @@ def _clean(state: LabState) -> list[str]:
         if ns.startswith(state.prefix) and netns.exists(ns):
             netns.delete(ns)
             removed.append(f"netns {ns}")
-    # 3. mounts below the state folder (etcd's tmpfs): recorded ones and any left there
+    # 3. mounts at and below the state folder (etcd's tmpfs, the folder's own where /run
+    #    is no tmpfs): recorded ones and any left there, deepest first
     for point in mounts_under(state.dir):
         if subprocess.run(["umount", point], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", point], capture_output=True)  # busy: detach it

@@ -1,7 +1,8 @@
 """The lab's state folder: its spec, the record of what it created, and per-node files.
 
 Layout (``/run/labkit/<lab>/``; tmpfs, so it goes away with a reboot exactly like the
-namespaces it describes; ``LABKIT_RUN_DIR`` moves it)::
+namespaces it describes; ``LABKIT_RUN_DIR`` moves it; where /run is not a tmpfs, as in
+some containers and VMs, `up` mounts one on the lab's folder: :meth:`LabState.mount_tmpfs`)::
 
     spec.json                   the LabSpec the lab was built from
     owner.json                  who built it: pid, its start time, "labkit up" / "notebook kernel"
@@ -85,6 +86,26 @@ class LabState:
     # -- lifecycle ---------------------------------------------------------------
     def exists(self) -> bool:
         return os.path.exists(self.path("spec.json"))
+
+    def mount_tmpfs(self) -> bool:
+        """Where the state folder would live on a disk file system (/run is one in some
+        containers and VMs, a tmpfs on a systemd host), mount a tmpfs of its own on it,
+        as on /run: gone at a reboot like the namespaces, and quick. Measured on ext4 here,
+        whose inode allocator skips recently freed inodes one by one (labs free thousands):
+        0.5-1 ms per file or folder made, against 10-60 us; a 100-node bring-up makes
+        thousands (node folders, each node command's /etc overlay work dir, logs, pid
+        files) and took 12.1 s instead of 9.4. Returns whether it mounted one. `clean`
+        unmounts it with every mount below the folder (after reading the record in it)."""
+        if fs_type(self.dir) == "tmpfs" or self.dir in mounts_under(self.dir):
+            return False
+        os.makedirs(self.dir, mode=0o755, exist_ok=True)
+        import subprocess
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=20%", f"labkit-{self.name}-state",
+                            self.dir], capture_output=True, text=True)
+        if r.returncode != 0:  # only slower without it: the lab is built on the disk
+            return False
+        self.record("mount", self.dir)
+        return True
 
     def create(self, spec: LabSpec) -> None:
         os.makedirs(self.dir, mode=0o755, exist_ok=True)
@@ -226,6 +247,24 @@ def lab_lock(name: str, wait: float = 0.0, base: str | None = None) -> Iterator[
             os.close(fd)
 
 
+def fs_type(path: str) -> str:
+    """The file system type `path` is (or would be, once made) on: that of the mount with
+    the longest mount point above it (/proc/self/mountinfo), "" if none is readable."""
+    path = os.path.realpath(path)
+    best, kind = "", ""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                point = fields[4].encode().decode("unicode_escape")
+                inside = path == point or path.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fields[fields.index("-") + 1]
+    except (OSError, ValueError, IndexError):
+        return ""
+    return kind
+
+
 def mounts_under(directory: str) -> list[str]:
     """Mount points at or below `directory` in our mount namespace, deepest first."""
     directory = os.path.realpath(directory)
@@ -256,7 +295,8 @@ def leftovers(name: str, base: str | None = None) -> Leftovers:
             for line in f:
                 fields = line.split()
                 point, source = fields[4], fields[fields.index("-") + 2]
-                if point == state.dir or point.startswith(state.dir + "/") or source == f"labkit-{name}-etcd":
+                if (point == state.dir or point.startswith(state.dir + "/")
+                        or source in (f"labkit-{name}-etcd", f"labkit-{name}-state")):
                     out["mounts"].append(point)
     except OSError:
         pass

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from labkit.state import fs_type, mounts_under
 from tests.helpers import ROOT, labkit, unique_name
 
 SYSCTLS = ["net/ipv4/ip_forward", "net/ipv4/conf/all/forwarding", "net/ipv6/conf/all/forwarding",
@@ -78,6 +79,11 @@ def test_up_and_down_leave_the_root_namespace_unchanged():
     try:
         labkit("up", "--name", name, "--nodes", "3", "--containers", "1", check=True)
         during = root_snapshot()
+        # the lab's folder is on a tmpfs (its own where /run is a disk: LabState.mount_tmpfs),
+        # so it goes with a reboot as the namespaces do; `down` unmounts it (leftovers, below)
+        assert fs_type(f"/run/labkit/{name}") == "tmpfs"
+        if fs_type("/run/labkit") != "tmpfs":
+            assert f"/run/labkit/{name}" in mounts_under(f"/run/labkit/{name}")
         if os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables"):
             # the switch does not filter (labkit/underlay.py: switch_no_netfilter); nodes keep the host's default
             def nf(ns):

@@ -1,4 +1,4 @@
-"""labkit.nsexec's pure parts, and that it stays a standard-library-only script."""
+"""labkit.nsexec's pure parts, that it stays a standard-library-only script, and state.fs_type."""
 import os
 import subprocess
 import sys
@@ -41,3 +41,11 @@ def test_nsexec_runs_isolated_without_site_packages():
     r = subprocess.run([sys.executable, "-I", "-S", "-c", probe, nsexec.__file__], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
+
+
+def test_fs_type_is_that_of_the_deepest_mount_above_a_path():
+    from labkit.state import fs_type
+    assert fs_type("/proc/self/status") == "proc"
+    assert fs_type("/proc") == "proc"
+    assert fs_type("/sys/class/net") in ("sysfs", "")        # "" only where mountinfo is unreadable
+    assert fs_type("/") != "proc" and fs_type("/no/such/folder/yet") == fs_type("/")
