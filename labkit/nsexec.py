@@ -62,10 +62,10 @@ def _mountpoints() -> Iterator[str]:
     """Mount points of this mount namespace (field 5 of /proc/self/mountinfo)."""
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            yield _unescape(line.split()[4])
+            yield unescape(line.split()[4])
 
 
-def _unescape(field: str) -> str:
+def unescape(field: str) -> str:
     """mountinfo writes space, tab, newline and backslash in a path as \\ooo (octal)."""
     parts = field.split("\\")
     out = [parts[0]]

@@ -17,7 +17,7 @@ from labkit import netns, nsexec
     (r"/short\04", r"/short\04"),
 ])
 def test_mountinfo_paths_are_unescaped_as_the_kernel_escapes_them(field, path):
-    assert nsexec._unescape(field) == path
+    assert nsexec.unescape(field) == path
 
 
 def test_each_overlay_gets_a_new_empty_work_dir(tmp_path):
