@@ -99,6 +99,9 @@ def _needed() -> list[str]:
     """What a node's programs need from the host: labkit's source, the venv, its Python."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     paths = [here, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    venv = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
+    if os.path.isfile(os.path.join(venv, "pyvenv.cfg")):  # run with -S, sys.prefix is not the venv's
+        paths.append(venv)
     paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     return sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)})
 

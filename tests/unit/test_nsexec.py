@@ -49,3 +49,14 @@ def test_fs_type_is_that_of_the_deepest_mount_above_a_path():
     assert fs_type("/proc") == "proc"
     assert fs_type("/sys/class/net") in ("sysfs", "")        # "" only where mountinfo is unreadable
     assert fs_type("/") != "proc" and fs_type("/no/such/folder/yet") == fs_type("/")
+
+
+def test_a_sandboxed_node_keeps_the_venv_it_runs_from():
+    """nsexec runs with -S, where sys.prefix is the base Python's, not the venv's: the venv
+    must still be among the paths bound back over the hidden homes (nsexec._needed)."""
+    probe = "import runpy, sys; print(runpy.run_path(sys.argv[1], run_name='nsexec')['_needed']())"
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", probe, nsexec.__file__], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    needed = r.stdout
+    assert os.path.realpath(sys.prefix) in needed, (sys.prefix, needed)
