@@ -191,21 +191,18 @@ def enter(netns: str, binds: Iterable[tuple[str, str]] = (), etc: tuple[str, str
         _check(_libc.sethostname(name, len(name)), "sethostname")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--" not in argv or not argv:
-        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
-        return 2
-    sep = argv.index("--")
-    head, prog = argv[:sep], argv[sep + 1:]
-    netns, binds, etc, hostname = head[0], [], None, None
-    rest = head[1:]
+def parse_view(args: Sequence[str]) -> tuple[list[tuple[str, str]], tuple[str, str] | None, str | None]:
+    """A node's file view from nsexec's options (what ``Node.view()`` makes): the binds
+    (source, target), the /etc overlay (upper, work parent) and the hostname. The zygote
+    reads the same options for the daemons it forks. ValueError names a stray argument."""
+    binds: list[tuple[str, str]] = []
+    etc: tuple[str, str] | None = None
+    hostname: str | None = None
+    rest = list(args)
     while rest:
         flag = rest.pop(0)
         if flag not in ("--bind", "--etc", "--hostname") or not rest:
-            print(f"nsexec: unexpected argument {flag!r}", file=sys.stderr)
-            return 2
+            raise ValueError(f"unexpected argument {flag!r}")
         value = rest.pop(0)
         if flag == "--hostname":
             hostname = value
@@ -215,6 +212,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             binds.append((src, dst))
         else:
             etc = (src, dst)
+    return binds, etc, hostname
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv or argv.index("--") == 0:
+        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
+        return 2
+    sep = argv.index("--")
+    head, prog = argv[:sep], argv[sep + 1:]
+    netns = head[0]
+    try:
+        binds, etc, hostname = parse_view(head[1:])
+    except ValueError as e:
+        print(f"nsexec: {e}", file=sys.stderr)
+        return 2
     if not prog:
         print("nsexec: no program given", file=sys.stderr)
         return 2

@@ -53,22 +53,14 @@ def _child(req: dict[str, Any]) -> None:
     """In the forked child: become the service, never return."""
     try:
         os.setsid()
-        from .nsexec import NoNamespace, enter
-        view = req.get("view", [])
-        binds, etc, hostname = [], None, None
-        for flag, value in zip(view[::2], view[1::2]):
-            if flag == "--bind":
-                binds.append(tuple(value.split(":", 1)))
-            elif flag == "--etc":
-                etc = tuple(value.split(":", 1))
-            elif flag == "--hostname":
-                hostname = value
+        from .nsexec import NoNamespace, enter, parse_view
         # the service's log first, so that a failure to enter its node is told there too
         log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
+        binds, etc, hostname = parse_view(req.get("view", []))
         try:
             enter(req["netns"], binds, etc, hostname)
         except NoNamespace as e:

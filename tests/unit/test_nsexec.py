@@ -60,3 +60,19 @@ def test_a_sandboxed_node_keeps_the_venv_it_runs_from():
     assert r.returncode == 0, r.stderr
     needed = r.stdout
     assert os.path.realpath(sys.prefix) in needed, (sys.prefix, needed)
+
+
+def test_the_view_options_nsexec_and_the_zygote_read():
+    assert nsexec.parse_view(["--bind", "/a:/run/flannel", "--etc", "/u:/w", "--hostname", "node1",
+                              "--bind", "/b:/c"]) == ([("/a", "/run/flannel"), ("/b", "/c")], ("/u", "/w"), "node1")
+    assert nsexec.parse_view([]) == ([], None, None)
+    for bad in (["--bogus", "x"], ["--bind"], ["/a:/b"]):
+        with pytest.raises(ValueError, match="unexpected argument"):
+            nsexec.parse_view(bad)
+
+
+@pytest.mark.parametrize("argv", [["--", "true"], [], ["lab-node1", "true"], ["lab-node1", "--bind", "--", "true"]])
+def test_bad_nsexec_command_lines_get_one_line_and_status_2(argv, capsys):
+    assert nsexec.main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
